@@ -1,0 +1,56 @@
+# Two commands do everything on a fresh machine:
+#   make demo   - bring up the local stack and run the jobs end to end
+#   make test   - run the whole test suite (what CI runs)
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+export NO_GCE_CHECK := true
+export PYTHONDONTWRITEBYTECODE :=
+
+.PHONY: venv demo test test-fast lint format lock stack-up stack-down stack-status bench clean
+
+venv: $(STAMP)
+
+# The venv is rebuilt whenever the lock or setup.py changes.
+$(STAMP): requirements.lock setup.py
+	@echo "==> Creating $(VENV) with $(PYTHON) (one-off, ~1 min)"
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (see README, Prerequisites)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(UV) pip install --python $(PY) --compile-bytecode --quiet -r requirements.lock
+	$(UV) pip install --python $(PY) --quiet --no-deps -e .
+	$(PY) -m beam_pipelines.local install-extensions
+	@touch $(STAMP)
+
+demo: venv
+	$(PY) -m beam_pipelines.demo
+
+test: venv
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+# Re-resolve requirements.in into requirements.lock (needs the package index).
+lock: venv
+	$(UV) pip compile requirements.in --python-version 3.11 --quiet -o requirements.lock
+
+stack-up: venv
+	$(PY) -m beam_pipelines.local up
+stack-down: venv
+	$(PY) -m beam_pipelines.local down
+stack-status: venv
+	$(PY) -m beam_pipelines.local status
+
+bench: venv
+	$(PY) -m benchmarks.run_all
+
+clean:
+	-$(PY) -m beam_pipelines.local down 2>/dev/null
+	rm -rf $(VENV) .local build *.egg-info .pytest_cache

@@ -1,0 +1,133 @@
+"""Start, probe and stop the background processes of the local stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+class StackError(RuntimeError):
+    """A local service is missing, crashed or did not come up; the message says how to fix it."""
+
+
+def free_port() -> int:
+    """A TCP port that is free on the loopback interface right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True when ``url`` answers with any HTTP status below 500."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URL we built
+            return resp.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class RunningProcess:
+    name: str
+    pid: int
+    log_path: Path
+
+
+def start_process(
+    name: str,
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    ready: Callable[[], bool] | None = None,
+    timeout: float = 60.0,
+    hint: str = "",
+) -> RunningProcess:
+    """Start ``argv`` in its own process group and wait until ``ready()`` is true.
+
+    Raises:
+      StackError: the process exited early or did not become ready in time; the
+        message carries the end of its log and ``hint``.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise StackError(f"{name}: cannot run {argv[0]!r} ({exc}). {hint}".strip()) from None
+    finally:
+        log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            raise StackError(f"{name} exited with code {code} during start-up.\n{tail(log_path)}\n{hint}".rstrip())
+        if ready is None or ready():
+            return RunningProcess(name, proc.pid, log_path)
+        time.sleep(0.2)
+    stop_process(proc.pid)
+    raise StackError(f"{name} did not become ready in {timeout:.0f} s.\n{tail(log_path)}\n{hint}".rstrip())
+
+
+def stop_process(pid: int | None, timeout: float = 10.0) -> None:
+    """SIGTERM the process group of ``pid``, then SIGKILL what is left."""
+    if not pid:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                # Reap it if it is our child; otherwise just poll for its exit.
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            if not pid_alive(pid):
+                return
+            time.sleep(0.1)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "--- last lines of " + str(path) + " ---\n" + "\n".join(text[-lines:])

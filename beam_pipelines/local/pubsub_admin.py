@@ -1,0 +1,60 @@
+"""Create Pub/Sub topics and subscriptions idempotently (emulator or real Pub/Sub)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+from google.api_core.exceptions import AlreadyExists
+
+
+@contextmanager
+def emulator_env(host: str | None):
+    """Point google-cloud-pubsub clients created inside the block at ``host``."""
+    if not host:
+        yield
+        return
+    old = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = host
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = old
+
+
+def ensure_topic(project: str, topic: str, host: str | None = None) -> str:
+    from google.cloud import pubsub_v1
+
+    if len(topic) < 3:
+        raise ValueError(f"topic id {topic!r} is too short: Pub/Sub needs at least 3 characters")
+    with emulator_env(host):
+        publisher = pubsub_v1.PublisherClient()
+        path = publisher.topic_path(project, topic)
+        try:
+            publisher.create_topic(name=path)
+        except AlreadyExists:
+            pass
+    return path
+
+
+def ensure_subscription(
+    project: str, topic: str, subscription: str, host: str | None = None, ack_deadline_seconds: int = 60
+) -> str:
+    from google.cloud import pubsub_v1
+
+    topic_path = ensure_topic(project, topic, host)
+    with emulator_env(host):
+        subscriber = pubsub_v1.SubscriberClient()
+        path = subscriber.subscription_path(project, subscription)
+        try:
+            subscriber.create_subscription(
+                name=path, topic=topic_path, ack_deadline_seconds=ack_deadline_seconds
+            )
+        except AlreadyExists:
+            pass
+        finally:
+            subscriber.close()
+    return path

@@ -1,0 +1,167 @@
+"""The emulators of the local stack, each one class: how to start it, probe it, reach it.
+
+Each service starts on free loopback ports and describes itself as a
+:class:`ServiceInfo`: its pid, endpoints and the environment variables that point
+clients at it (``PUBSUB_EMULATOR_HOST``, ``BIGQUERY_EMULATOR_HOST``,
+``STORAGE_EMULATOR_HOST``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from beam_pipelines.local.processes import LOOPBACK, StackError, free_port, http_ok, pid_alive, start_process
+
+BQ_GRPC_ENV = "BIGQUERY_EMULATOR_GRPC_HOST"
+"""Our own variable: host:port of the emulator's Storage Read/Write gRPC API."""
+
+
+@dataclass
+class ServiceInfo:
+    name: str
+    pid: int
+    endpoints: dict[str, str]
+    env: dict[str, str]
+    log: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- Pub/Sub
+
+
+def pubsub_launcher() -> Path:
+    """Path of the official emulator's launcher, or a StackError saying how to install it."""
+    gcloud = shutil.which("gcloud")
+    if not gcloud:
+        raise StackError(
+            "The Google Cloud CLI is not installed (no 'gcloud' on PATH). Install it "
+            "(https://cloud.google.com/sdk/docs/install, or Debian package google-cloud-cli) "
+            "and the emulator: gcloud components install pubsub-emulator "
+            "(Debian: apt-get install google-cloud-cli-pubsub-emulator)."
+        )
+    try:
+        root = subprocess.run(
+            [gcloud, "info", "--format=value(installation.sdk_root)"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.strip()
+    except (subprocess.SubprocessError, OSError) as exc:
+        raise StackError(f"'gcloud info' failed ({exc}); check the Google Cloud CLI installation.") from None
+    launcher = Path(root) / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+    if not launcher.exists():
+        raise StackError(
+            f"The Pub/Sub emulator component is missing ({launcher} not found). Install it with "
+            "'gcloud components install pubsub-emulator' or 'apt-get install google-cloud-cli-pubsub-emulator'."
+        )
+    if not shutil.which("java"):
+        raise StackError("The Pub/Sub emulator needs Java 17+ and 'java' is not on PATH: apt-get install openjdk-17-jre-headless")
+    return launcher
+
+
+def start_pubsub(state_dir: Path, project: str) -> ServiceInfo:
+    port = free_port()
+    launcher = pubsub_launcher()
+    data_dir = state_dir / "pubsub-data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = f"http://{LOOPBACK}:{port}"
+    proc = start_process(
+        "pubsub-emulator",
+        [str(launcher), f"--host={LOOPBACK}", f"--port={port}", f"--data-dir={data_dir}"],
+        state_dir / "logs" / "pubsub-emulator.log",
+        ready=lambda: http_ok(url),
+        timeout=60,
+        hint="The official emulator needs Java 17+ (java -version).",
+    )
+    host = f"{LOOPBACK}:{port}"
+    return ServiceInfo(
+        "pubsub", proc.pid, {"grpc": host}, {"PUBSUB_EMULATOR_HOST": host, "PUBSUB_PROJECT_ID": project},
+        str(proc.log_path),
+    )
+
+
+# --------------------------------------------------------------------------- BigQuery
+
+
+def duckdb_home(root: Path) -> Path:
+    """HOME for the BigQuery emulator: DuckDB looks for its extensions under ~/.duckdb."""
+    return root / "duckdb-home"
+
+
+def install_duckdb_extensions(root: Path) -> list[Path]:
+    """Install DuckDB's spatial and avro extensions from their PyPI wheels, offline.
+
+    bqemulator runs ``INSTALL spatial`` at boot, which downloads the extension
+    unless it is already in ``$HOME/.duckdb``; we install it there from the
+    ``duckdb-extension-*`` wheels so start-up never touches the network.
+    """
+    import duckdb  # local-stack dependency only
+
+    version = duckdb.__version__
+    home = duckdb_home(root)
+    installed = []
+    for ext in ("spatial", "avro"):
+        module = __import__(f"duckdb_extension_{ext}")
+        source = Path(module.__file__).parent / "extensions" / f"v{version}" / f"{ext}.duckdb_extension"
+        if not source.exists():
+            raise StackError(
+                f"DuckDB extension file {source} not found: install duckdb-extension-{ext}=={version} "
+                "(pinned in requirements.lock; run 'make venv')."
+            )
+        target_dir = home / ".duckdb" / "extensions" / f"v{version}"
+        if not any(target_dir.glob(f"*/{ext}.duckdb_extension")):
+            con = duckdb.connect(config={"extension_directory": str(home / ".duckdb" / "extensions")})
+            con.execute(f"INSTALL '{source}'")
+            con.close()
+        installed.extend(target_dir.glob(f"*/{ext}.duckdb_extension"))
+    return installed
+
+
+def start_bigquery(state_dir: Path, project: str, root: Path) -> ServiceInfo:
+    install_duckdb_extensions(root)
+    rest, grpc = free_port(), free_port()
+    exe = Path(sys.executable).with_name("bqemulator")
+    url = f"http://{LOOPBACK}:{rest}"
+    proc = start_process(
+        "bigquery-emulator",
+        [str(exe), "start", "--project", project, "--rest-host", LOOPBACK, "--rest-port", str(rest),
+         "--grpc-host", LOOPBACK, "--grpc-port", str(grpc), "--log-level", "warning", "--log-format", "console"],
+        state_dir / "logs" / "bigquery-emulator.log",
+        env={"HOME": str(duckdb_home(root)), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "true"},
+        ready=lambda: http_ok(f"{url}/bigquery/v2/projects/{project}/datasets"),
+        timeout=90,
+        hint="Run 'make venv' (bqemulator and the DuckDB extension wheels come from requirements.lock).",
+    )
+    return ServiceInfo(
+        "bigquery", proc.pid, {"rest": url, "grpc": f"{LOOPBACK}:{grpc}"},
+        {"BIGQUERY_EMULATOR_HOST": url, BQ_GRPC_ENV: f"{LOOPBACK}:{grpc}"}, str(proc.log_path),
+    )
+
+
+# --------------------------------------------------------------------------- Cloud Storage
+
+
+def start_storage(state_dir: Path, bucket: str) -> ServiceInfo:
+    port = free_port()
+    exe = Path(sys.executable).with_name("gcp-storage-emulator")
+    url = f"http://{LOOPBACK}:{port}"
+    proc = start_process(
+        "storage-emulator",
+        [str(exe), "start", "--host", LOOPBACK, "--port", str(port), "--default-bucket", bucket, "--in-memory", "-q"],
+        state_dir / "logs" / "storage-emulator.log",
+        ready=lambda: http_ok(f"{url}/storage/v1/b"),
+        timeout=60,
+        hint="Run 'make venv' (gcp-storage-emulator comes from requirements.lock).",
+    )
+    return ServiceInfo(
+        "storage", proc.pid, {"http": url}, {"STORAGE_EMULATOR_HOST": url}, str(proc.log_path), {"bucket": bucket}
+    )

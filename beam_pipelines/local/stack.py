@@ -1,0 +1,158 @@
+"""The whole local stack as one object, with its state kept in ``.local/stack/state.json``.
+
+``up`` is idempotent: services that are already running and healthy are reused,
+dead ones are restarted. ``down`` stops everything this stack started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from beam_pipelines.local.processes import StackError, stop_process
+from beam_pipelines.local.pubsub_admin import ensure_subscription, ensure_topic
+from beam_pipelines.local.services import (
+    ServiceInfo,
+    start_bigquery,
+    start_pubsub,
+    start_storage,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ROOT = PROJECT_ROOT / ".local"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Names used on the local stack. None of them is a real GCP resource."""
+
+    root: Path = DEFAULT_ROOT
+    project: str = "local-ecommerce"
+    dataset: str = "ecommerce"
+    topic: str = "user-events"
+    subscription: str = "user-events-sub"
+    bucket: str = "local-ecommerce-temp"
+    database_url: str | None = None  # default: SQLite file under root
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "stack"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def sqlite_url(self) -> str:
+        return f"sqlite:///{self.root / 'source.db'}"
+
+    @property
+    def source_url(self) -> str:
+        return self.database_url or self.sqlite_url
+
+
+ServiceStarter = Callable[[StackConfig], ServiceInfo]
+
+SERVICES: dict[str, ServiceStarter] = {
+    "pubsub": lambda c: start_pubsub(c.state_dir, c.project),
+    "bigquery": lambda c: start_bigquery(c.state_dir, c.project, c.root),
+    "storage": lambda c: start_storage(c.state_dir, c.bucket),
+}
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig | None = None):
+        self.config = config or StackConfig()
+        self.state_file = self.config.state_dir / "state.json"
+
+    # ------------------------------------------------------------------ state
+    def load(self) -> dict[str, ServiceInfo]:
+        if not self.state_file.exists():
+            return {}
+        raw = json.loads(self.state_file.read_text())
+        return {name: ServiceInfo(**info) for name, info in raw.get("services", {}).items()}
+
+    def _save(self, services: dict[str, ServiceInfo]) -> None:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "config": {k: str(v) for k, v in self.config.__dict__.items()},
+            "services": {n: s.to_json() for n, s in services.items()},
+        }
+        self.state_file.write_text(json.dumps(payload, indent=2))
+
+    # ------------------------------------------------------------------ lifecycle
+    def up(self, services: list[str] | None = None, progress: Callable[[str], None] = print) -> dict[str, ServiceInfo]:
+        """Start what is not running yet and create the topic, subscription, dataset and tables."""
+        wanted = services or list(SERVICES)
+        unknown = set(wanted) - set(SERVICES)
+        if unknown:
+            raise StackError(f"unknown service(s) {sorted(unknown)}; choose from {sorted(SERVICES)}")
+        running = self.load()
+        self.config.lake_dir.mkdir(parents=True, exist_ok=True)
+        for name in wanted:
+            info = running.get(name)
+            if info and info.alive():
+                progress(f"  {name:10s} already running (pid {info.pid})")
+                continue
+            progress(f"  {name:10s} starting ...")
+            running[name] = SERVICES[name](self.config)
+            self._save(running)
+            progress(f"  {name:10s} up: {', '.join(f'{k}={v}' for k, v in running[name].endpoints.items())}")
+        self._save(running)
+        os.environ.update(self.env(running))
+        if "pubsub" in running:
+            host = running["pubsub"].env["PUBSUB_EMULATOR_HOST"]
+            ensure_topic(self.config.project, self.config.topic, host)
+            ensure_subscription(self.config.project, self.config.topic, self.config.subscription, host)
+            ensure_topic(self.config.project, f"{self.config.topic}-dead-letter", host)
+            progress(f"  pubsub     topic {self.config.topic}, subscription {self.config.subscription}")
+        if "bigquery" in running:
+            from bigquery_schemas.client import make_client
+            from bigquery_schemas.tables import ensure_all
+
+            client = make_client(self.config.project, running["bigquery"].endpoints["rest"])
+            results = ensure_all(client, self.config.dataset)
+            progress(f"  bigquery   dataset {self.config.dataset}: " + ", ".join(f"{r.table_id.split('.')[-1]} {r.action}" for r in results))
+        return running
+
+    def down(self, progress: Callable[[str], None] = print) -> None:
+        for name, info in self.load().items():
+            if info.alive():
+                stop_process(info.pid)
+                progress(f"  {name:10s} stopped (pid {info.pid})")
+            else:
+                progress(f"  {name:10s} was not running")
+        if self.state_file.exists():
+            self.state_file.unlink()
+
+    def status(self) -> list[dict[str, Any]]:
+        rows = []
+        for name in SERVICES:
+            info = self.load().get(name)
+            state = "running" if info and info.alive() else ("crashed" if info else "stopped")
+            rows.append(
+                {
+                    "service": name,
+                    "state": state,
+                    "pid": info.pid if info else "-",
+                    "endpoints": ", ".join(f"{k}={v}" for k, v in info.endpoints.items()) if info else "-",
+                    "log": info.log if info else "-",
+                }
+            )
+        return rows
+
+    def env(self, services: dict[str, ServiceInfo] | None = None) -> dict[str, str]:
+        """Environment variables that point clients and jobs at the running services."""
+        env = {
+            "GOOGLE_CLOUD_PROJECT": self.config.project,
+            "NO_GCE_CHECK": "true",
+            "LOCAL_LAKE_DIR": str(self.config.lake_dir),
+            "SOURCE_DATABASE_URL": self.config.source_url,
+        }
+        for info in (services if services is not None else self.load()).values():
+            env.update(info.env)
+        return env

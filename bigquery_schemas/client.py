@@ -1,0 +1,45 @@
+"""One way to build a ``google.cloud.bigquery.Client`` for real BigQuery or the emulator.
+
+Real BigQuery uses Application Default Credentials. The local emulator is chosen
+by an explicit endpoint or ``BIGQUERY_EMULATOR_HOST`` (``http://127.0.0.1:9050``)
+and gets anonymous credentials, so nothing asks for a Google login locally.
+"""
+
+from __future__ import annotations
+
+import os
+
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
+
+
+def emulator_endpoint() -> str | None:
+    """The emulator's REST endpoint from the environment, normalised to ``http://host:port``."""
+    host = os.environ.get(EMULATOR_ENV, "").strip()
+    if not host:
+        return None
+    return host if "://" in host else f"http://{host}"
+
+
+def make_client(project: str, endpoint: str | None = None, location: str | None = None) -> bigquery.Client:
+    """Build a BigQuery client.
+
+    Args:
+      project: GCP project id that owns the dataset (any id works on the emulator).
+      endpoint: emulator REST endpoint; defaults to ``$BIGQUERY_EMULATOR_HOST``.
+        When neither is set the client talks to real BigQuery with default credentials.
+      location: default location for jobs (e.g. ``EU``), real BigQuery only.
+    """
+    if not project:
+        raise ValueError("a project id is required (e.g. --project my-analytics-prod)")
+    endpoint = endpoint or emulator_endpoint()
+    if endpoint:
+        return bigquery.Client(
+            project=project,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=endpoint),
+        )
+    return bigquery.Client(project=project, location=location)

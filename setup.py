@@ -1,0 +1,46 @@
+"""Packaging for the e-commerce user-behaviour pipelines.
+
+The same package is installed locally (``make venv``) and shipped to Dataflow
+workers with ``--setup_file ./setup.py``. ``apache-beam[gcp]`` is pinned to the
+SDK version of the worker container the jobs run on; keep it in step with
+``requirements.in`` and the Flex Template base image.
+"""
+
+from setuptools import find_packages, setup
+
+BEAM_VERSION = "2.77.0"
+
+setup(
+    name="ecommerce-user-behavior",
+    version="0.1.0",
+    description="Beam pipelines that unify e-commerce user activity into BigQuery",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["beam_pipelines*", "publishers*", "bigquery_schemas*"]),
+    package_data={"bigquery_schemas": ["*.json", "analytics/*.sql"]},
+    include_package_data=True,
+    # What the Dataflow workers need at run time (kept small on purpose).
+    install_requires=[
+        f"apache-beam[gcp]=={BEAM_VERSION}",
+        "google-cloud-bigquery>=3.20",
+        "google-cloud-pubsub>=2.20",
+        "pyarrow>=14",
+        "httpx>=0.27",
+        "psycopg[binary]>=3.1",
+    ],
+    extras_require={
+        "publishers": ["faker>=30", "fastapi>=0.110", "uvicorn>=0.29"],
+        "airflow": [
+            "apache-airflow>=2.10,<4",
+            "apache-airflow-providers-google",
+            "apache-airflow-providers-apache-beam",
+        ],
+        "local": [
+            "bqemulator==1.4.0",
+            "duckdb==1.5.5",
+            "duckdb-extension-spatial==1.5.5",
+            "duckdb-extension-avro==1.5.5",
+            "gcp-storage-emulator",
+        ],
+        "test": ["pytest>=8", "pytest-timeout", "testcontainers", "ruff"],
+    },
+)
