@@ -99,9 +99,7 @@ def _merge_fields(
         if old.fields or new.fields:
             sub = _merge_fields(table, old.fields, new.fields, path=f"{name}.")
         merged.append(
-            bigquery.SchemaField(
-                old.name, new.field_type, mode=new_mode, description=new.description, fields=sub
-            )
+            bigquery.SchemaField(old.name, new.field_type, mode=new_mode, description=new.description, fields=sub)
         )
     for new in wanted_by_name.values():
         if (new.mode or "NULLABLE").upper() == "REQUIRED":
@@ -115,8 +113,7 @@ def _merge_fields(
 
 def _schema_key(fields: Sequence[bigquery.SchemaField]) -> list[tuple]:
     return [
-        (f.name, _norm_type(f.field_type), (f.mode or "NULLABLE").upper(), f.description or "",
-         _schema_key(f.fields))
+        (f.name, _norm_type(f.field_type), (f.mode or "NULLABLE").upper(), f.description or "", _schema_key(f.fields))
         for f in fields
     ]
 

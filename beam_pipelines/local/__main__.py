@@ -1,10 +1,10 @@
 """Manage the local stack.
 
-    python -m beam_pipelines.local up [--service pubsub ...]   start emulators, create topic/tables
-    python -m beam_pipelines.local status                      what runs where
-    python -m beam_pipelines.local env                         'export' lines: eval "$(... env)"
-    python -m beam_pipelines.local down                        stop everything
-    python -m beam_pipelines.local install-extensions          DuckDB extensions for the BigQuery emulator
+python -m beam_pipelines.local up [--service pubsub ...]   start emulators, create topic/tables
+python -m beam_pipelines.local status                      what runs where
+python -m beam_pipelines.local env                         'export' lines: eval "$(... env)"
+python -m beam_pipelines.local down                        stop everything
+python -m beam_pipelines.local install-extensions          DuckDB extensions for the BigQuery emulator
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -109,17 +110,13 @@ def stop_process(pid: int | None, timeout: float = 10.0) -> None:
     if not pid:
         return
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                # Reap it if it is our child; otherwise just poll for its exit.
+            # Reap it if it is our child; otherwise just poll for its exit.
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             if not pid_alive(pid):
                 return
             time.sleep(0.1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from google.api_core.exceptions import AlreadyExists
 
@@ -33,10 +33,8 @@ def ensure_topic(project: str, topic: str, host: str | None = None) -> str:
     with emulator_env(host):
         publisher = pubsub_v1.PublisherClient()
         path = publisher.topic_path(project, topic)
-        try:
+        with suppress(AlreadyExists):
             publisher.create_topic(name=path)
-        except AlreadyExists:
-            pass
     return path
 
 
@@ -50,9 +48,7 @@ def ensure_subscription(
         subscriber = pubsub_v1.SubscriberClient()
         path = subscriber.subscription_path(project, subscription)
         try:
-            subscriber.create_subscription(
-                name=path, topic=topic_path, ack_deadline_seconds=ack_deadline_seconds
-            )
+            subscriber.create_subscription(name=path, topic=topic_path, ack_deadline_seconds=ack_deadline_seconds)
         except AlreadyExists:
             pass
         finally:

@@ -53,7 +53,10 @@ def pubsub_launcher() -> Path:
     try:
         root = subprocess.run(
             [gcloud, "info", "--format=value(installation.sdk_root)"],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout.strip()
     except (subprocess.SubprocessError, OSError) as exc:
         raise StackError(f"'gcloud info' failed ({exc}); check the Google Cloud CLI installation.") from None
@@ -64,7 +67,9 @@ def pubsub_launcher() -> Path:
             "'gcloud components install pubsub-emulator' or 'apt-get install google-cloud-cli-pubsub-emulator'."
         )
     if not shutil.which("java"):
-        raise StackError("The Pub/Sub emulator needs Java 17+ and 'java' is not on PATH: apt-get install openjdk-17-jre-headless")
+        raise StackError(
+            "The Pub/Sub emulator needs Java 17+ and 'java' is not on PATH: apt-get install openjdk-17-jre-headless"
+        )
     return launcher
 
 
@@ -84,7 +89,10 @@ def start_pubsub(state_dir: Path, project: str) -> ServiceInfo:
     )
     host = f"{LOOPBACK}:{port}"
     return ServiceInfo(
-        "pubsub", proc.pid, {"grpc": host}, {"PUBSUB_EMULATOR_HOST": host, "PUBSUB_PROJECT_ID": project},
+        "pubsub",
+        proc.pid,
+        {"grpc": host},
+        {"PUBSUB_EMULATOR_HOST": host, "PUBSUB_PROJECT_ID": project},
         str(proc.log_path),
     )
 
@@ -133,8 +141,24 @@ def start_bigquery(state_dir: Path, project: str, root: Path) -> ServiceInfo:
     url = f"http://{LOOPBACK}:{rest}"
     proc = start_process(
         "bigquery-emulator",
-        [str(exe), "start", "--project", project, "--rest-host", LOOPBACK, "--rest-port", str(rest),
-         "--grpc-host", LOOPBACK, "--grpc-port", str(grpc), "--log-level", "warning", "--log-format", "console"],
+        [
+            str(exe),
+            "start",
+            "--project",
+            project,
+            "--rest-host",
+            LOOPBACK,
+            "--rest-port",
+            str(rest),
+            "--grpc-host",
+            LOOPBACK,
+            "--grpc-port",
+            str(grpc),
+            "--log-level",
+            "warning",
+            "--log-format",
+            "console",
+        ],
         state_dir / "logs" / "bigquery-emulator.log",
         env={"HOME": str(duckdb_home(root)), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "true"},
         ready=lambda: http_ok(f"{url}/bigquery/v2/projects/{project}/datasets"),
@@ -142,8 +166,11 @@ def start_bigquery(state_dir: Path, project: str, root: Path) -> ServiceInfo:
         hint="Run 'make venv' (bqemulator and the DuckDB extension wheels come from requirements.lock).",
     )
     return ServiceInfo(
-        "bigquery", proc.pid, {"rest": url, "grpc": f"{LOOPBACK}:{grpc}"},
-        {"BIGQUERY_EMULATOR_HOST": url, BQ_GRPC_ENV: f"{LOOPBACK}:{grpc}"}, str(proc.log_path),
+        "bigquery",
+        proc.pid,
+        {"rest": url, "grpc": f"{LOOPBACK}:{grpc}"},
+        {"BIGQUERY_EMULATOR_HOST": url, BQ_GRPC_ENV: f"{LOOPBACK}:{grpc}"},
+        str(proc.log_path),
     )
 
 

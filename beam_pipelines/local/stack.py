@@ -116,7 +116,10 @@ class LocalStack:
 
             client = make_client(self.config.project, running["bigquery"].endpoints["rest"])
             results = ensure_all(client, self.config.dataset)
-            progress(f"  bigquery   dataset {self.config.dataset}: " + ", ".join(f"{r.table_id.split('.')[-1]} {r.action}" for r in results))
+            progress(
+                f"  bigquery   dataset {self.config.dataset}: "
+                + ", ".join(f"{r.table_id.split('.')[-1]} {r.action}" for r in results)
+            )
         return running
 
     def down(self, progress: Callable[[str], None] = print) -> None:

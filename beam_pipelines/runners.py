@@ -1,0 +1,36 @@
+"""How local runs pick their runner.
+
+``DirectRunner`` in Beam 2.77 first tries ``PrismRunner``, which downloads a
+binary from GitHub: offline it fails and falls back, online it silently switches
+runners. Local runs therefore never ask for ``DirectRunner`` by that name:
+
+* no ``--runner`` or ``--runner=DirectRunner`` -> ``FnApiRunner`` for batch (fastest
+  here: in-memory, ~47k ev/s vs ~33k for multi_processing on 2 cores) and
+  ``BundleBasedDirectRunner`` for streaming (the only local runner with
+  Pub/Sub reads and TestStream that needs no network);
+* any other runner (``DataflowRunner``, ``PrismRunner``, ...) is used as given.
+"""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+BATCH_RUNNER = "FnApiRunner"
+STREAMING_RUNNER = "BundleBasedDirectRunner"
+_PICK_FOR_ME = {None, "", "DirectRunner", "direct", "Direct"}
+
+
+def default_local_runner(streaming: bool) -> str:
+    return STREAMING_RUNNER if streaming else BATCH_RUNNER
+
+
+def resolve_runner(options: PipelineOptions) -> str:
+    """Set and return the runner for ``options``, replacing DirectRunner with a pinned local one."""
+    std = options.view_as(StandardOptions)
+    if std.runner in _PICK_FOR_ME:
+        std.runner = default_local_runner(bool(std.streaming))
+    return std.runner
+
+
+def is_local(runner: str) -> bool:
+    return runner.split(".")[-1] not in {"DataflowRunner", "TestDataflowRunner"}
