@@ -50,6 +50,10 @@ def pubsub_launcher() -> Path:
             "and the emulator: gcloud components install pubsub-emulator "
             "(Debian: apt-get install google-cloud-cli-pubsub-emulator)."
         )
+    if not shutil.which("java"):
+        raise StackError(
+            "The Pub/Sub emulator needs Java 17+ and 'java' is not on PATH: apt-get install openjdk-17-jre-headless"
+        )
     try:
         root = subprocess.run(
             [gcloud, "info", "--format=value(installation.sdk_root)"],
@@ -65,10 +69,6 @@ def pubsub_launcher() -> Path:
         raise StackError(
             f"The Pub/Sub emulator component is missing ({launcher} not found). Install it with "
             "'gcloud components install pubsub-emulator' or 'apt-get install google-cloud-cli-pubsub-emulator'."
-        )
-    if not shutil.which("java"):
-        raise StackError(
-            "The Pub/Sub emulator needs Java 17+ and 'java' is not on PATH: apt-get install openjdk-17-jre-headless"
         )
     return launcher
 

@@ -1,0 +1,78 @@
+"""The local stack comes up on free ports, reports itself, and explains failures."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from beam_pipelines.local.processes import StackError, free_port, http_ok
+from beam_pipelines.local.services import pubsub_launcher
+from beam_pipelines.local.stack import DEFAULT_ROOT, LocalStack, StackConfig
+
+
+@pytest.mark.integration
+def test_up_status_down_cycle(tmp_path, monkeypatch):
+    # Keep the DuckDB extensions where `make venv` put them; everything else is private to the test.
+    monkeypatch.setattr("beam_pipelines.local.services.duckdb_home", lambda root: DEFAULT_ROOT / "duckdb-home")
+    stack = LocalStack(StackConfig(root=tmp_path, project="stack-test-project", dataset="stack_test"))
+    lines: list[str] = []
+    try:
+        services = stack.up(progress=lines.append)
+        assert set(services) == {"pubsub", "bigquery", "storage"}
+        status = {row["service"]: row for row in stack.status()}
+        assert {row["state"] for row in status.values()} == {"running"}
+        assert http_ok(services["bigquery"].endpoints["rest"] + "/bigquery/v2/projects/stack-test-project/datasets")
+        assert any("user_behavior created" in line for line in lines)
+        # Idempotent: a second `up` reuses the running services and changes no table.
+        lines.clear()
+        again = stack.up(progress=lines.append)
+        assert {n: s.pid for n, s in again.items()} == {n: s.pid for n, s in services.items()}
+        assert any("already running" in line for line in lines)
+        assert any("user_behavior unchanged" in line for line in lines)
+        env = stack.env()
+        assert env["PUBSUB_EMULATOR_HOST"] == services["pubsub"].env["PUBSUB_EMULATOR_HOST"]
+        assert env["BIGQUERY_EMULATOR_HOST"].startswith("http://127.0.0.1:")
+    finally:
+        stack.down(progress=lines.append)
+    assert {row["state"] for row in stack.status()} == {"stopped"}
+    assert not stack.state_file.exists()
+
+
+def test_missing_java_is_explained(monkeypatch, tmp_path):
+    # A PATH with gcloud but no java.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gcloud = subprocess.run(["which", "gcloud"], capture_output=True, text=True).stdout.strip()
+    if not gcloud:
+        pytest.fail("the Google Cloud CLI is required for the local stack (see README, Prerequisites)")
+    (bin_dir / "gcloud").symlink_to(gcloud)
+    (bin_dir / "python3").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(StackError, match="needs Java 17"):
+        pubsub_launcher()
+
+
+def test_missing_gcloud_is_explained(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(StackError, match="gcloud components install pubsub-emulator"):
+        pubsub_launcher()
+
+
+def test_free_port_is_bindable():
+    import socket
+
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_cli_status_runs_without_a_stack(tmp_path):
+    env = {**os.environ, "NO_GCE_CHECK": "true"}
+    out = subprocess.run(
+        [sys.executable, "-m", "beam_pipelines.local", "--help"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    for command in ("up", "down", "status", "env", "install-extensions"):
+        assert command in out
+    assert Path(DEFAULT_ROOT).name == ".local"

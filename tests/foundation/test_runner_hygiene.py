@@ -1,0 +1,79 @@
+"""Local runs pick a pinned local runner and never reach beyond 127.0.0.1."""
+
+import socket
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_pipelines.bq_local import configure_for_environment
+from beam_pipelines.runners import BATCH_RUNNER, STREAMING_RUNNER, resolve_runner
+from bigquery_schemas import beam_schema
+from tests.fixtures.network import ExternalNetworkAttempt
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], BATCH_RUNNER),
+        (["--runner=DirectRunner"], BATCH_RUNNER),
+        (["--streaming"], STREAMING_RUNNER),
+        (["--runner=DirectRunner", "--streaming"], STREAMING_RUNNER),
+        (["--runner=DataflowRunner"], "DataflowRunner"),
+        (["--runner=PrismRunner"], "PrismRunner"),  # an explicit choice is respected
+    ],
+)
+def test_local_runs_never_ask_for_direct_runner_by_name(argv, expected):
+    options = PipelineOptions(argv)
+    assert resolve_runner(options) == expected
+    assert options.view_as(StandardOptions).runner == expected
+
+
+def test_the_guard_itself_blocks_external_addresses(no_external_network):
+    with pytest.raises(ExternalNetworkAttempt):
+        socket.create_connection(("203.0.113.7", 443), timeout=1)
+    assert no_external_network == ["203.0.113.7"]
+
+
+@pytest.mark.integration
+def test_local_batch_run_with_bigquery_opens_no_external_connection(bq_dataset, no_external_network):
+    """A full local run (runner pick, credentials, BigQuery writes) stays on loopback."""
+    options = PipelineOptions(["--project", bq_dataset.project])
+    assert resolve_runner(options) == BATCH_RUNNER
+    assert configure_for_environment(options) is True  # BIGQUERY_EMULATOR_HOST is set by the fixture
+    row = {
+        "stage": "parse",
+        "error": "payload is not JSON",
+        "payload": "{",
+        "attributes": None,
+        "event_ts": None,
+        "pipeline": "hygiene-test",
+        "job_name": None,
+        "insert_ts": "2026-11-22T00:00:00Z",
+    }
+    with beam.Pipeline(options=options) as p:
+        written = (
+            p
+            | beam.Create([row])
+            | beam.io.WriteToBigQuery(
+                bq_dataset.table("dead_letter"),
+                schema=beam_schema("dead_letter"),
+                method=beam.io.WriteToBigQuery.Method.STREAMING_INSERTS,
+                create_disposition=beam.io.BigQueryDisposition.CREATE_NEVER,
+            )
+        )
+        assert_that(written.failed_rows, equal_to([]))
+    assert bq_dataset.count("dead_letter") == 1
+    assert no_external_network == []
+
+
+def test_emulator_switch_refuses_dataflow(monkeypatch):
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", "http://127.0.0.1:9050")
+    with pytest.raises(ValueError, match="cannot use the local emulator"):
+        configure_for_environment(PipelineOptions(["--runner=DataflowRunner", "--project=my-analytics-prod"]))
+
+
+def test_emulator_switch_is_off_without_the_variable(monkeypatch):
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
+    assert configure_for_environment(PipelineOptions([])) is False
