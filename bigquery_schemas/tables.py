@@ -194,7 +194,10 @@ def describe_tables(client: bigquery.Client, dataset: str) -> list[dict[str, Any
                 "columns": len(t.schema),
                 "partitioning": f"{tp.type_}({tp.field})" if tp else "-",
                 "clustering": ",".join(t.clustering_fields or []) or "-",
-                "rows": t.num_rows or 0,
+                # count(*) rather than num_rows: num_rows leaves out the streaming buffer.
+                "rows": next(
+                    iter(client.query(f"select count(*) as n from `{t.full_table_id.replace(':', '.')}`").result())
+                ).n,
             }
         )
     return out
