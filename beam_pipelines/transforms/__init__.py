@@ -1,0 +1,18 @@
+"""Composite Beam transforms shared by the streaming and the batch jobs.
+
+* :mod:`.parse`: ``ParseEvents`` (Pub/Sub messages) and ``ValidateRecords`` (decoded
+  records) with a tagged dead-letter output.
+* :mod:`.dedupe`: ``DeduplicateEvents`` (bounded input) and
+  ``DeduplicateEventsStateful`` (streaming, state + timer per ``event_id``).
+* :mod:`.enrich`: ``EnrichWithDimensions`` (products/users side inputs -> ``user_behavior`` rows).
+* :mod:`.bigquery_sink`: ``WriteUserBehavior``, ``WriteDeadLetters``, ``WriteRowsToTable``.
+* :mod:`.windows`: ``EngagementMetrics`` (1-minute event-time windows, late panes).
+* :mod:`.dimensions`: periodically refreshed products/users sources for streaming.
+
+Every counter lives in the :data:`METRICS_NAMESPACE` namespace, so one metrics query
+gives the conservation figures of a run:
+``records_in = valid_events + dead_letters_parse + dead_letters_validate`` and
+``valid_events = rows written + duplicates_removed (+ bigquery_failed_rows)``.
+"""
+
+METRICS_NAMESPACE = "ecommerce"

@@ -1,0 +1,164 @@
+"""Collapse repeated deliveries of the same event (same ``event_id``) to one.
+
+Two flavours with the same contract, one event per ``event_id`` and a
+``duplicates_removed`` counter (so ``valid = written + duplicates_removed``):
+
+* :class:`DeduplicateEvents` for bounded input (batch): group by ``event_id`` and keep a
+  deterministic winner, so re-running a backfill writes identical rows.
+* :class:`DeduplicateEventsStateful` for unbounded input (streaming): the first
+  delivery wins; later ones within the horizon are dropped using per-key state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.coders import BooleanCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from beam_pipelines.transforms import METRICS_NAMESPACE
+
+
+def _winner_key(event: dict[str, Any]) -> tuple[float, str]:
+    # Earliest event time first, then the canonical JSON: a total order that does not
+    # depend on arrival order, so every run picks the same winner.
+    return (event["event_time"], json.dumps(event, sort_keys=True, default=str))
+
+
+class _PickWinnerFn(beam.CombineFn):
+    """(winner, count) per key; a CombineFn so the runner can pre-combine before the shuffle."""
+
+    def create_accumulator(self):
+        return (None, 0)
+
+    def add_input(self, acc, event):
+        best, count = acc
+        if best is None or _winner_key(event) < _winner_key(best):
+            best = event
+        return (best, count + 1)
+
+    def merge_accumulators(self, accumulators):
+        best, count = None, 0
+        for candidate, n in accumulators:
+            count += n
+            if candidate is not None and (best is None or _winner_key(candidate) < _winner_key(best)):
+                best = candidate
+        return (best, count)
+
+    def extract_output(self, acc):
+        return acc
+
+
+class _EmitWinnerFn(beam.DoFn):
+    def __init__(self):
+        self._duplicates = Metrics.counter(METRICS_NAMESPACE, "duplicates_removed")
+
+    def process(self, keyed):
+        _, (event, count) = keyed
+        if count > 1:
+            self._duplicates.inc(count - 1)
+        # The combine stamps its output at the end of the window; restore event time so
+        # any windowing downstream behaves as it would without the dedupe step.
+        yield TimestampedValue(event, event["event_time"])
+
+
+class DeduplicateEvents(beam.PTransform):
+    """One event per ``event_id`` in a bounded PCollection.
+
+    The winner is the event with the earliest ``event_ts``; ties are broken by the
+    event's canonical JSON, so the result does not depend on input order.
+    Counter: ``duplicates_removed``.
+    """
+
+    def expand(self, events):
+        return (
+            events
+            | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], e))
+            | "PickWinner" >> beam.CombinePerKey(_PickWinnerFn())
+            | "EmitWinner" >> beam.ParDo(_EmitWinnerFn())
+        )
+
+
+_SEEN = ReadModifyWriteStateSpec("seen", BooleanCoder())
+_EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+# Beam declares state/timer parameters as argument defaults; module-level singletons
+# keep that idiom without calls in the signature.
+_SEEN_PARAM = beam.DoFn.StateParam(_SEEN)
+_EXPIRY_PARAM = beam.DoFn.TimerParam(_EXPIRY)
+
+
+class DeduplicateEventsStatefulFn(beam.DoFn):
+    """Stateful DoFn on (event_id, event): emit the first delivery, drop the rest.
+
+    State per key: one boolean (``seen``) plus one event-time timer that clears it at
+    ``event_ts + horizon``.
+    """
+
+    def __init__(self, horizon_seconds: float):
+        self._horizon = Duration(seconds=horizon_seconds)
+        self._duplicates = Metrics.counter(METRICS_NAMESPACE, "duplicates_removed")
+
+    def process(
+        self,
+        keyed,
+        timestamp=beam.DoFn.TimestampParam,
+        seen=_SEEN_PARAM,
+        expiry=_EXPIRY_PARAM,
+    ):
+        _, event = keyed
+        if seen.read():
+            self._duplicates.inc()
+            return
+        seen.write(True)
+        expiry.set(Timestamp.of(event["event_time"]) + self._horizon)
+        yield TimestampedValue(event, timestamp)
+
+    @on_timer(_EXPIRY)
+    def expire(self, seen=_SEEN_PARAM):
+        seen.clear()
+
+
+class DeduplicateEventsStateful(beam.PTransform):
+    """Streaming dedupe on ``event_id``: the first delivery wins within a horizon.
+
+    Horizon: a key's state is kept until the watermark passes ``event_ts + horizon``
+    (an event-time timer). Event time rather than processing time, because it is what
+    the rest of the job reasons in: when the job replays a backlog the watermark lags
+    and state is kept for as long as the backlog needs, and tests are deterministic.
+    A duplicate whose first delivery is older than the horizon is emitted again; the
+    ``user_behavior_dedup`` view removes those at query time. On Dataflow the
+    ``id_label="event_id"`` read already drops Pub/Sub redeliveries for ~10 minutes,
+    this transform covers publisher retries and longer gaps.
+
+    State cost: one entry per distinct ``event_id`` seen in the last ``horizon``:
+    the key (~36-byte UUID), a 1-byte flag and a timer, about 100-150 bytes on
+    Dataflow Streaming Engine. At 1,000 events/s and the default 60-minute horizon
+    that is 3.6 M keys, roughly 0.4-0.6 GB of state; it scales linearly with rate
+    x horizon.
+
+    Why not ``apache_beam.transforms.deduplicate.DeduplicatePerKey``: it works on the
+    BundleBasedDirectRunner, but it has no counter for the dropped duplicates, and the
+    conservation check (``valid = written + duplicates_removed``) needs one.
+
+    Args:
+      horizon_seconds: how long after its event time an ``event_id`` is remembered (> 0).
+    """
+
+    def __init__(self, horizon_seconds: float):
+        super().__init__()
+        if not horizon_seconds or horizon_seconds <= 0:
+            raise ValueError(f"horizon_seconds must be a positive number of seconds, got {horizon_seconds!r}")
+        self._horizon_seconds = horizon_seconds
+
+    def expand(self, events):
+        return (
+            events
+            | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], e))
+            | "DropRepeatedEventIds" >> beam.ParDo(DeduplicateEventsStatefulFn(self._horizon_seconds))
+        )

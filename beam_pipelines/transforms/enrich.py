@@ -1,0 +1,70 @@
+"""Join events with the products and users dimensions into ``user_behavior`` rows.
+
+The dimensions are parameters (PCollections of ``(id, row_dict)`` pairs) applied as
+side inputs, so the batch job passes its lake snapshots, the streaming job its
+periodically refreshed BigQuery/lake reads, and a test ``beam.Create([...])``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from beam_pipelines import events as ev
+from beam_pipelines.transforms import METRICS_NAMESPACE
+
+
+class EnrichEventFn(beam.DoFn):
+    """Event + dimension dicts -> ``user_behavior`` row; unknown ids keep the row with NULLs."""
+
+    def __init__(self, source: str):
+        self._source = source
+        self._unknown_products = Metrics.counter(METRICS_NAMESPACE, "unknown_products")
+        self._unknown_users = Metrics.counter(METRICS_NAMESPACE, "unknown_users")
+        self._rows = Metrics.counter(METRICS_NAMESPACE, "enriched_rows")
+
+    def process(self, event, products: dict[int, Any], users: dict[int, Any]):
+        product = products.get(event["product_id"])
+        user = users.get(event["user_id"])
+        # A missing dimension row is expected right after a product launch or sign-up
+        # (the next refresh brings it); the event itself is valid, so keep it.
+        if product is None:
+            self._unknown_products.inc()
+        if user is None:
+            self._unknown_users.inc()
+        self._rows.inc()
+        yield ev.user_behavior_row(event, product, user, self._source, ev.format_ts(datetime.now(UTC)))
+
+
+class EnrichWithDimensions(beam.PTransform):
+    """Enrich events with product and user attributes.
+
+    Args:
+      products: PCollection of ``(product_id, row)`` pairs (row has ``product_name``,
+        ``category``); applied with ``AsDict``. For a streaming job, a periodically
+        refreshed PCollection from :mod:`beam_pipelines.transforms.dimensions`.
+      users: PCollection of ``(user_id, row)`` pairs (row has ``user_name``).
+      source: value of ``user_behavior.source`` (``events.SOURCE_STREAM`` or ``SOURCE_API``).
+
+    Returns:
+      PCollection of ``user_behavior`` rows (``events.user_behavior_row``), one per event.
+      Counters: ``unknown_products``, ``unknown_users``, ``enriched_rows``.
+    """
+
+    def __init__(self, products, users, source: str):
+        super().__init__()
+        if source not in (ev.SOURCE_STREAM, ev.SOURCE_API):
+            raise ValueError(f"source must be {ev.SOURCE_STREAM!r} or {ev.SOURCE_API!r}, got {source!r}")
+        self._products = products
+        self._users = users
+        self._source = source
+
+    def expand(self, events):
+        return events | "JoinDimensions" >> beam.ParDo(
+            EnrichEventFn(self._source),
+            products=beam.pvalue.AsDict(self._products),
+            users=beam.pvalue.AsDict(self._users),
+        )

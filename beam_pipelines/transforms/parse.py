@@ -1,0 +1,163 @@
+"""Parse and validate raw events, routing every rejected record to a dead-letter output.
+
+Both transforms return a tagged result::
+
+    result = messages | "ParseEvents" >> ParseEvents(pipeline="streaming")
+    result[EVENTS]        # event dicts (beam_pipelines.events.Event), timestamped with event_ts
+    result[DEAD_LETTERS]  # dead_letter rows (stage parse/validate, reason, raw payload, attributes)
+
+Nothing raises on bad input: a record that cannot be parsed for any reason becomes a
+dead letter and is counted, so ``records_in = valid_events + dead letters`` holds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import TimestampedValue
+
+from beam_pipelines import events
+from beam_pipelines.transforms import METRICS_NAMESPACE
+
+EVENTS = "events"
+DEAD_LETTERS = "dead_letters"
+
+# Stage used when an unexpected exception escapes the contract functions: the record
+# is still dead-lettered rather than failing the bundle (and retrying it forever).
+STAGE_INTERNAL = "parse_internal"
+
+_LOG = logging.getLogger(__name__)
+
+
+def _split_message(element: Any) -> tuple[bytes | str | None, dict[str, str] | None]:
+    """(payload, attributes) of a PubsubMessage, bytes or str element."""
+    if isinstance(element, PubsubMessage):
+        return element.data, dict(element.attributes or {})
+    if isinstance(element, (bytes, str)):
+        return element, None
+    raise events.InvalidEvent(events.STAGE_PARSE, f"unsupported element type {type(element).__name__}")
+
+
+def _attribute_ts(attributes: dict[str, str] | None) -> str | None:
+    """The ``event_ts`` attribute in canonical form, or None when absent or malformed."""
+    try:
+        return events.format_ts(events.parse_ts((attributes or {}).get("event_ts")))
+    except (ValueError, TypeError):
+        return None
+
+
+class _CountingFn(beam.DoFn):
+    """Shared counters: records in, valid events and one counter per dead-letter stage."""
+
+    def __init__(self, pipeline: str):
+        if not pipeline:
+            raise ValueError("pipeline must name the job, e.g. 'streaming' or 'hourly'")
+        self._pipeline = pipeline
+        self._records_in = Metrics.counter(METRICS_NAMESPACE, "records_in")
+        self._valid = Metrics.counter(METRICS_NAMESPACE, "valid_events")
+        self._stage_counters: dict[str, Any] = {}
+
+    def _dead_letter(self, stage: str, reason: str, payload: Any, attributes: dict | None, event_ts: str | None):
+        counter = self._stage_counters.get(stage)
+        if counter is None:
+            counter = self._stage_counters[stage] = Metrics.counter(METRICS_NAMESPACE, f"dead_letters_{stage}")
+        counter.inc()
+        if not isinstance(payload, (bytes, str)) and payload is not None:
+            payload = json.dumps(payload, sort_keys=True, default=str)
+        return beam.pvalue.TaggedOutput(
+            DEAD_LETTERS,
+            events.dead_letter_row(
+                pipeline=self._pipeline,
+                stage=stage,
+                error=reason,
+                payload=payload,
+                attributes=attributes,
+                event_ts=event_ts,
+            ),
+        )
+
+    def _valid_event(self, event: events.Event):
+        self._valid.inc()
+        # The payload's event_ts is authoritative for event time (the Pub/Sub attribute
+        # is only a copy), so windows downstream see the same time on every source.
+        return TimestampedValue(event, event["event_time"])
+
+
+class ParseEventFn(_CountingFn):
+    """PubsubMessage | bytes | str -> event (main) or dead-letter row (DEAD_LETTERS)."""
+
+    def process(self, element):
+        self._records_in.inc()
+        attributes = None
+        payload: Any = element
+        try:
+            payload, attributes = _split_message(element)
+            event = events.parse_payload(payload)
+        except events.InvalidEvent as exc:
+            yield self._dead_letter(exc.stage, exc.reason, payload, attributes, _attribute_ts(attributes))
+            return
+        except Exception as exc:  # never fail the bundle on one record: dead-letter it instead
+            _LOG.warning("unexpected parse failure: %r", exc)
+            payload = payload if isinstance(payload, (bytes, str)) else repr(payload)
+            yield self._dead_letter(STAGE_INTERNAL, f"{type(exc).__name__}: {exc}", payload, attributes, None)
+            return
+        yield self._valid_event(event)
+
+
+class ValidateRecordFn(_CountingFn):
+    """Decoded dict record -> event (main) or dead-letter row (DEAD_LETTERS)."""
+
+    def process(self, record):
+        self._records_in.inc()
+        try:
+            event = events.validate_record(record)
+        except events.InvalidEvent as exc:
+            yield self._dead_letter(exc.stage, exc.reason, record, None, None)
+            return
+        except Exception as exc:  # same reasoning as ParseEventFn
+            _LOG.warning("unexpected validation failure: %r", exc)
+            yield self._dead_letter(STAGE_INTERNAL, f"{type(exc).__name__}: {exc}", repr(record), None, None)
+            return
+        yield self._valid_event(event)
+
+
+class ParseEvents(beam.PTransform):
+    """Decode Pub/Sub messages into events; bad ones become dead-letter rows.
+
+    Args:
+      pipeline: job name written to ``dead_letter.pipeline`` (e.g. ``"streaming"``).
+
+    Returns:
+      A ``DoOutputsTuple``: ``[EVENTS]`` event dicts, ``[DEAD_LETTERS]`` dead-letter rows.
+    """
+
+    def __init__(self, pipeline: str):
+        super().__init__()
+        self._fn = ParseEventFn(pipeline)
+
+    def expand(self, messages):
+        return messages | "ParseMessages" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTERS, main=EVENTS)
+
+
+class ValidateRecords(beam.PTransform):
+    """Validate already-decoded records (e.g. the batch job's order lines).
+
+    Args:
+      pipeline: job name written to ``dead_letter.pipeline`` (e.g. ``"hourly"``).
+
+    Returns:
+      A ``DoOutputsTuple``: ``[EVENTS]`` event dicts, ``[DEAD_LETTERS]`` dead-letter rows
+      whose payload is the record as JSON.
+    """
+
+    def __init__(self, pipeline: str):
+        super().__init__()
+        self._fn = ValidateRecordFn(pipeline)
+
+    def expand(self, records):
+        return records | "ValidateRecord" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTERS, main=EVENTS)
