@@ -36,11 +36,11 @@ def parse_window_key(key: str) -> tuple[datetime, datetime]:
 class _WriteTempFileFn(beam.DoFn):
     """((piece_key, group), [lines]) -> (piece_key, temp file path)."""
 
-    def __init__(self, tmp_root: str, prefix: str):
+    def __init__(self, tmp_root: str, zone: str, prefix: str):
         self._tmp_root = tmp_root
         self._prefix = prefix
-        self._files = Metrics.counter(METRICS_NAMESPACE, f"{prefix}_files_written")
-        self._lines = Metrics.counter(METRICS_NAMESPACE, f"{prefix}_lines_written")
+        self._files = Metrics.counter(METRICS_NAMESPACE, f"lake_{zone}_{prefix}_files_written")
+        self._lines = Metrics.counter(METRICS_NAMESPACE, f"lake_{zone}_{prefix}_lines_written")
 
     def process(self, element):
         (piece, group), lines = element
@@ -63,7 +63,7 @@ class _ReplacePartitionFn(beam.DoFn):
     def process(self, piece, temp_files):
         start, end = parse_window_key(piece)
         partition = lake.partition_path(self._lake_root, self._table, start, zone=self._zone)
-        final = lake.replace_window_files(partition, self._prefix, start, end, sorted(temp_files.get(piece, [])))
+        final = lake.replace_window_files(partition, self._prefix, start, end, sorted(temp_files[piece]))
         yield piece, final
 
 
@@ -97,7 +97,8 @@ class WriteWindowPartitions(beam.PTransform):
             triples
             | "KeyByFile" >> beam.Map(lambda t: ((t[0], t[1]), t[2]))
             | "GroupLinesByFile" >> beam.GroupByKey()
-            | "WriteTempFiles" >> beam.ParDo(_WriteTempFileFn(lake.join(self._tmp, self._zone), self._table))
+            | "WriteTempFiles"
+            >> beam.ParDo(_WriteTempFileFn(lake.join(self._tmp, self._zone), self._zone, self._table))
         )
         return (
             triples.pipeline

@@ -1,0 +1,308 @@
+"""The data lake layout, in one place: where each extract lives and how it is replaced.
+
+Every path goes through :class:`apache_beam.io.filesystems.FileSystems`, so the same
+code works on a local folder (``.local/lake``) and on ``gs://bucket/prefix``.
+
+Layout under ``<lake_root>``::
+
+    raw/orders/dt=YYYY-MM-DD/hour=HH/orders_<start>_<end>-SSSSS.jsonl
+        one JSON order per line, exactly as the orders API returned it; <start>/<end>
+        (YYYYMMDDTHHMMSSZ) is the piece of the extract window inside that hour.
+    raw/events/dt=YYYY-MM-DD/hour=HH/*.jsonl
+        stream events in the Pub/Sub wire format, dropped here for backfills.
+    dead_letter/orders/dt=YYYY-MM-DD/hour=HH/orders_<start>_<end>-SSSSS.jsonl
+        ``dead_letter`` rows (events.dead_letter_row) of records the API returned
+        that were not JSON objects; the hourly job forwards them to BigQuery.
+    raw/<table>/snapshot=YYYYMMDDTHHMMSSZ/part-SSSSS-of-NNNNN.jsonl
+        full snapshots of a dimension table (products, users), one row per line.
+    raw/<table>/_LATEST
+        the folder name of the newest complete snapshot, written after the snapshot.
+
+Re-running an extract replaces its own files and nothing else: the order extract of
+``[10:00, 10:10)`` deletes the files of that window piece and moves the new ones in,
+while the files of ``[10:10, 10:20)`` in the same hour stay. A piece that only partly
+overlaps an existing file is refused (the files would no longer say which orders
+they cover); re-extract with the same boundaries or a window that covers them.
+Readers only match ``*.jsonl``, and new files are written under ``_tmp/`` first, so a
+reader never sees a half-written file (on GCS the swap of several files is not
+atomic: run the hourly job after the extract, as the Composer DAG does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipelines.events import parse_ts
+
+HOUR = timedelta(hours=1)
+RAW = "raw"
+DEAD_LETTER = "dead_letter"
+ORDERS = "orders"
+EVENTS = "events"
+LATEST_POINTER = "_LATEST"
+TMP = "_tmp"
+SNAPSHOT_PREFIX = "snapshot="
+_COMPACT = "%Y%m%dT%H%M%SZ"
+_WINDOW_FILE = re.compile(r"^(?P<prefix>[a-z_]+)_(?P<start>\d{8}T\d{6}Z)_(?P<end>\d{8}T\d{6}Z)-\d+\.jsonl$")
+
+
+# ----------------------------------------------------------------------------- time
+
+
+def parse_window(start: str | datetime, end: str | datetime, *, whole_hours: bool = False) -> tuple[datetime, datetime]:
+    """Parse and check a half-open window ``[start, end)`` of UTC instants.
+
+    Args:
+      start: ISO-8601 with an offset, e.g. ``2026-11-22T10:00:00Z``.
+      end: same format, strictly after ``start``.
+      whole_hours: require both ends on an hour boundary (the hourly job).
+
+    Raises:
+      ValueError: naming the expected format.
+    """
+    try:
+        s = start if isinstance(start, datetime) else parse_ts(start)
+        e = end if isinstance(end, datetime) else parse_ts(end)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"window bounds must be ISO-8601 UTC timestamps like 2026-11-22T10:00:00Z: {exc}") from None
+    if s.tzinfo is None or e.tzinfo is None:
+        raise ValueError("window bounds need a UTC offset, e.g. 2026-11-22T10:00:00Z")
+    s, e = s.astimezone(UTC), e.astimezone(UTC)
+    if e <= s:
+        raise ValueError(f"window_end {e.isoformat()} must be after window_start {s.isoformat()}")
+    if whole_hours and (s != floor_hour(s) or e != floor_hour(e)):
+        raise ValueError(
+            f"window must be whole hours, e.g. 2026-11-22T10:00:00Z .. 2026-11-22T12:00:00Z; "
+            f"got {s.isoformat()} .. {e.isoformat()}"
+        )
+    return s, e
+
+
+def floor_hour(dt: datetime) -> datetime:
+    return dt.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def compact_ts(dt: datetime) -> str:
+    """``2026-11-22T10:00:00Z`` -> ``20261122T100000Z`` (safe in file and folder names)."""
+    return dt.astimezone(UTC).strftime(_COMPACT)
+
+
+def parse_compact_ts(text: str) -> datetime:
+    return datetime.strptime(text, _COMPACT).replace(tzinfo=UTC)
+
+
+def hour_pieces(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """Split ``[start, end)`` at hour boundaries: one piece per hour partition it touches."""
+    pieces = []
+    cursor = start
+    while cursor < end:
+        nxt = min(floor_hour(cursor) + HOUR, end)
+        pieces.append((cursor, nxt))
+        cursor = nxt
+    return pieces
+
+
+def split_range(start: datetime, end: datetime, step: timedelta) -> list[tuple[datetime, datetime]]:
+    """Split ``[start, end)`` into sub-ranges of at most ``step`` that never cross an hour."""
+    if step <= timedelta(0):
+        raise ValueError("step must be positive")
+    out = []
+    for piece_start, piece_end in hour_pieces(start, end):
+        cursor = piece_start
+        while cursor < piece_end:
+            nxt = min(cursor + step, piece_end)
+            out.append((cursor, nxt))
+            cursor = nxt
+    return out
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def join(*parts: str) -> str:
+    """Join path parts with ``/`` for both local paths and ``gs://`` URLs."""
+    head, *rest = parts
+    return "/".join([head.rstrip("/"), *(p.strip("/") for p in rest if p)])
+
+
+def partition_path(lake_root: str, table: str, hour: datetime, *, zone: str = RAW) -> str:
+    """``<lake_root>/<zone>/<table>/dt=YYYY-MM-DD/hour=HH`` for the hour containing ``hour``."""
+    h = floor_hour(hour)
+    return join(lake_root, zone, table, f"dt={h:%Y-%m-%d}", f"hour={h:%H}")
+
+
+def window_file_name(prefix: str, start: datetime, end: datetime, shard: int) -> str:
+    return f"{prefix}_{compact_ts(start)}_{compact_ts(end)}-{shard:05d}.jsonl"
+
+
+def snapshot_dir(lake_root: str, table: str, snapshot_ts: datetime) -> str:
+    return join(lake_root, RAW, table, f"{SNAPSHOT_PREFIX}{compact_ts(snapshot_ts)}")
+
+
+def tmp_dir(lake_root: str, run_id: str) -> str:
+    return join(lake_root, TMP, run_id)
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def list_files(pattern: str) -> list[str]:
+    """Paths matching ``pattern`` (``*`` stops at ``/``), sorted; empty when nothing matches."""
+    try:
+        result = FileSystems.match([pattern])[0]
+    except BeamIOError:
+        return []
+    return sorted(m.path for m in result.metadata_list)
+
+
+def write_text(path: str, text: str) -> None:
+    with FileSystems.create(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+def read_text(path: str) -> str:
+    with FileSystems.open(path) as f:
+        return f.read().decode("utf-8")
+
+
+def write_jsonl(path: str, records: Iterable[Any]) -> int:
+    """Write one JSON value per line; strings are written as they are (already JSON)."""
+    n = 0
+    with FileSystems.create(path) as f:
+        for rec in records:
+            line = rec if isinstance(rec, str) else json.dumps(rec, separators=(",", ":"), default=str)
+            f.write(line.encode("utf-8") + b"\n")
+            n += 1
+    return n
+
+
+def iter_lines(path: str) -> Iterator[str]:
+    """Non-blank lines of a text file, newline stripped."""
+    with FileSystems.open(path) as f:
+        for raw in f:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if line.strip():
+                yield line
+
+
+def _ensure_dir(path: str) -> None:
+    # Object stores have no directories; a local rename needs its target folder.
+    if "://" in path:
+        return
+    with contextlib.suppress(OSError, BeamIOError):  # already exists
+        FileSystems.mkdirs(path)
+
+
+def _delete(paths: list[str]) -> None:
+    if paths:
+        FileSystems.delete(paths)
+
+
+@dataclass(frozen=True)
+class WindowFile:
+    path: str
+    prefix: str
+    start: datetime
+    end: datetime
+
+
+def window_files(partition: str, prefix: str) -> list[WindowFile]:
+    """The window files of ``prefix`` in a partition, with the window each covers."""
+    out = []
+    for path in list_files(join(partition, f"{prefix}_*.jsonl")):
+        m = _WINDOW_FILE.match(path.rsplit("/", 1)[-1])
+        if m and m["prefix"] == prefix:
+            out.append(WindowFile(path, prefix, parse_compact_ts(m["start"]), parse_compact_ts(m["end"])))
+    return out
+
+
+def replace_window_files(
+    partition: str, prefix: str, start: datetime, end: datetime, new_files: list[str]
+) -> list[str]:
+    """Make ``new_files`` the partition's only files for ``[start, end)``; return the final paths.
+
+    Existing files of ``prefix`` whose window lies inside ``[start, end)`` are deleted
+    (a re-run replaces its own output); files of other windows stay.
+
+    Raises:
+      ValueError: an existing file's window partly overlaps ``[start, end)``.
+    """
+    existing = window_files(partition, prefix)
+    for wf in existing:
+        overlaps = wf.start < end and start < wf.end
+        inside = start <= wf.start and wf.end <= end
+        if overlaps and not inside:
+            raise ValueError(
+                f"{wf.path} covers [{wf.start.isoformat()}, {wf.end.isoformat()}), which partly overlaps "
+                f"[{start.isoformat()}, {end.isoformat()}): re-extract with the same window boundaries "
+                "or a window that covers the whole file"
+            )
+    _delete([wf.path for wf in existing if start <= wf.start and wf.end <= end])
+    final = [join(partition, window_file_name(prefix, start, end, i)) for i in range(len(new_files))]
+    if new_files:
+        _ensure_dir(partition)
+        FileSystems.rename(list(new_files), final)
+    return final
+
+
+def delete_tree(path: str) -> None:
+    """Delete every file under ``path`` (best effort; used for the run's ``_tmp`` folder)."""
+    files = list_files(join(path, "**"))
+    _delete(files)
+    if "://" not in path:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- snapshots
+
+
+def write_latest_pointer(lake_root: str, table: str, snapshot_folder: str) -> str:
+    """Point ``raw/<table>/_LATEST`` at ``snapshot_folder`` (e.g. ``snapshot=20261122T100000Z``)."""
+    if not snapshot_folder.startswith(SNAPSHOT_PREFIX):
+        raise ValueError(f"snapshot folder must look like snapshot=YYYYMMDDTHHMMSSZ, got {snapshot_folder!r}")
+    path = join(lake_root, RAW, table, LATEST_POINTER)
+    write_text(path, snapshot_folder + "\n")
+    return path
+
+
+def latest_snapshot_dir(lake_root: str, table: str) -> str | None:
+    """Folder of the newest complete snapshot of ``table``, or None when there is none yet."""
+    pointer = join(lake_root, RAW, table, LATEST_POINTER)
+    try:
+        folder = read_text(pointer).strip()
+    except (OSError, BeamIOError):
+        return None
+    if not folder.startswith(SNAPSHOT_PREFIX) or "/" in folder:
+        raise ValueError(f"{pointer} holds {folder!r}; expected snapshot=YYYYMMDDTHHMMSSZ")
+    return join(lake_root, RAW, table, folder)
+
+
+def read_latest_snapshot_rows(lake_root: str, table: str) -> list[dict[str, Any]]:
+    """All rows of the newest snapshot of ``table`` (``[]`` when none exists yet).
+
+    Plain Python, no pipeline: the streaming job calls it to refresh its side inputs
+    and the hourly job through :func:`beam_pipelines.transforms.orders.ReadDimension`.
+    """
+    folder = latest_snapshot_dir(lake_root, table)
+    if folder is None:
+        return []
+    rows = []
+    for path in list_files(join(folder, "part-*.jsonl")):
+        rows.extend(json.loads(line) for line in iter_lines(path))
+    return rows
