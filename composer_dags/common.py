@@ -1,0 +1,421 @@
+"""Shared pieces of the e-commerce DAGs: default_args, alerting, config lookup, job launch.
+
+Nothing here does I/O at import time: the DAG processor imports this module on
+every parse. Configuration is read when a task renders its templates, from one
+JSON Airflow Variable, ``ecommerce_config`` (set it in Composer, or locally as the
+environment variable ``AIRFLOW_VAR_ECOMMERCE_CONFIG``); keys that are missing fall
+back to :data:`LOCAL_DEFAULTS`, which run everything on this machine with the
+DirectRunner. See ``docs/deploy.md`` for the Composer values.
+
+Works on Airflow 3.x (``airflow.sdk``) and 2.10 (``airflow.models`` & co.).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+try:  # Airflow 3.x
+    from airflow.sdk import Asset, BaseSensorOperator, Variable
+    from airflow.sdk.exceptions import AirflowFailException
+except ImportError:  # Airflow 2.10
+    from airflow.datasets import Dataset as Asset  # type: ignore[no-redef]
+    from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
+    from airflow.models import Variable  # type: ignore[no-redef]
+    from airflow.sensors.base import BaseSensorOperator  # type: ignore[no-redef]
+
+from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
+from airflow.providers.google.cloud.operators.dataflow import DataflowConfiguration
+
+_LOG = logging.getLogger(__name__)
+
+CONFIG_VARIABLE = "ecommerce_config"
+ALERT_PREFIX = "ECOMMERCE_PIPELINE_ALERT"
+DATAFLOW_RUNNER = "DataflowRunner"
+# Go-live date: catchup fills every window since then (orders, hourly).
+START_DATE = datetime(2026, 11, 1, tzinfo=UTC)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SQL_DIR = "sql"
+ORDERS_WINDOW = timedelta(minutes=10)
+MARKER_ZONE = "_airflow"
+
+LOCAL_DEFAULTS: dict[str, Any] = {
+    # Where and how the Beam jobs run.
+    "runner": "DirectRunner",
+    "project": "local-ecommerce",
+    "region": "us-central1",
+    "dataset": "ecommerce",
+    "lake_root": str(REPO_ROOT / ".local" / "lake"),
+    # DataflowRunner only (ignored locally).
+    "temp_location": "",
+    "staging_location": "",
+    "setup_file": str(REPO_ROOT / "setup.py"),
+    "sdk_container_image": "",
+    "subnetwork": "",
+    "max_num_workers": "",
+    "service_account_extract_orders": "",
+    "service_account_extract_dims": "",
+    "service_account_hourly": "",
+    # Sources.
+    "orders_api_base_url": "http://127.0.0.1:8080",
+    "orders_api_token_env": "ORDERS_API_TOKEN",
+    "orders_api_token_secret": "",
+    "orders_page_size": 500,
+    "database_url": "",
+    "database_url_env": "ECOMMERCE_DATABASE_URL",
+    "dims_tables": "products,users",
+    # Data-quality thresholds.
+    "dq_max_dead_letter_ratio": 0.01,
+    "dq_max_freshness_lag_minutes": 30,
+}
+
+# Lineage: what each extract DAG lands in the lake (shown in the Airflow UI).
+ORDERS_ASSET = Asset("ecommerce://lake/raw/orders")
+DIMS_ASSET = Asset("ecommerce://lake/raw/dims")
+USER_BEHAVIOR_ASSET = Asset("ecommerce://bigquery/user_behavior")
+
+
+# ----------------------------------------------------------------------------- config (render time)
+
+
+def cfg(key: str) -> Any:
+    """One configuration value: the ``ecommerce_config`` Variable, else the local default.
+
+    Called from templates (``{{ cfg('lake_root') }}``), so it runs when a task renders,
+    never while the DAG file is parsed.
+    """
+    if key not in LOCAL_DEFAULTS:
+        raise KeyError(f"unknown config key {key!r}; expected one of {sorted(LOCAL_DEFAULTS)}")
+    overrides = Variable.get(CONFIG_VARIABLE, default=None, deserialize_json=True) or {}
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"Variable {CONFIG_VARIABLE} must be a JSON object, got {type(overrides).__name__}")
+    return overrides.get(key, LOCAL_DEFAULTS[key])
+
+
+def bq_table(name: str) -> str:
+    """Beam table spec ``project:dataset.name`` from the configuration."""
+    return f"{cfg('project')}:{cfg('dataset')}.{name}"
+
+
+def bq_table_id(name: str) -> str:
+    """BigQuery SQL table id ``project.dataset.name`` from the configuration."""
+    return f"{cfg('project')}.{cfg('dataset')}.{name}"
+
+
+def iso_utc(dt: datetime) -> str:
+    """``2026-11-22T10:00:00Z``: the window format the jobs' options expect."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def job_file(job: str) -> str:
+    """Path of ``beam_pipelines/<job>.py`` wherever the package is importable (editable or site-packages)."""
+    spec = importlib.util.find_spec("beam_pipelines")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package beam_pipelines is not installed for this interpreter")
+    return str(Path(next(iter(spec.submodule_search_locations))) / f"{job}.py")
+
+
+MACROS = {
+    "cfg": cfg,
+    "bq_table": bq_table,
+    "bq_table_id": bq_table_id,
+    "iso_utc": iso_utc,
+    "job_file": job_file,
+}
+
+
+# ----------------------------------------------------------------------------- alerting and defaults
+
+
+def alert_on_failure(context: Mapping[str, Any]) -> None:
+    """on_failure_callback: one structured ERROR line per failed task.
+
+    In Composer it lands in Cloud Logging, where a log-based alert policy on
+    ``ECOMMERCE_PIPELINE_ALERT`` pages the on-call (docs/deploy.md); no secrets or
+    network calls here, so the callback itself cannot fail.
+    """
+    ti = context.get("task_instance") or context.get("ti")
+    dag_run = context.get("dag_run")
+    exc = context.get("exception")
+    payload = {
+        "dag_id": getattr(ti, "dag_id", None),
+        "task_id": getattr(ti, "task_id", None),
+        "run_id": getattr(dag_run, "run_id", None) or getattr(ti, "run_id", None),
+        "try_number": getattr(ti, "try_number", None),
+        "data_interval_start": str(context.get("data_interval_start")),
+        "data_interval_end": str(context.get("data_interval_end")),
+        "error": f"{type(exc).__name__}: {exc}" if exc else None,
+        "log_url": getattr(ti, "log_url", None),
+    }
+    _LOG.error("%s %s", ALERT_PREFIX, json.dumps(payload, default=str, sort_keys=True))
+
+
+def default_args(**overrides: Any) -> dict[str, Any]:
+    """default_args shared by the DAGs: retries with exponential backoff and the alert callback."""
+    args: dict[str, Any] = {
+        "owner": "data-platform",
+        "depends_on_past": False,
+        "retries": 3,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=20),
+        "execution_timeout": timedelta(minutes=30),
+        "on_failure_callback": alert_on_failure,
+    }
+    args.update(overrides)
+    return args
+
+
+# ----------------------------------------------------------------------------- launching jobs
+
+
+class EcommerceBeamJobOperator(BeamRunPythonPipelineOperator):
+    """``BeamRunPythonPipelineOperator`` for one job of ``beam_pipelines``, local or on Dataflow.
+
+    The runner comes from the configuration (``cfg('runner')``). Options whose value
+    renders empty are dropped (an unset optional option must not reach the job as
+    ``--x=``), and ``cloud_options`` (staging, setup.py, service account) are only
+    passed to the DataflowRunner. Runs with this venv's interpreter: the provider
+    would otherwise look ``python3`` up on PATH, and ``py_requirements`` would build a
+    fresh venv from the package index on every run.
+
+    Args:
+      job: module name under ``beam_pipelines`` (``extract_orders``, ``hourly``...).
+      job_options: the job's own options (contracts.md), templated.
+      cloud_options: options only the DataflowRunner gets, templated.
+    """
+
+    template_fields: Sequence[str] = (*BeamRunPythonPipelineOperator.template_fields, "cloud_options")
+
+    def __init__(
+        self,
+        *,
+        job: str,
+        job_options: dict[str, Any],
+        cloud_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("py_file", f"{{{{ job_file('{job}') }}}}")
+        kwargs.setdefault("py_interpreter", sys.executable)
+        kwargs.setdefault("runner", "{{ cfg('runner') }}")
+        kwargs.setdefault(
+            "dataflow_config",
+            DataflowConfiguration(
+                job_name=f"ecommerce-{job.replace('_', '-')}",
+                append_job_name=True,
+                location="{{ cfg('region') }}",
+                wait_until_finished=True,
+            ),
+        )
+        super().__init__(pipeline_options=dict(job_options), **kwargs)
+        self.job = job
+        self.cloud_options = dict(cloud_options or {})
+
+    def effective_pipeline_options(self) -> dict[str, Any]:
+        """The rendered options the job gets: cloud options on Dataflow only, empty values dropped."""
+        options = dict(self.pipeline_options)
+        if self.runner.lower() == DATAFLOW_RUNNER.lower():
+            options.update(self.cloud_options)
+        return {k: v for k, v in options.items() if v not in (None, "")}
+
+    def execute(self, context: Any) -> Any:
+        self.pipeline_options = self.effective_pipeline_options()
+        return super().execute(context)
+
+
+def cloud_options(job: str) -> dict[str, str]:
+    """Dataflow-only options for ``job`` (templates; empty values are dropped at run time)."""
+    return {
+        "temp_location": "{{ cfg('temp_location') }}",
+        "staging_location": "{{ cfg('staging_location') }}",
+        "setup_file": "{{ cfg('setup_file') }}",
+        "sdk_container_image": "{{ cfg('sdk_container_image') }}",
+        "subnetwork": "{{ cfg('subnetwork') }}",
+        "max_num_workers": "{{ cfg('max_num_workers') }}",
+        "service_account_email": f"{{{{ cfg('service_account_{job}') }}}}",
+    }
+
+
+# ----------------------------------------------------------------------------- lake completion markers
+
+
+def orders_marker_path(lake_root: str, window_start: datetime) -> str:
+    """Marker the orders DAG writes once the extract of the 10-minute window at ``window_start`` succeeded.
+
+    Kept outside ``raw/`` so a job that replaces a partition never deletes it and no
+    reader mistakes it for data.
+    """
+    from beam_pipelines import lake
+
+    start = window_start.astimezone(UTC)
+    return lake.join(
+        lake_root, MARKER_ZONE, "orders", f"dt={start:%Y-%m-%d}", f"hour={start:%H}", f"_SUCCESS_{start:%H%M}"
+    )
+
+
+def orders_windows(start: datetime, end: datetime) -> list[datetime]:
+    """Start of every 10-minute orders window in ``[start, end)``."""
+    out, cursor = [], start
+    while cursor < end:
+        out.append(cursor)
+        cursor += ORDERS_WINDOW
+    return out
+
+
+def write_orders_marker(lake_root: str, window_start: str, window_end: str, run_id: str) -> str:
+    """Write the completion marker for one orders window (called by the orders DAG)."""
+    from beam_pipelines import lake
+
+    start = datetime.fromisoformat(window_start.replace("Z", "+00:00"))
+    path = orders_marker_path(lake_root, start)
+    lake.write_text(path, json.dumps({"window_start": window_start, "window_end": window_end, "run_id": run_id}))
+    return path
+
+
+class LakeReadySensor(BaseSensorOperator):
+    """Wait until the extracts the hourly job reads for ``[window_start, window_end)`` are in the lake.
+
+    Ready when (1) the orders DAG has marked every 10-minute window of the interval
+    and (2) each dimension's ``_LATEST`` snapshot was taken at or after
+    ``window_end`` (extract_dims names snapshots ``snapshot=YYYYMMDDTHHMMSSZ``).
+    """
+
+    template_fields: Sequence[str] = ("lake_root", "window_start", "window_end", "dims_tables")
+
+    def __init__(self, *, lake_root: str, window_start: str, window_end: str, dims_tables: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.lake_root = lake_root
+        self.window_start = window_start
+        self.window_end = window_end
+        self.dims_tables = dims_tables
+
+    def missing(self) -> list[str]:
+        """What is not there yet (empty when ready)."""
+        from beam_pipelines import lake
+
+        start = datetime.fromisoformat(self.window_start.replace("Z", "+00:00"))
+        end = datetime.fromisoformat(self.window_end.replace("Z", "+00:00"))
+        missing = []
+        for w in orders_windows(start, end):
+            path = orders_marker_path(self.lake_root, w)
+            if not lake.list_files(path):
+                missing.append(path)
+        wanted = f"{lake.SNAPSHOT_PREFIX}{lake.compact_ts(end)}"
+        for table in filter(None, (t.strip() for t in self.dims_tables.split(","))):
+            folder = lake.latest_snapshot_dir(self.lake_root, table)
+            if folder is None or folder.rsplit("/", 1)[-1] < wanted:
+                missing.append(f"{lake.join(self.lake_root, lake.RAW, table)} snapshot >= {wanted} (have {folder})")
+        return missing
+
+    def poke(self, context: Any) -> bool:
+        missing = self.missing()
+        for item in missing:
+            self.log.info("waiting for %s", item)
+        return not missing
+
+
+# ----------------------------------------------------------------------------- data quality
+
+
+class DataQualityError(AirflowFailException):
+    """A data-quality check failed: no retry (the data will not change by itself)."""
+
+
+# Types of the query parameters the check SQL files use (values arrive rendered as text).
+QUERY_PARAM_TYPES = {
+    "window_start": "TIMESTAMP",
+    "window_end": "TIMESTAMP",
+    "max_ratio": "FLOAT64",
+    "max_lag_minutes": "INT64",
+    "pipeline": "STRING",
+    "source": "STRING",
+}
+
+
+def run_quality_check(sql: str, query_params: Mapping[str, Any], project: str) -> dict[str, Any]:
+    """Run one check query (one row: ``check_name``, ``observed``, ``threshold``, ``passed``) on BigQuery.
+
+    Values reach BigQuery as typed query parameters (:data:`QUERY_PARAM_TYPES`); only
+    table ids are templated into the SQL. Uses ``bigquery_schemas.client.make_client``,
+    which honours ``BIGQUERY_EMULATOR_HOST`` locally and uses Application Default
+    Credentials in Composer.
+
+    Returns:
+      The result row (JSON-safe), pushed to XCom.
+
+    Raises:
+      DataQualityError: the check ran and failed (not retried). Errors reaching
+        BigQuery propagate as they are, so the task's retries cover them.
+    """
+    from google.cloud import bigquery
+
+    from bigquery_schemas.client import make_client
+
+    params = [query_parameter(name, value) for name, value in query_params.items()]
+    client = make_client(project)
+    job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
+    rows = [dict(r) for r in job.result()]
+    if len(rows) != 1:
+        raise DataQualityError(f"a check query must return exactly one row, got {len(rows)}")
+    result = json.loads(json.dumps(rows[0], default=str))
+    _LOG.info("data-quality result %s", json.dumps(result, sort_keys=True))
+    if rows[0].get("passed") is not True:
+        raise DataQualityError(
+            f"data-quality check {result.get('check_name')} failed: observed {result.get('observed')}, "
+            f"threshold {result.get('threshold')}, parameters {dict(query_params)}"
+        )
+    return result
+
+
+def query_parameter(name: str, value: Any) -> Any:
+    """A typed BigQuery query parameter for ``name`` (see :data:`QUERY_PARAM_TYPES`)."""
+    from google.cloud import bigquery
+
+    if name not in QUERY_PARAM_TYPES:
+        raise ValueError(f"unknown query parameter {name!r}; expected one of {sorted(QUERY_PARAM_TYPES)}")
+    kind = QUERY_PARAM_TYPES[name]
+    if kind == "TIMESTAMP" and not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    elif kind == "FLOAT64":
+        value = float(value)
+    elif kind == "INT64":
+        value = int(value)
+    elif kind == "STRING":
+        value = str(value)
+    return bigquery.ScalarQueryParameter(name, kind, value)
+
+
+def sql_path(name: str) -> str:
+    """Template path of ``composer_dags/sql/<name>.sql`` (rendered by the task, with ``{% include %}``)."""
+    return os.path.join(SQL_DIR, f"{name}.sql")
+
+
+# ----------------------------------------------------------------------------- analytics
+
+
+def refresh_analytics(project: str, dataset: str) -> list[str]:
+    """Refresh the analytics layer after the hour passed its checks.
+
+    Runs ``bigquery_schemas/analytics/user_behavior_dedup.sql`` (``create or replace
+    view``), substituting ``{project}``/``{dataset}`` as the analytics command does.
+
+    Returns:
+      The objects refreshed.
+    """
+    from importlib import resources
+
+    from bigquery_schemas.client import make_client
+
+    sql_text = resources.files("bigquery_schemas").joinpath("analytics/user_behavior_dedup.sql").read_text()
+    sql = sql_text.replace("{project}", project).replace("{dataset}", dataset)
+    make_client(project).query(sql).result()
+    view = f"{project}.{dataset}.user_behavior_dedup"
+    _LOG.info("refreshed view %s", view)
+    return [view]
