@@ -1,0 +1,172 @@
+"""Command line for the analytics SQL: list, run, create-views, refresh-profile, report.
+
+Against the local emulator (``python -m beam_pipelines.local env`` prints the variable)::
+
+    export BIGQUERY_EMULATOR_HOST=http://127.0.0.1:9050
+    python -m bigquery_schemas.analytics list
+    python -m bigquery_schemas.analytics create-views --project local-ecommerce --dataset ecommerce
+    python -m bigquery_schemas.analytics run top_products_by_units --project local-ecommerce \\
+        --dataset ecommerce --start 2026-11-20 --end 2026-11-21 --limit 5
+    python -m bigquery_schemas.analytics run all ... --format json --output results.json
+    python -m bigquery_schemas.analytics refresh-profile --project local-ecommerce --dataset ecommerce
+    python -m bigquery_schemas.analytics report ... --output report.html
+
+Without ``BIGQUERY_EMULATOR_HOST`` (or ``--endpoint``) it talks to real BigQuery with
+Application Default Credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from google.api_core.exceptions import GoogleAPICallError
+
+from bigquery_schemas import analytics
+from bigquery_schemas.analytics.formatting import FORMATS, format_rows, json_rows
+from bigquery_schemas.client import make_client
+from bigquery_schemas.tables import format_table
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", required=True, help="GCP project id, e.g. my-analytics-prod")
+    parser.add_argument("--dataset", required=True, help="dataset holding user_behavior, e.g. ecommerce")
+    parser.add_argument("--endpoint", default=None, help="emulator REST endpoint (default: $BIGQUERY_EMULATOR_HOST)")
+
+
+def _add_range(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--start", required=True, type=_date, help="first day, inclusive (YYYY-MM-DD, UTC)")
+    parser.add_argument("--end", required=True, type=_date, help="last day, inclusive (YYYY-MM-DD, UTC)")
+    parser.add_argument(
+        "--limit", type=_positive, default=analytics.DEFAULT_LIMIT, help="rows for the top_* queries (default 10)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bigquery_schemas.analytics",
+        description="BigQuery analytics on user_behavior (SQL files in bigquery_schemas/analytics/).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the queries, views and tables with their one-line descriptions")
+
+    run = sub.add_parser("run", help="run one query or all of them")
+    run.add_argument("query", help="query name (see 'list') or 'all'")
+    _add_target(run)
+    _add_range(run)
+    run.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    run.add_argument(
+        "--output", type=Path, default=None, help="write to this file instead of stdout (a directory for 'all' as csv)"
+    )
+
+    views = sub.add_parser("create-views", help="create or replace user_behavior_dedup")
+    _add_target(views)
+    profile = sub.add_parser("refresh-profile", help="rebuild the user_profile table from the dedup view")
+    _add_target(profile)
+
+    report = sub.add_parser("report", help="static HTML report with inline SVG charts (no external assets)")
+    _add_target(report)
+    _add_range(report)
+    report.add_argument("--output", type=Path, required=True, help="HTML file to write, e.g. report.html")
+    return parser
+
+
+def _cmd_list(out) -> None:
+    entries = list(analytics.catalog().values())
+    rows = [
+        {
+            "name": e.name,
+            "kind": e.kind,
+            "parameters": " ".join(f"@{p}" for p in e.parameters),
+            "description": e.description,
+        }
+        for e in entries
+    ]
+    print(format_table(rows), file=out)
+
+
+def _write(text: str, path: Path | None, out) -> None:
+    if path is None:
+        print(text, file=out)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text if text.endswith("\n") else text + "\n")
+    print(f"wrote {path}", file=out)
+
+
+def _cmd_run(args: argparse.Namespace, out) -> None:
+    client = make_client(args.project, args.endpoint)
+    names = [q.name for q in analytics.queries()] if args.query == "all" else [analytics.get(args.query).name]
+    results = {
+        name: analytics.run_query(client, name, args.dataset, args.start, args.end, args.limit, project=args.project)
+        for name in names
+    }
+    if args.query != "all":
+        _write(format_rows(results[names[0]], args.format), args.output, out)
+    elif args.format == "json":
+        doc = {name: json_rows(rows) for name, rows in results.items()}
+        _write(json.dumps(doc, indent=2), args.output, out)
+    elif args.format == "csv" and args.output is not None:
+        for name, rows in results.items():
+            _write(format_rows(rows, "csv"), args.output / f"{name}.csv", out)
+    else:
+        sections = [
+            f"== {name}: {analytics.get(name).description}\n{format_rows(rows, args.format)}"
+            for name, rows in results.items()
+        ]
+        _write("\n\n".join(sections), args.output, out)
+
+
+def main(argv: Sequence[str] | None = None, out=None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            _cmd_list(out)
+        elif args.command == "run":
+            _cmd_run(args, out)
+        elif args.command == "create-views":
+            client = make_client(args.project, args.endpoint)
+            for view in analytics.create_views(client, args.dataset, project=args.project):
+                print(f"created or replaced view {view}", file=out)
+        elif args.command == "refresh-profile":
+            client = make_client(args.project, args.endpoint)
+            table = analytics.refresh_profile(client, args.dataset, project=args.project)
+            print(f"rebuilt table {table}", file=out)
+        elif args.command == "report":
+            from bigquery_schemas.analytics.report import build_report
+
+            client = make_client(args.project, args.endpoint)
+            results = analytics.run_all(client, args.dataset, args.start, args.end, args.limit, project=args.project)
+            html = build_report(results, args.start, args.end, f"{args.project}.{args.dataset}")
+            _write(html, args.output, out)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except GoogleAPICallError as exc:
+        # The API's message names the table or the SQL position; that is what the user needs.
+        print(f"error: BigQuery: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

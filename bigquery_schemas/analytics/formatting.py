@@ -1,0 +1,63 @@
+"""Rendering query rows for people and files: aligned text, CSV, JSON (CLI and report share it)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from bigquery_schemas.tables import format_table
+
+FORMATS = ("table", "csv", "json")
+_CENTS = Decimal("0.01")
+
+
+def cell_text(value: Any) -> str:
+    """One cell as text: money with 2 decimals, rates with 4, ISO dates, '' for NULL."""
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        # Every NUMERIC column of these queries is an amount of money.
+        return str(value.quantize(_CENTS))
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4f}"  # the only FLOAT64 columns are rates rounded to 4 decimals in SQL
+    return str(value)
+
+
+def json_value(value: Any) -> Any:
+    """A JSON-safe value; NUMERIC stays a string (as in BigQuery's REST output), exact."""
+    if isinstance(value, Decimal):
+        return str(value.quantize(_CENTS))
+    if isinstance(value, (dt.date, dt.datetime)):
+        return cell_text(value)
+    return value
+
+
+def json_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: json_value(v) for k, v in r.items()} for r in rows]
+
+
+def format_rows(rows: Sequence[Mapping[str, Any]], fmt: str) -> str:
+    """Rows as an aligned text table, CSV (header first) or a JSON list of objects."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    if fmt == "json":
+        return json.dumps(json_rows(rows), indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        if rows:
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerow(list(rows[0]))
+            writer.writerows([cell_text(v) for v in r.values()] for r in rows)
+        return buf.getvalue()
+    return format_table([{k: cell_text(v) for k, v in r.items()} for r in rows])

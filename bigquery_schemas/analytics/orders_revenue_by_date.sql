@@ -1,0 +1,69 @@
+-- Orders and revenue by date.
+--
+-- Question:
+--   How many orders, units and how much revenue did each day between @start_date and
+--   @end_date bring, before and after returns?
+-- Parameters:
+--   @start_date DATE  first day, inclusive (UTC date of event_ts)
+--   @end_date   DATE  last day, inclusive
+-- Definitions:
+--   orders          distinct order_id among order events (one per order line) that day.
+--   order_lines     order events that day; units_sold = their summed quantity.
+--   gross_revenue   sum of the order events' price (line amount = unit price x quantity).
+--   refunds         sum of the price of return events that day. Returns are netted on
+--                   the day the return happened (like a refund in the books), not on the
+--                   order's day, so past days do not change when a return arrives.
+--   net_revenue     gross_revenue - refunds (can be negative on a day of returns only).
+--   avg_order_value gross_revenue / orders, 2 decimals (NULL without orders).
+--   rows            one per date of the range, days without orders included with 0.
+with order_and_return_lines as (
+    select
+        date,
+        event_name,
+        order_id,
+        quantity,
+        price
+    from `{project}.{dataset}.user_behavior_dedup`
+    where event_name in ('order', 'return')
+        and date between @start_date and @end_date
+),
+
+calendar as (
+    select day
+    from unnest(generate_date_array(@start_date, @end_date)) as day
+),
+
+daily as (
+    select
+        date,
+        count(distinct if(event_name = 'order', order_id, null)) as orders,
+        countif(event_name = 'order') as order_lines,
+        sum(if(event_name = 'order', quantity, 0)) as units_sold,
+        sum(if(event_name = 'order', price, 0)) as gross_revenue,
+        countif(event_name = 'return') as return_lines,
+        sum(if(event_name = 'return', quantity, 0)) as units_returned,
+        sum(if(event_name = 'return', price, 0)) as refunds
+    from order_and_return_lines
+    group by date
+),
+
+final as (
+    select
+        calendar.day as date,
+        coalesce(daily.orders, 0) as orders,
+        coalesce(daily.order_lines, 0) as order_lines,
+        coalesce(daily.units_sold, 0) as units_sold,
+        coalesce(daily.gross_revenue, 0) as gross_revenue,
+        coalesce(daily.return_lines, 0) as return_lines,
+        coalesce(daily.units_returned, 0) as units_returned,
+        coalesce(daily.refunds, 0) as refunds,
+        coalesce(daily.gross_revenue, 0) - coalesce(daily.refunds, 0) as net_revenue,
+        round(safe_divide(daily.gross_revenue, daily.orders), 2) as avg_order_value
+    from calendar
+    left join daily
+        on daily.date = calendar.day
+)
+
+select *
+from final
+order by date
