@@ -1,0 +1,317 @@
+"""Hourly-job transforms: window filtering, run tagging, and the idempotent BigQuery merge.
+
+The hourly job never appends to the final tables. It writes the run's rows to per-run
+staging tables (``<table>_stg_<run_id>``, same schema) and then, once every staging
+write has finished, :class:`MergeStagingTables` applies one ``MERGE`` per table and
+drops the staging tables:
+
+* ``user_behavior``: keyed on ``(event_id, source)``, restricted to the staging rows'
+  ``date`` range (partition pruning; an order line's event_ts never moves outside it,
+  see :func:`user_behavior_merge_sql`). Matched rows are replaced, new ones inserted.
+* ``orders``: keyed on ``order_id``; a row is replaced only by a version with the same
+  or a newer ``updated_at``.
+* ``products`` / ``users``: keyed on the primary key, and rows missing from the
+  (always complete) snapshot are deleted: the table equals the snapshot. An empty or
+  missing snapshot never empties the table, it is skipped and counted.
+
+Every statement is keyed, so running it twice leaves the table as one run did, and a
+run that dies half-way is repaired by re-running it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+import bigquery_schemas
+from beam_pipelines import events
+from beam_pipelines.transforms import METRICS_NAMESPACE
+
+DEAD_LETTERS = "dead_letters"
+STAGE_WINDOW = "window"
+
+_LOG = logging.getLogger(__name__)
+_TABLE_RE = re.compile(r"^(?P<project>[a-z][\w\-.]*):(?P<dataset>\w+)\.(?P<table>[\w$]+)$")
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """``project:dataset.table`` split into parts."""
+
+    project: str
+    dataset: str
+    table: str
+
+    @classmethod
+    def parse(cls, spec: str, option: str = "table") -> TableRef:
+        m = _TABLE_RE.match(spec or "")
+        if not m:
+            raise ValueError(
+                f"--{option} must be project:dataset.table (e.g. my-project:ecommerce.users), got {spec!r}"
+            )
+        return cls(m["project"], m["dataset"], m["table"])
+
+    @property
+    def beam(self) -> str:
+        return f"{self.project}:{self.dataset}.{self.table}"
+
+    @property
+    def sql(self) -> str:
+        return f"`{self.project}.{self.dataset}.{self.table}`"
+
+    @property
+    def table_id(self) -> str:
+        return f"{self.project}.{self.dataset}.{self.table}"
+
+    def staging(self, run_id: str) -> TableRef:
+        suffix = re.sub(r"[^0-9a-zA-Z_]", "_", run_id).lower()
+        return TableRef(self.project, self.dataset, f"{self.table}_stg_{suffix}")
+
+
+@dataclass(frozen=True)
+class MergeTarget:
+    """One final table and its staging table. ``kind`` is a ``tables.json`` name."""
+
+    kind: str
+    final: TableRef
+    staging: TableRef
+
+
+# ----------------------------------------------------------------------------- SQL
+
+
+def _columns(kind: str) -> list[str]:
+    return [f["name"] for f in bigquery_schemas.load_fields(kind)]
+
+
+def _set_clause(cols: Sequence[str], keys: Sequence[str]) -> str:
+    return ", ".join(f"{c} = s.{c}" for c in cols if c not in keys)
+
+
+def _insert_clause(cols: Sequence[str]) -> str:
+    return f"insert ({', '.join(cols)}) values ({', '.join('s.' + c for c in cols)})"
+
+
+def user_behavior_merge_sql(target: MergeTarget) -> str:
+    """MERGE of the staging rows into ``user_behavior`` on ``(event_id, source)``.
+
+    Parameters ``@min_date`` / ``@max_date`` (the staging rows' date range) prune the
+    target's partitions. A previous version of a staged event_id lies inside that range:
+    order events keep their order_ts, and a return's earlier event_ts lies between the
+    order_ts and its new updated_at, both of which are staged with it.
+    """
+    cols = _columns("user_behavior")
+    keys = ("event_id", "source")
+    return f"""merge {target.final.sql} t
+using (
+  select * from {target.staging.sql}
+  where true
+  qualify row_number() over (partition by event_id, source order by event_ts, ingest_ts desc) = 1
+) s
+on t.event_id = s.event_id and t.source = s.source and t.date between @min_date and @max_date
+when matched then update set {_set_clause(cols, keys)}
+when not matched then {_insert_clause(cols)}"""
+
+
+def orders_merge_sql(target: MergeTarget) -> str:
+    cols = _columns("orders")
+    return f"""merge {target.final.sql} t
+using (
+  select * from {target.staging.sql}
+  where true
+  qualify row_number() over (partition by order_id order by updated_at desc) = 1
+) s
+on t.order_id = s.order_id
+when matched and s.updated_at >= t.updated_at then update set {_set_clause(cols, ("order_id",))}
+when not matched then {_insert_clause(cols)}"""
+
+
+def dimension_merge_sql(target: MergeTarget, key: str) -> str:
+    """The final dimension table becomes exactly the staged snapshot."""
+    cols = _columns(target.kind)
+    return f"""merge {target.final.sql} t
+using (
+  select * from {target.staging.sql}
+  where true
+  qualify row_number() over (partition by {key} order by updated_at desc) = 1
+) s
+on t.{key} = s.{key}
+when matched then update set {_set_clause(cols, (key,))}
+when not matched then {_insert_clause(cols)}
+when not matched by source then delete"""
+
+
+DIMENSION_KEYS = {"products": "product_id", "users": "user_id"}
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+class KeepEventsInWindowFn(beam.DoFn):
+    """Events with ``start <= event_ts < end`` pass; others become dead letters (stage ``window``)."""
+
+    def __init__(self, start: datetime, end: datetime, pipeline: str):
+        self._start = start.timestamp()
+        self._end = end.timestamp()
+        self._window = f"[{events.format_ts(start)}, {events.format_ts(end)})"
+        self._pipeline = pipeline
+        self._outside = Metrics.counter(METRICS_NAMESPACE, "dead_letters_window")
+
+    def process(self, event):
+        if self._start <= event["event_time"] < self._end:
+            yield event
+            return
+        self._outside.inc()
+        payload = {k: v for k, v in event.items() if k != "event_time"}
+        yield beam.pvalue.TaggedOutput(
+            DEAD_LETTERS,
+            events.dead_letter_row(
+                pipeline=self._pipeline,
+                stage=STAGE_WINDOW,
+                error=f"event_ts {event['event_ts']} is outside the job window {self._window}",
+                payload=json.dumps(payload, sort_keys=True),
+                event_ts=event["event_ts"],
+            ),
+        )
+
+
+class KeepEventsInWindow(beam.PTransform):
+    """Split events into those inside ``[start, end)`` (main) and dead letters (``[DEAD_LETTERS]``).
+
+    Used for stream event files of a backfill: a file dropped in hour H's folder must
+    only hold hour H's events, or re-running two hours would write one event twice.
+    """
+
+    def __init__(self, start: datetime, end: datetime, pipeline: str):
+        super().__init__()
+        self._fn = KeepEventsInWindowFn(start, end, pipeline)
+
+    def expand(self, evs):
+        return evs | "FilterEventTime" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTERS, main="events")
+
+
+class TagDeadLetters(beam.PTransform):
+    """Stamp ``job_name`` on dead-letter rows so one run's rejections can be counted."""
+
+    def __init__(self, job_name: str):
+        super().__init__()
+        self._job_name = job_name
+
+    def expand(self, rows):
+        job_name = self._job_name
+        return rows | "SetJobName" >> beam.Map(lambda r: {**r, "job_name": r.get("job_name") or job_name})
+
+
+class ForwardLakeDeadLetterFn(beam.DoFn):
+    """A ``dead_letter`` row stored in the lake by an extract -> the same row for BigQuery."""
+
+    def __init__(self, pipeline: str):
+        self._pipeline = pipeline
+        self._forwarded = Metrics.counter(METRICS_NAMESPACE, "extract_dead_letters_forwarded")
+
+    def process(self, element):
+        path, line = element
+        self._forwarded.inc()
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not row.get("stage") or not row.get("pipeline"):
+                raise ValueError("not a dead_letter row")
+        except ValueError as exc:
+            # A corrupt dead-letter file must not be lost either: wrap it as-is.
+            row = events.dead_letter_row(
+                pipeline=self._pipeline, stage="forward", error=str(exc), payload=line, attributes={"file": path}
+            )
+        yield row
+
+
+class MergeStagingTablesFn(beam.DoFn):
+    """Runs the MERGE statements and drops the staging tables (one element per run).
+
+    ``barrier`` is a side input fed by every staging write's output: Beam only
+    materialises it once those writes have finished, so the merge sees all rows.
+    """
+
+    def __init__(self, targets: list[MergeTarget], project: str, keep_staging: bool = False):
+        self._targets = targets
+        self._project = project
+        self._keep = keep_staging
+        self._merged = {t.kind: Metrics.counter(METRICS_NAMESPACE, f"bq_merged_{t.kind}") for t in targets}
+        self._skipped = Metrics.counter(METRICS_NAMESPACE, "bq_merge_skipped_empty_staging")
+
+    def process(self, _trigger, barrier):
+        from google.api_core.exceptions import NotFound
+        from google.cloud import bigquery
+
+        from bigquery_schemas.client import make_client
+
+        client = make_client(self._project)
+        try:
+            for target in self._targets:
+                try:
+                    extra = ", min(date) as lo, max(date) as hi" if target.kind == "user_behavior" else ""
+                    query = f"select count(*) as n{extra} from {target.staging.sql}"
+                    stats = next(iter(client.query(query).result()))
+                except NotFound:
+                    stats = None  # no row was staged, so Beam never created the table
+                if stats is None or stats["n"] == 0:
+                    self._skipped.inc()
+                    _LOG.info("merge %s: nothing staged, table left as it is", target.final.table_id)
+                    yield target.kind, 0
+                    continue
+                params: list[Any] = []
+                if target.kind == "user_behavior":
+                    sql = user_behavior_merge_sql(target)
+                    params = [
+                        bigquery.ScalarQueryParameter("min_date", "DATE", stats["lo"]),
+                        bigquery.ScalarQueryParameter("max_date", "DATE", stats["hi"]),
+                    ]
+                elif target.kind == "orders":
+                    sql = orders_merge_sql(target)
+                else:
+                    sql = dimension_merge_sql(target, DIMENSION_KEYS[target.kind])
+                job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
+                job.result()
+                affected = job.num_dml_affected_rows or 0
+                self._merged[target.kind].inc(int(stats["n"]))
+                _LOG.info("merge %s: %s staged rows, %s affected", target.final.table_id, stats["n"], affected)
+                yield target.kind, int(stats["n"])
+        finally:
+            if not self._keep:
+                for target in self._targets:
+                    client.delete_table(target.staging.table_id, not_found_ok=True)
+            client.close()
+
+
+class MergeStagingTables(beam.PTransform):
+    """After ``barrier`` is complete, MERGE every staging table into its final table.
+
+    Args:
+      targets: the tables to merge, in order (dimensions and orders before user_behavior).
+      project: project that runs the query jobs.
+      keep_staging: keep the staging tables (debugging); they are dropped by default.
+
+    Returns:
+      PCollection of ``(kind, staged row count)``.
+    """
+
+    def __init__(self, targets: list[MergeTarget], project: str, keep_staging: bool = False):
+        super().__init__()
+        self._fn = MergeStagingTablesFn(targets, project, keep_staging)
+
+    def expand(self, barrier):
+        return (
+            barrier.pipeline
+            | "CreateMergeTrigger" >> beam.Create([None])
+            | "RunMergeStatements" >> beam.ParDo(self._fn, beam.pvalue.AsList(barrier))
+        )
