@@ -1,0 +1,422 @@
+"""Benchmark: the hourly chain's transforms on the in-memory FnApiRunner versus a bare read/write floor.
+
+What is timed, each case in its own process (so peak RSS is its own), side by side
+in the same run and alternated between repeats so that noise from other processes
+on the machine hits every case alike:
+
+* ``floor``: ``ReadFromText`` -> ``WriteToText`` of the same JSONL, nothing else. The
+  cost any Beam job pays to move the bytes; the chain cannot be cheaper.
+* ``chain``: ``ReadFromText`` -> ``ParseEvents`` (decode + validate, dead letters) ->
+  ``DeduplicateEvents`` -> ``EnrichWithDimensions`` (products/users side inputs, builds
+  the ``user_behavior`` row) -> JSON -> ``WriteToText``; dead letters to their own file.
+  These are the production transforms from ``beam_pipelines.transforms``; BigQuery is
+  left out so the figure is the transforms' cost, not the emulator's.
+* ``python`` (reference, no Beam): the same contract functions in a plain loop, to
+  split the chain's cost into "our code" and "Beam's per-element overhead".
+
+Every case checks conservation on the figures it times:
+``events in = rows written + dead letters + duplicates removed``.
+
+Run::
+
+    .venv/bin/python -m benchmarks.batch_hourly_chain                  # 1M events, 3 repeats
+    .venv/bin/python -m benchmarks.batch_hourly_chain --events 200000 --repeats 1
+    .venv/bin/python -m benchmarks.batch_hourly_chain --output_format parquet
+
+Targets (issue 8): >= 25,000 events/s, <= 40 us CPU per event, <= 1.5x the floor's
+CPU, peak RSS <= 2 GiB at 1M events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks import measure
+from benchmarks.datagen import DEFAULT_CACHE, Dataset, generate
+
+TARGET_EVENTS_PER_S = 25_000
+TARGET_CPU_US_PER_EVENT = 40.0
+TARGET_RATIO_TO_FLOOR = 1.5
+TARGET_PEAK_RSS_MIB = 2048
+MODES = ("floor", "chain", "python", "parse_only", "parse_dedupe")
+# Ablations: the chain cut after a stage, so the marginal cost of each stage shows up
+# as the difference between neighbours measured in the same run.
+ABLATIONS = {"parse_only": "parse", "parse_dedupe": "dedupe", "chain": "enrich"}
+
+ROW_PARQUET_FIELDS = (
+    ("date", "string"),
+    ("event_id", "string"),
+    ("event_name", "string"),
+    ("price", "string"),
+    ("product_id", "int64"),
+    ("product_name", "string"),
+    ("user_id", "int64"),
+    ("user_name", "string"),
+    ("order_id", "string"),
+    ("event_ts", "string"),
+    ("session_id", "string"),
+    ("quantity", "int64"),
+    ("category", "string"),
+    ("source", "string"),
+    ("ingest_ts", "string"),
+)
+
+
+# ----------------------------------------------------------------------------- child side
+
+
+def _pipeline_options():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return PipelineOptions(
+        runner="FnApiRunner", direct_num_workers=1, direct_running_mode="in_memory", save_main_session=False
+    )
+
+
+def _parquet_schema(fields):
+    import pyarrow as pa
+
+    return pa.schema([(name, getattr(pa, kind)()) for name, kind in fields])
+
+
+def _write(pcoll, label: str, prefix: str, output_format: str, fields=None):
+    import apache_beam as beam
+
+    if output_format == "parquet":
+        return pcoll | label >> beam.io.WriteToParquet(
+            prefix, _parquet_schema(fields), file_name_suffix=".parquet", codec="snappy"
+        )
+    return pcoll | label >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
+
+
+def _keyed_dimension(p, label: str, path: str, key: str):
+    import apache_beam as beam
+
+    return (
+        p
+        | f"Read{label}" >> beam.io.ReadFromText(path)
+        | f"Key{label}" >> beam.Map(lambda line: (lambda row: (row[key], row))(json.loads(line)))
+    )
+
+
+def build_floor(p, dataset: Dataset, out_dir: str, output_format: str) -> None:
+    import apache_beam as beam
+
+    lines = p | "ReadEvents" >> beam.io.ReadFromText(dataset.events_path)
+    if output_format == "parquet":
+        # The floor's Parquet output is the raw line in one column: still no parsing.
+        lines = lines | "WrapLines" >> beam.Map(lambda line: {"payload": line})
+    _write(lines, "WriteEvents", os.path.join(out_dir, "rows"), output_format, (("payload", "string"),))
+
+
+def build_chain(p, dataset: Dataset, out_dir: str, output_format: str, upto: str = "enrich") -> None:
+    import apache_beam as beam
+
+    from beam_pipelines.events import SOURCE_STREAM
+    from beam_pipelines.transforms.dedupe import DeduplicateEvents
+    from beam_pipelines.transforms.enrich import EnrichWithDimensions
+    from beam_pipelines.transforms.parse import DEAD_LETTERS, EVENTS, ParseEvents
+
+    products = _keyed_dimension(p, "Products", dataset.products_path, "product_id")
+    users = _keyed_dimension(p, "Users", dataset.users_path, "user_id")
+    parsed = p | "ReadEvents" >> beam.io.ReadFromText(dataset.events_path) | "ParseEvents" >> ParseEvents("hourly")
+    rows = parsed[EVENTS]
+    if upto in ("dedupe", "enrich"):
+        rows = rows | "DeduplicateEvents" >> DeduplicateEvents()
+    if upto == "enrich":
+        rows = rows | "EnrichWithDimensions" >> EnrichWithDimensions(products, users, SOURCE_STREAM)
+    else:  # an ablation: write the event dicts (JSON only, Parquet needs the row schema)
+        output_format = "jsonl"
+    if output_format == "jsonl":
+        rows = rows | "FormatRows" >> beam.Map(json.dumps)
+    _write(rows, "WriteRows", os.path.join(out_dir, "rows"), output_format, ROW_PARQUET_FIELDS)
+    (
+        parsed[DEAD_LETTERS]
+        | "FormatDeadLetters" >> beam.Map(json.dumps)
+        | "WriteDeadLetters" >> beam.io.WriteToText(os.path.join(out_dir, "dead"), file_name_suffix=".jsonl")
+    )
+
+
+def _counters(result) -> dict[str, int]:
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from beam_pipelines.transforms import METRICS_NAMESPACE
+
+    totals: dict[str, int] = {}
+    for c in result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
+        totals[c.key.metric.name] = totals.get(c.key.metric.name, 0) + (c.committed or c.attempted or 0)
+    return totals
+
+
+def _count_output(pattern: str, output_format: str) -> int:
+    files = glob.glob(pattern)
+    if output_format == "parquet" and pattern.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    total = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            total += sum(1 for _ in fh)
+    return total
+
+
+def run_beam_case(mode: str, dataset: Dataset, out_dir: str, output_format: str) -> dict[str, Any]:
+    import apache_beam as beam
+
+    p = beam.Pipeline(options=_pipeline_options())
+    if mode == "floor":
+        build_floor(p, dataset, out_dir, output_format)
+    else:
+        build_chain(p, dataset, out_dir, output_format, ABLATIONS[mode])
+    result: dict[str, Any] = {"mode": mode}
+    with measure.measured(result):
+        pipeline_result = p.run()
+        pipeline_result.wait_until_finish()
+    result["counters"] = _counters(pipeline_result) if mode != "floor" else {}
+    suffix = "parquet" if output_format == "parquet" and mode in ("floor", "chain") else "jsonl"
+    result["rows_out"] = _count_output(os.path.join(out_dir, f"rows*.{suffix}"), output_format)
+    result["dead_out"] = _count_output(os.path.join(out_dir, "dead*.jsonl"), "jsonl")
+    return result
+
+
+def run_python_case(dataset: Dataset, out_dir: str) -> dict[str, Any]:
+    """The chain's contract work in a plain loop: parse, dedupe (dict), enrich, JSON out."""
+    from datetime import UTC, datetime
+
+    from beam_pipelines import events
+
+    result: dict[str, Any] = {"mode": "python"}
+    with measure.measured(result):
+        products = {}
+        with open(dataset.products_path) as f:
+            for line in f:
+                row = json.loads(line)
+                products[row["product_id"]] = row
+        users = {}
+        with open(dataset.users_path) as f:
+            for line in f:
+                row = json.loads(line)
+                users[row["user_id"]] = row
+        winners: dict[str, dict] = {}
+        dead = duplicates = 0
+        with open(dataset.events_path, "rb") as f, open(os.path.join(out_dir, "dead.jsonl"), "w") as dl:
+            for line in f:
+                try:
+                    event = events.parse_payload(line.rstrip(b"\n"))
+                except events.InvalidEvent as exc:
+                    dead += 1
+                    dl.write(
+                        json.dumps(
+                            events.dead_letter_row(pipeline="hourly", stage=exc.stage, error=exc.reason, payload=line)
+                        )
+                        + "\n"
+                    )
+                    continue
+                best = winners.get(event["event_id"])
+                if best is not None:
+                    duplicates += 1
+                    if event["event_time"] >= best["event_time"]:
+                        continue
+                winners[event["event_id"]] = event
+        with open(os.path.join(out_dir, "rows.jsonl"), "w") as out:
+            for event in winners.values():
+                row = events.user_behavior_row(
+                    event,
+                    products.get(event["product_id"]),
+                    users.get(event["user_id"]),
+                    events.SOURCE_STREAM,
+                    events.format_ts(datetime.now(UTC)),
+                )
+                out.write(json.dumps(row) + "\n")
+    result["counters"] = {"duplicates_removed": duplicates}
+    result["rows_out"] = len(winners)
+    result["dead_out"] = dead
+    return result
+
+
+def child_main(args: argparse.Namespace) -> None:
+    dataset = Dataset(**json.loads(Path(args.dataset_json).read_text()))
+    out_dir = tempfile.mkdtemp(prefix=f"bench-{args.worker}-")
+    try:
+        if args.worker == "python":
+            result = run_python_case(dataset, out_dir)
+        else:
+            result = run_beam_case(args.worker, dataset, out_dir, args.output_format)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    measure.emit(result)
+
+
+# ----------------------------------------------------------------------------- parent side
+
+
+def _check_conservation(case: dict[str, Any], dataset: Dataset) -> str:
+    if case["mode"] == "floor":
+        ok = case["rows_out"] == dataset.n_events
+        return "ok" if ok else f"FLOOR LOST LINES: {case['rows_out']} != {dataset.n_events}"
+    if case["mode"] == "parse_only":
+        ok = case["rows_out"] == dataset.n_events - dataset.n_bad and case["dead_out"] == dataset.n_bad
+        return "ok" if ok else f"BROKEN: rows={case['rows_out']} dead={case['dead_out']}"
+    dups = case["counters"].get("duplicates_removed", 0)
+    total = case["rows_out"] + case["dead_out"] + dups
+    expected = (dataset.n_unique_valid, dataset.n_bad, dataset.n_duplicates)
+    got = (case["rows_out"], case["dead_out"], dups)
+    if total == dataset.n_events and got == expected:
+        return "ok"
+    return f"BROKEN: in={dataset.n_events} rows+dead+dups={total} got={got} expected={expected}"
+
+
+def summarise(cases: list[dict[str, Any]], dataset: Dataset, modes: list[str]) -> dict[str, Any]:
+    """Medians per mode, and the chain/floor ratios of cases that ran in the same repeat."""
+    n = dataset.n_events
+    summary: dict[str, Any] = {"n_events": n, "modes": {}}
+    for mode in modes:
+        runs = [c for c in cases if c["mode"] == mode]
+        summary["modes"][mode] = {
+            "events_per_s": measure.median([n / c["wall_s"] for c in runs]),
+            "events_per_s_all": [round(n / c["wall_s"]) for c in runs],
+            "cpu_us_per_event": measure.median([c["cpu_s"] * 1e6 / n for c in runs]),
+            "cpu_us_per_event_all": [round(c["cpu_s"] * 1e6 / n, 2) for c in runs],
+            "wall_s": measure.median([c["wall_s"] for c in runs]),
+            "peak_rss_mib": max(c["peak_rss_mib"] for c in runs),
+            "conservation": sorted({_check_conservation(c, dataset) for c in runs}),
+        }
+    if "floor" in modes and "chain" in modes:
+        by_repeat: dict[int, dict[str, Any]] = {}
+        for c in cases:
+            by_repeat.setdefault(c["repeat"], {})[c["mode"]] = c
+        ratios = [r["chain"]["cpu_s"] / r["floor"]["cpu_s"] for r in by_repeat.values() if {"chain", "floor"} <= set(r)]
+        summary["chain_to_floor_cpu_ratio"] = measure.median(ratios)
+        summary["chain_to_floor_cpu_ratio_all"] = [round(x, 2) for x in ratios]
+    return summary
+
+
+def report(summary: dict[str, Any], dataset: Dataset, args: argparse.Namespace) -> str:
+    rows = []
+    for mode, s in summary["modes"].items():
+        rows.append(
+            [
+                mode,
+                f"{s['events_per_s']:,.0f}",
+                f"{s['cpu_us_per_event']:.1f}",
+                ", ".join(f"{x:g}" for x in s["cpu_us_per_event_all"]),
+                f"{s['wall_s']:.1f}",
+                f"{s['peak_rss_mib']:,.0f}",
+                "; ".join(s["conservation"]),
+            ]
+        )
+    table = measure.markdown_table(
+        [
+            "case",
+            "events/s (median)",
+            "CPU µs/event (median)",
+            "CPU µs/event (each repeat)",
+            "wall s",
+            "peak RSS MiB",
+            "conservation",
+        ],
+        rows,
+    )
+    lines = [
+        f"batch_hourly_chain: {dataset.n_events:,} events ({dataset.n_unique_valid:,} unique valid, "
+        f"{dataset.n_duplicates:,} duplicates, {dataset.n_bad:,} malformed), output {args.output_format}, "
+        f"{args.repeats} repeat(s), FnApiRunner in_memory direct_num_workers=1",
+        "",
+        table,
+    ]
+    chain = summary["modes"].get("chain")
+    if chain:
+        ratio = summary.get("chain_to_floor_cpu_ratio")
+        checks = [
+            ("events/s >= 25,000", chain["events_per_s"] >= TARGET_EVENTS_PER_S, f"{chain['events_per_s']:,.0f}"),
+            (
+                "CPU <= 40 µs/event",
+                chain["cpu_us_per_event"] <= TARGET_CPU_US_PER_EVENT,
+                f"{chain['cpu_us_per_event']:.1f}",
+            ),
+            ("peak RSS <= 2 GiB", chain["peak_rss_mib"] <= TARGET_PEAK_RSS_MIB, f"{chain['peak_rss_mib']:,.0f} MiB"),
+        ]
+        if ratio is not None:
+            checks.append(
+                (
+                    "CPU <= 1.5x floor",
+                    ratio <= TARGET_RATIO_TO_FLOOR,
+                    f"{ratio:.2f}x (each repeat: {summary['chain_to_floor_cpu_ratio_all']})",
+                )
+            )
+        lines += ["", "targets (chain):"]
+        lines += [f"  {'PASS' if ok else 'MISS'}  {name}: {value}" for name, ok, value in checks]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.batch_hourly_chain", description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="number of generated events (default 1M)")
+    parser.add_argument("--repeats", type=int, default=3, help="times each case runs (medians reported)")
+    parser.add_argument("--modes", default="floor,chain,python", help=f"comma-separated subset of {','.join(MODES)}")
+    parser.add_argument("--output_format", choices=("jsonl", "parquet"), default="jsonl")
+    parser.add_argument("--cache_dir", default=str(DEFAULT_CACHE), help="where generated inputs are kept")
+    parser.add_argument("--json_out", help="also write the raw cases and summary as JSON here")
+    parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--dataset_json", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    args = parse_args(argv)
+    if args.worker:
+        child_main(args)
+        return None
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise SystemExit(f"unknown modes {sorted(unknown)}; choose from {MODES}")
+    machine = measure.machine_description()
+    dataset, gen_s = measure.timed(lambda: generate(args.events, cache_dir=Path(args.cache_dir)))
+    print(f"input: {dataset.events_path} ({gen_s:.1f} s to generate or find)", file=sys.stderr)
+    dataset_json = Path(dataset.events_path).with_name("dataset.json")
+    cases = []
+    for repeat in range(args.repeats):
+        # Alternate the order so that drift in background load does not favour one case.
+        order = modes if repeat % 2 == 0 else list(reversed(modes))
+        for mode in order:
+            case = measure.run_case(
+                [
+                    "-m",
+                    "benchmarks.batch_hourly_chain",
+                    "--worker",
+                    mode,
+                    "--dataset_json",
+                    str(dataset_json),
+                    "--output_format",
+                    args.output_format,
+                ]
+            )
+            case["repeat"] = repeat
+            print(
+                f"  repeat {repeat} {mode}: {case['wall_s']:.1f} s wall, {case['cpu_s']:.1f} s CPU, "
+                f"{case['peak_rss_mib']:,.0f} MiB",
+                file=sys.stderr,
+            )
+            cases.append(case)
+    summary = summarise(cases, dataset, modes)
+    summary["machine"] = machine
+    summary["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+    print(report(summary, dataset, args))
+    print(f"machine: {json.dumps(summary['machine'])}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"summary": summary, "cases": cases}, indent=2, default=str))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
