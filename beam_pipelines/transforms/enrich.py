@@ -15,6 +15,7 @@ from apache_beam.metrics import Metrics
 
 from beam_pipelines import events as ev
 from beam_pipelines.transforms import METRICS_NAMESPACE
+from beam_pipelines.transforms.dimensions import newest_snapshot
 
 
 class EnrichEventFn(beam.DoFn):
@@ -26,7 +27,21 @@ class EnrichEventFn(beam.DoFn):
         self._unknown_users = Metrics.counter(METRICS_NAMESPACE, "unknown_users")
         self._rows = Metrics.counter(METRICS_NAMESPACE, "enriched_rows")
 
+    def setup(self):
+        self._newest: dict[str, tuple[Any, dict]] = {}
+
+    def _resolve(self, name: str, view: Any) -> dict[int, Any]:
+        """A dict view as is; for a list of snapshots, the newest (memoised per side-input value)."""
+        if not isinstance(view, list):
+            return view
+        cached = self._newest.get(name)
+        if cached is None or cached[0] is not view:
+            cached = self._newest[name] = (view, newest_snapshot(view))
+        return cached[1]
+
     def process(self, event, products: dict[int, Any], users: dict[int, Any]):
+        products = self._resolve("products", products)
+        users = self._resolve("users", users)
         product = products.get(event["product_id"])
         user = users.get(event["user_id"])
         # A missing dimension row is expected right after a product launch or sign-up
@@ -48,23 +63,28 @@ class EnrichWithDimensions(beam.PTransform):
         refreshed PCollection from :mod:`beam_pipelines.transforms.dimensions`.
       users: PCollection of ``(user_id, row)`` pairs (row has ``user_name``).
       source: value of ``user_behavior.source`` (``events.SOURCE_STREAM`` or ``SOURCE_API``).
+      snapshots: the dimensions are PCollections of
+        :class:`~beam_pipelines.transforms.dimensions.DimensionSnapshot` (one element per
+        refresh, from ``RefreshedDimension``) instead of pairs; they are applied with
+        ``AsList`` and the newest snapshot is used for each bundle.
 
     Returns:
       PCollection of ``user_behavior`` rows (``events.user_behavior_row``), one per event.
       Counters: ``unknown_products``, ``unknown_users``, ``enriched_rows``.
     """
 
-    def __init__(self, products, users, source: str):
+    def __init__(self, products, users, source: str, *, snapshots: bool = False):
         super().__init__()
         if source not in (ev.SOURCE_STREAM, ev.SOURCE_API):
             raise ValueError(f"source must be {ev.SOURCE_STREAM!r} or {ev.SOURCE_API!r}, got {source!r}")
         self._products = products
         self._users = users
         self._source = source
+        self._view = beam.pvalue.AsList if snapshots else beam.pvalue.AsDict
 
     def expand(self, events):
         return events | "JoinDimensions" >> beam.ParDo(
             EnrichEventFn(self._source),
-            products=beam.pvalue.AsDict(self._products),
-            users=beam.pvalue.AsDict(self._users),
+            products=self._view(self._products),
+            users=self._view(self._users),
         )

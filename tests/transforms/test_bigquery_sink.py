@@ -24,7 +24,7 @@ def test_failed_rows_become_dead_letters():
             ]
         ),
     )
-    p.run()
+    p.run().wait_until_finish()
 
 
 def test_table_and_schema_names_are_validated():

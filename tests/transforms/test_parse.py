@@ -75,7 +75,7 @@ def test_parse_events_timestamps_with_event_ts():
     result = p | beam.Create([message(SAMPLE_VIEW)]) | ParseEvents("streaming")
     stamps = result[EVENTS] | beam.Map(lambda e, ts=beam.DoFn.TimestampParam: float(ts))
     assert_that(stamps, equal_to([event(SAMPLE_VIEW)["event_time"]]))
-    p.run()
+    p.run().wait_until_finish()
 
 
 def test_validate_records_dead_letters_keep_record_as_json():

@@ -1,0 +1,181 @@
+"""Streaming job: Pub/Sub user events -> ``user_behavior``, ``engagement_minutely``, ``dead_letter``.
+
+Pipeline::
+
+    ReadEvents (Pub/Sub, event time from the event_ts attribute)
+      -> ParseEvents -> DeduplicateEvents (state per event_id, --dedup_horizon_minutes)
+      -> EnrichWithDimensions (products/users side inputs reloaded every --dims_refresh_seconds)
+      -> WriteUserBehavior
+    deduplicated events -> ComputeEngagement (1-minute windows, late panes) -> WriteEngagement
+    parse/validate rejects + BigQuery failed rows -> WriteDeadLetters
+
+Run locally (emulators from ``python -m beam_pipelines.local up``; ``env`` prints the variables)::
+
+    python -m beam_pipelines.streaming \\
+      --project local-ecommerce \\
+      --input_subscription projects/local-ecommerce/subscriptions/user-events-sub \\
+      --output_table local-ecommerce:ecommerce.user_behavior \\
+      --dead_letter_table local-ecommerce:ecommerce.dead_letter \\
+      --engagement_table local-ecommerce:ecommerce.engagement_minutely \\
+      --products_table local-ecommerce:ecommerce.products --users_table local-ecommerce:ecommerce.users
+
+On Dataflow add ``--runner DataflowRunner --region ... --temp_location gs://... --setup_file ./setup.py``
+(see docs/streaming.md for ``--update`` and drain). Step labels are stable: renaming one
+breaks ``--update`` compatibility.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from beam_pipelines import bq_local, events, runners
+from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
+from beam_pipelines.transforms.dedupe import DeduplicateEventsStateful
+from beam_pipelines.transforms.dimensions import (
+    TICKER_PERIODIC_IMPULSE,
+    TICKER_TIMER,
+    BigQueryTableLoader,
+    LakeSnapshotLoader,
+    RefreshedDimension,
+)
+from beam_pipelines.transforms.enrich import EnrichWithDimensions
+from beam_pipelines.transforms.parse import DEAD_LETTERS, EVENTS, ParseEvents
+from beam_pipelines.transforms.windows import EngagementMetrics
+
+PIPELINE = "streaming"
+_SUBSCRIPTION = re.compile(r"^projects/[^/]+/subscriptions/[^/]+$")
+_TABLE = re.compile(r"^[^:.]+:[^:.]+\.[^:.]+$")
+
+
+class StreamingOptions(PipelineOptions):
+    """Options of the streaming job (no defaults that name real resources)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--input_subscription", help="projects/<p>/subscriptions/<s> carrying user events")
+        parser.add_argument("--output_table", help="project:dataset.user_behavior")
+        parser.add_argument("--dead_letter_table", help="project:dataset.dead_letter")
+        parser.add_argument("--engagement_table", help="project:dataset.engagement_minutely")
+        parser.add_argument("--products_table", help="project:dataset.products (side input, reloaded periodically)")
+        parser.add_argument("--users_table", help="project:dataset.users (side input, reloaded periodically)")
+        parser.add_argument(
+            "--dims_lake_root", help="read products/users from the lake's newest snapshots instead of BigQuery"
+        )
+        parser.add_argument("--dims_refresh_seconds", type=float, default=300, help="side-input reload interval")
+        parser.add_argument("--dedup_horizon_minutes", type=float, default=60, help="how long event_ids are kept")
+        parser.add_argument("--allowed_lateness_minutes", type=float, default=10, help="late data for engagement")
+        parser.add_argument("--window_seconds", type=int, default=60, help="engagement window size")
+        parser.add_argument(
+            "--early_firing_seconds", type=int, default=None, help="optional EARLY engagement panes (processing time)"
+        )
+        parser.add_argument(
+            "--bq_batch_size", type=int, default=500, help="rows per BigQuery streaming-insert request (max)"
+        )
+        parser.add_argument(
+            "--bq_triggering_frequency",
+            type=float,
+            default=None,
+            help="seconds: batch inserts with auto-sharding (GroupIntoBatches); default: per bundle",
+        )
+
+    def validate_job(self) -> None:
+        """Raise ValueError naming the expected format of each missing or malformed option."""
+        if not _SUBSCRIPTION.match(self.input_subscription or ""):
+            raise ValueError(
+                f"--input_subscription must be projects/<p>/subscriptions/<s>, got {self.input_subscription!r}"
+            )
+        for name in ("output_table", "dead_letter_table", "engagement_table"):
+            if not _TABLE.match(getattr(self, name) or ""):
+                raise ValueError(f"--{name} must be project:dataset.table, got {getattr(self, name)!r}")
+        if not self.dims_lake_root:
+            for name in ("products_table", "users_table"):
+                if not _TABLE.match(getattr(self, name) or ""):
+                    raise ValueError(
+                        f"--{name} must be project:dataset.table (or use --dims_lake_root), got {getattr(self, name)!r}"
+                    )
+        if self.dims_refresh_seconds <= 0 or self.dedup_horizon_minutes <= 0 or self.window_seconds <= 0:
+            raise ValueError("--dims_refresh_seconds, --dedup_horizon_minutes and --window_seconds must be > 0")
+        if self.allowed_lateness_minutes < 0:
+            raise ValueError("--allowed_lateness_minutes must be >= 0")
+
+
+def _dimension_loaders(opts: StreamingOptions):
+    if opts.dims_lake_root:
+        return LakeSnapshotLoader(opts.dims_lake_root, "products"), LakeSnapshotLoader(opts.dims_lake_root, "users")
+    return BigQueryTableLoader(opts.products_table), BigQueryTableLoader(opts.users_table)
+
+
+def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
+    """Wire the streaming job onto ``p``."""
+    opts = options.view_as(StreamingOptions)
+    opts.validate_job()
+    runner = options.view_as(StandardOptions).runner or ""
+    local = runners.is_local(runner)
+    write_kwargs = {"batch_size": opts.bq_batch_size}
+    if opts.bq_triggering_frequency:
+        write_kwargs.update(triggering_frequency=opts.bq_triggering_frequency, with_auto_sharding=True)
+
+    messages = p | "ReadEvents" >> beam.io.ReadFromPubSub(
+        subscription=opts.input_subscription,
+        with_attributes=True,
+        timestamp_attribute="event_ts",
+        # Dataflow drops Pub/Sub redeliveries by this attribute; the DirectRunner raises
+        # NotImplementedError for id_label, and DeduplicateEvents covers it there.
+        id_label=None if local else "event_id",
+    )
+    parsed = messages | "ParseEvents" >> ParseEvents(PIPELINE)
+    unique = parsed[EVENTS] | "DeduplicateEvents" >> DeduplicateEventsStateful(opts.dedup_horizon_minutes * 60)
+
+    # PeriodicImpulse does not expand on the BundleBasedDirectRunner (see transforms/dimensions.py).
+    ticker = TICKER_TIMER if local else TICKER_PERIODIC_IMPULSE
+    products_loader, users_loader = _dimension_loaders(opts)
+    products = p | "RefreshProducts" >> RefreshedDimension(
+        "products", products_loader, opts.dims_refresh_seconds, ticker
+    )
+    users = p | "RefreshUsers" >> RefreshedDimension("users", users_loader, opts.dims_refresh_seconds, ticker)
+    rows = unique | "EnrichWithDimensions" >> EnrichWithDimensions(
+        products, users, events.SOURCE_STREAM, snapshots=True
+    )
+    failed_rows = rows | "WriteUserBehavior" >> WriteUserBehavior(opts.output_table, pipeline=PIPELINE, **write_kwargs)
+
+    engagement = unique | "ComputeEngagement" >> EngagementMetrics(
+        window_seconds=opts.window_seconds,
+        allowed_lateness_seconds=int(opts.allowed_lateness_minutes * 60),
+        early_firing_seconds=opts.early_firing_seconds,
+    )
+    failed_engagement = engagement | "WriteEngagement" >> WriteRowsToTable(
+        opts.engagement_table, "engagement_minutely", pipeline=PIPELINE, **write_kwargs
+    )
+
+    (
+        (parsed[DEAD_LETTERS], failed_rows, failed_engagement)
+        | "FlattenDeadLetters" >> beam.Flatten()
+        | "WriteDeadLetters" >> WriteDeadLetters(opts.dead_letter_table)
+    )
+
+
+def make_options(argv=None) -> PipelineOptions:
+    """Parse ``argv`` into options with streaming on and a pinned local runner."""
+    options = PipelineOptions(argv)
+    options.view_as(StandardOptions).streaming = True
+    runners.resolve_runner(options)
+    options.view_as(StreamingOptions).validate_job()
+    return options
+
+
+def run(argv=None) -> beam.runners.runner.PipelineResult:
+    """Start the job and return its result (the caller waits or cancels)."""
+    options = make_options(argv)
+    bq_local.configure_for_environment(options)
+    p = beam.Pipeline(options=options)
+    build_pipeline(p, options)
+    return p.run()
+
+
+if __name__ == "__main__":
+    logging.getLogger().setLevel(logging.INFO)
+    run().wait_until_finish()

@@ -1,0 +1,180 @@
+"""TestStream tests of the streaming job's event-time behaviour (BundleBasedDirectRunner)."""
+
+import json
+
+import apache_beam as beam
+from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to, equal_to_per_window
+from apache_beam.transforms.window import IntervalWindow, TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
+
+from beam_pipelines import events
+from beam_pipelines.transforms.dedupe import DeduplicateEventsStateful
+from beam_pipelines.transforms.dimensions import DimensionSnapshot
+from beam_pipelines.transforms.enrich import EnrichWithDimensions
+from beam_pipelines.transforms.parse import DEAD_LETTERS, EVENTS, ParseEvents
+from beam_pipelines.transforms.windows import EngagementMetrics
+
+T0 = 1_795_000_000  # 2026-11-18T... UTC, on a minute boundary
+W0 = T0 - T0 % 60  # start of the first window
+
+
+def _streaming_pipeline() -> beam.Pipeline:
+    options = PipelineOptions(["--runner=BundleBasedDirectRunner"])
+    options.view_as(StandardOptions).streaming = True
+    return beam.Pipeline(options=options)
+
+
+def _event(event_id, name, second, *, user=1, session="s1", price="2.50", quantity=1):
+    ts = events.format_ts(Timestamp(W0 + second).to_utc_datetime(has_tz=True))
+    record = {
+        "event_id": event_id,
+        "event_name": name,
+        "event_ts": ts,
+        "user_id": user,
+        "session_id": session,
+        "product_id": 10,
+        "price": price,
+        "quantity": quantity,
+        "order_id": "o-1" if name in ("order", "return") else None,
+    }
+    return events.validate_record(record)
+
+
+def _tv(event):
+    return TimestampedValue(event, event["event_time"])
+
+
+def _metrics(row):
+    return (
+        row["event_name"],
+        row["events"],
+        row["unique_users"],
+        row["unique_sessions"],
+        row["revenue"],
+        row["pane_timing"],
+        row["pane_index"],
+    )
+
+
+def test_engagement_on_time_late_and_too_late_panes():
+    lateness = 120
+    stream = (
+        TestStream()
+        .advance_watermark_to(W0)
+        .add_elements(
+            [
+                _tv(_event("a", "view", 5, user=1, session="s1")),
+                _tv(_event("b", "view", 20, user=2, session="s2")),
+                _tv(_event("c", "order", 30, user=1, session="s1", price="10.00", quantity=3)),
+                _tv(_event("d", "view", 65, user=3, session="s3")),
+            ]
+        )
+        .advance_watermark_to(W0 + 61)  # window 0 is complete: ON_TIME pane
+        # Late but within the lateness: window 0 fires again (accumulating, LATE).
+        .add_elements([_tv(_event("e", "view", 40, user=2, session="s9"))])
+        .advance_watermark_to(W0 + 60 + lateness + 61)  # window 0 expired, window 1 complete
+        # Later than window end + allowed lateness: dropped from the aggregate.
+        .add_elements([_tv(_event("f", "view", 50, user=9, session="s8"))])
+        .advance_watermark_to_infinity()
+    )
+    p = _streaming_pipeline()
+    rows = p | stream | EngagementMetrics(window_seconds=60, allowed_lateness_seconds=lateness)
+    window0 = IntervalWindow(W0, W0 + 60)
+    window1 = IntervalWindow(W0 + 60, W0 + 120)
+    assert_that(
+        rows | beam.Map(_metrics),
+        equal_to_per_window(
+            {
+                window0: [
+                    ("view", 2, 2, 2, "0.00", "ON_TIME", 0),
+                    ("order", 1, 1, 1, "30.00", "ON_TIME", 0),
+                    ("view", 3, 2, 3, "0.00", "LATE", 1),
+                ],
+                window1: [("view", 1, 1, 1, "0.00", "ON_TIME", 0)],
+            }
+        ),
+        use_global_window=False,
+    )
+    # Each row's window columns are the bounds of the window that produced it.
+    assert_that(
+        rows
+        | "Bounds"
+        >> beam.Map(
+            lambda r, w=beam.DoFn.WindowParam: (r["window_start"], r["window_end"]) == (_iso(w.start), _iso(w.end))
+        ),
+        equal_to([True, True, True, True]),
+        label="CheckBounds",
+    )
+    p.run().wait_until_finish()
+
+
+def _iso(seconds):
+    return events.format_ts(Timestamp.of(seconds).to_utc_datetime(has_tz=True))
+
+
+def test_duplicates_collapse_and_malformed_messages_reach_dead_letters():
+    good = _event("a", "view", 5)
+    raw = json.dumps({k: v for k, v in good.items() if k != "event_time"}).encode()
+    attrs = {"event_id": "a", "event_ts": good["event_ts"]}
+    stream = (
+        TestStream()
+        .advance_watermark_to(W0)
+        .add_elements([PubsubMessage(raw, attrs), PubsubMessage(b"{oops", {"event_ts": good["event_ts"]})])
+        .advance_watermark_to(W0 + 30)
+        .add_elements([PubsubMessage(raw, attrs)])  # redelivery of "a"
+        .add_elements([PubsubMessage(raw.replace(b'"a"', b'"b"'), attrs)])
+        .advance_watermark_to_infinity()
+    )
+    p = _streaming_pipeline()
+    parsed = p | stream | ParseEvents("streaming")
+    unique = parsed[EVENTS] | DeduplicateEventsStateful(horizon_seconds=3600)
+    assert_that(unique | beam.Map(lambda e: e["event_id"]), equal_to(["a", "b"]), label="CheckUnique")
+    assert_that(
+        parsed[DEAD_LETTERS] | beam.Map(lambda r: (r["stage"], r["payload"], r["event_ts"])),
+        equal_to([("parse", "{oops", good["event_ts"])]),
+        label="CheckDeadLetters",
+    )
+    p.run().wait_until_finish()
+
+
+def test_dedup_state_expires_after_the_horizon():
+    first = _event("a", "view", 5)
+    stream = (
+        TestStream()
+        .advance_watermark_to(W0)
+        .add_elements([_tv(first)])
+        .advance_watermark_to(W0 + 5 + 30)  # within the 60 s horizon: still remembered
+        .add_elements([_tv(first)])
+        .advance_watermark_to(W0 + 5 + 61)  # horizon passed: state cleared by the timer
+        .add_elements([_tv(first)])
+        .advance_watermark_to_infinity()
+    )
+    p = _streaming_pipeline()
+    out = p | stream | DeduplicateEventsStateful(horizon_seconds=60)
+    assert_that(out | beam.Map(lambda e: e["event_id"]), equal_to(["a", "a"]))
+    p.run().wait_until_finish()
+
+
+def test_enrichment_uses_the_newest_dimension_snapshot():
+    old = DimensionSnapshot("products", 100.0, {10: {"product_name": "Old name", "category": "A"}})
+    new = DimensionSnapshot("products", 200.0, {10: {"product_name": "New name", "category": "B"}})
+    users = DimensionSnapshot("users", 100.0, {1: {"user_name": "Ada"}})
+    p = beam.Pipeline(runner="FnApiRunner")
+    rows = (
+        p
+        | "Events" >> beam.Create([_event("a", "view", 5)])
+        | EnrichWithDimensions(
+            p | "Products" >> beam.Create([new, old]),
+            p | "Users" >> beam.Create([users]),
+            source="stream",
+            snapshots=True,
+        )
+    )
+    assert_that(
+        rows | beam.Map(lambda r: (r["product_name"], r["category"], r["user_name"])),
+        equal_to([("New name", "B", "Ada")]),
+    )
+    p.run().wait_until_finish()
