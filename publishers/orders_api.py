@@ -1,0 +1,386 @@
+"""The orders REST API: a local stand-in for the company's order system, served from the SQL source.
+
+Run it (the bearer token comes from the environment, never from the command line)::
+
+    export ORDERS_API_TOKEN=$(python -c "import secrets; print(secrets.token_urlsafe(24))")
+    python -m publishers.orders_api serve --host 127.0.0.1 --port 8080 \\
+        --database-url sqlite:///.local/source.db
+
+    curl -H "Authorization: Bearer $ORDERS_API_TOKEN" \\
+        "http://127.0.0.1:8080/v1/orders?updated_since=2026-11-22T10:00:00Z&updated_before=2026-11-22T11:00:00Z"
+
+Contract (``GET /v1/orders``): orders with ``updated_since <= updated_at < updated_before``
+ordered by ``(updated_at, order_id)``, ``page_size`` 1..1000 (default 100), keyset
+pagination with an opaque ``next_page_token`` (``null`` on the last page). Each order
+carries its lines; decimal amounts are JSON strings. Errors: 400 ``{"error": ...}`` for
+bad or unknown parameters, 401 for a missing or wrong token, 429 with ``Retry-After``
+when rate limited. ``GET /healthz`` needs no token.
+
+Fault injection for testing clients: ``--fault-rate-5xx`` and ``--fault-rate-429``
+(fractions of authorised requests answered 503 / 429), ``--slow-ms`` (added latency),
+``--rate-limit-per-second`` (token bucket; 0 = unlimited).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import math
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from beam_pipelines.events import CENTS, format_ts, parse_ts
+from beam_pipelines.io import sql
+
+TOKEN_ENV = "ORDERS_API_TOKEN"  # noqa: S105 - the name of the variable, not a secret
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+QUERY_PARAMS = frozenset({"updated_since", "updated_before", "page_size", "page_token"})
+_TOKEN_VERSION = 1
+
+
+class BadRequest(ValueError):
+    """A request parameter is wrong; the message is returned as ``{"error": ...}`` with 400."""
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class RateLimiter:
+    """A token bucket: ``rate`` requests per second on average, bursts up to ``rate`` (at least 1)."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """0 when the request may go ahead, else seconds until it may."""
+        with self._lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return 0.0
+            return (1.0 - self.tokens) / self.rate
+
+
+# ---------------------------------------------------------------------------- page tokens
+
+
+def encode_page_token(updated_at: str, order_id: str, since: str | None, before: str | None) -> str:
+    """Opaque keyset cursor: the last (updated_at, order_id) plus the filters it belongs to."""
+    body = json.dumps(
+        {"v": _TOKEN_VERSION, "u": updated_at, "o": order_id, "s": since, "b": before}, separators=(",", ":")
+    )
+    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, since: str | None, before: str | None) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        body = json.loads(raw)
+        if not isinstance(body, dict) or body.get("v") != _TOKEN_VERSION:
+            raise ValueError("unknown version")
+        cursor_ts = parse_ts(body["u"])
+        order_id = body["o"]
+        if not isinstance(order_id, str):
+            raise ValueError("bad order id")
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("page_token is not valid: pass next_page_token from the previous response unchanged") from None
+    if body.get("s") != since or body.get("b") != before:
+        raise BadRequest(
+            "page_token belongs to different filters: keep updated_since and updated_before the same on every page"
+        )
+    return cursor_ts, order_id
+
+
+# ---------------------------------------------------------------------------- queries
+
+
+def _parse_params(query: Any) -> dict[str, Any]:
+    unknown = sorted(set(query.keys()) - QUERY_PARAMS)
+    if unknown:
+        raise BadRequest(f"unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(QUERY_PARAMS))}")
+    for key in QUERY_PARAMS:
+        if len(query.getlist(key)) > 1:
+            raise BadRequest(f"parameter {key} given more than once")
+    out: dict[str, Any] = {}
+    for key in ("updated_since", "updated_before"):
+        value = query.get(key)
+        if value is None:
+            out[key] = None
+            continue
+        try:
+            out[key] = parse_ts(value)
+        except ValueError:
+            raise BadRequest(
+                f"{key}={value!r} is not an ISO-8601 timestamp with a UTC offset (e.g. 2026-11-22T10:00:00Z)"
+            ) from None
+    if out["updated_since"] and out["updated_before"] and out["updated_since"] >= out["updated_before"]:
+        raise BadRequest("updated_since must be before updated_before (the window is [updated_since, updated_before))")
+    size = query.get("page_size")
+    if size is None:
+        out["page_size"] = DEFAULT_PAGE_SIZE
+    else:
+        if not size.isdigit() or not 1 <= int(size) <= MAX_PAGE_SIZE:
+            raise BadRequest(f"page_size={size!r} must be an integer from 1 to {MAX_PAGE_SIZE}")
+        out["page_size"] = int(size)
+    since_s = format_ts(out["updated_since"]) if out["updated_since"] else None
+    before_s = format_ts(out["updated_before"]) if out["updated_before"] else None
+    token = query.get("page_token")
+    out["cursor"] = decode_page_token(token, since_s, before_s) if token else None
+    out["since_s"], out["before_s"] = since_s, before_s
+    return out
+
+
+def fetch_orders_page(db: sql.Database, params: dict[str, Any]) -> dict[str, Any]:
+    """One page of ``GET /v1/orders`` as the response body."""
+    where, bind = [], {}
+    if params["updated_since"]:
+        where.append("updated_at >= :since")
+        bind["since"] = params["updated_since"]
+    if params["updated_before"]:
+        where.append("updated_at < :before")
+        bind["before"] = params["updated_before"]
+    if params["cursor"]:
+        where.append("(updated_at > :cursor_ts or (updated_at = :cursor_ts and order_id > :cursor_id))")
+        bind["cursor_ts"], bind["cursor_id"] = params["cursor"]
+    size = params["page_size"]
+    bind["limit"] = size + 1  # one extra row tells whether another page exists
+    rows = db.query_dicts(
+        "select order_id, user_id, session_id, status, order_ts, updated_at, currency from orders"
+        + (" where " + " and ".join(where) if where else "")
+        + " order by updated_at, order_id limit :limit",
+        bind,
+    )
+    more = len(rows) > size
+    rows = [sql.jsonable(r) for r in rows[:size]]
+    lines_by_order: dict[str, list[dict[str, Any]]] = {r["order_id"]: [] for r in rows}
+    if rows:
+        marks = ", ".join("?" for _ in rows)
+        for line in db.query_dicts(
+            "select order_id, line_number, product_id, quantity, unit_price from order_lines "
+            f"where order_id in ({marks}) order by order_id, line_number",
+            [r["order_id"] for r in rows],
+        ):
+            unit = Decimal(str(sql.jsonable_value(line["unit_price"]))).quantize(CENTS)
+            lines_by_order[line["order_id"]].append(
+                {
+                    "line_number": int(line["line_number"]),
+                    "product_id": int(line["product_id"]),
+                    "quantity": int(line["quantity"]),
+                    "unit_price": str(unit),
+                    "amount": str((unit * int(line["quantity"])).quantize(CENTS)),
+                }
+            )
+    orders = []
+    for r in rows:
+        lines = lines_by_order[r["order_id"]]
+        orders.append(
+            {
+                "order_id": r["order_id"],
+                "user_id": int(r["user_id"]),
+                "session_id": r["session_id"],
+                "status": r["status"],
+                "order_ts": r["order_ts"],
+                "updated_at": r["updated_at"],
+                "currency": r["currency"].strip(),
+                "total_amount": str(sum((Decimal(x["amount"]) for x in lines), Decimal("0.00"))),
+                "lines": lines,
+            }
+        )
+    next_token = None
+    if more:
+        last = rows[-1]
+        next_token = encode_page_token(last["updated_at"], last["order_id"], params["since_s"], params["before_s"])
+    return {"orders": orders, "next_page_token": next_token}
+
+
+# ---------------------------------------------------------------------------- app
+
+
+def create_app(
+    database_url: str,
+    token: str,
+    *,
+    fault_rate_5xx: float = 0.0,
+    fault_rate_429: float = 0.0,
+    slow_ms: int = 0,
+    rate_limit_per_second: float = 0.0,
+    fault_seed: int | None = None,
+) -> FastAPI:
+    """The API as an ASGI app (``uvicorn`` serves it; tests can use ``TestClient``)."""
+    if not token:
+        raise ValueError(f"an API token is required (set {TOKEN_ENV})")
+    for name, rate in (("fault_rate_5xx", fault_rate_5xx), ("fault_rate_429", fault_rate_429)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must be within [0, 1], got {rate}")
+    sql.parse_url(database_url)  # fail now on a bad URL, not on the first request
+    expected = token.encode()
+    limiter = RateLimiter(rate_limit_per_second) if rate_limit_per_second > 0 else None
+    faults = random.Random(fault_seed)
+    state: dict[str, sql.Database] = {}
+
+    def database() -> sql.Database:
+        # Opened lazily in the serving thread; handlers are async so they never run concurrently.
+        if "db" not in state:
+            state["db"] = sql.connect(database_url)
+        return state["db"]
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if "db" in state:
+            state.pop("db").close()
+
+    app = FastAPI(
+        title="Orders API (local)", version="1.0", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/orders")
+    async def list_orders(request: Request) -> JSONResponse:
+        header = request.headers.get("authorization", "")
+        scheme, _, supplied = header.partition(" ")
+        if scheme.lower() != "bearer" or not supplied:
+            return _error(
+                401, "missing bearer token: send 'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"}
+            )
+        if not hmac.compare_digest(supplied.strip().encode(), expected):
+            return _error(401, "invalid bearer token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if limiter is not None:
+            wait = limiter.acquire()
+            if wait > 0:
+                return _error(
+                    429,
+                    "rate limit exceeded; retry after the Retry-After seconds",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+        if fault_rate_429 and faults.random() < fault_rate_429:
+            return _error(429, "injected rate limit (fault injection)", {"Retry-After": "1"})
+        if fault_rate_5xx and faults.random() < fault_rate_5xx:
+            return _error(503, "injected server error (fault injection)")
+        try:
+            params = _parse_params(request.query_params)
+        except BadRequest as exc:
+            return _error(400, str(exc))
+        if slow_ms:
+            await asyncio.sleep(slow_ms / 1000)
+        return JSONResponse(fetch_orders_page(database(), params))
+
+    return app
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction within [0, 1]")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m publishers.orders_api",
+        description="Local orders REST API (GET /v1/orders, GET /healthz) served from the SQL source.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the API",
+        description=f"Serve GET /v1/orders from the database. The bearer token is read from ${TOKEN_ENV}.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    serve.add_argument("--database-url", required=True, help=f"SQL source: {sql.URL_FORMATS}")
+    serve.add_argument(
+        "--fault-rate-5xx", type=_fraction, default=0.0, help="fraction of authorised requests answered 503 (default 0)"
+    )
+    serve.add_argument(
+        "--fault-rate-429",
+        type=_fraction,
+        default=0.0,
+        help="fraction of authorised requests answered 429 with Retry-After: 1 (default 0)",
+    )
+    serve.add_argument("--slow-ms", type=int, default=0, help="extra latency per orders request, ms (default 0)")
+    serve.add_argument(
+        "--rate-limit-per-second",
+        type=float,
+        default=0.0,
+        help="token-bucket limit on orders requests per second; 0 = unlimited (default)",
+    )
+    serve.add_argument("--fault-seed", type=int, default=None, help="seed for fault injection (reproducible faults)")
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("debug", "info", "warning", "error"),
+        help="uvicorn log level (default warning)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
+        print(f"error: set the bearer token in the environment: export {TOKEN_ENV}=<secret>", file=sys.stderr)
+        return 2
+    try:
+        with sql.connect(args.database_url) as db:
+            db.scalar("select count(*) from orders")
+    except (sql.DatabaseURLError, ConnectionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a missing table differs per engine (sqlite3 / psycopg errors)
+        print(
+            f"error: the database has no orders table ({exc}); create it with "
+            "'python -m publishers.catalog load --database-url ...' first",
+            file=sys.stderr,
+        )
+        return 2
+    import uvicorn
+
+    app = create_app(
+        args.database_url,
+        token,
+        fault_rate_5xx=args.fault_rate_5xx,
+        fault_rate_429=args.fault_rate_429,
+        slow_ms=args.slow_ms,
+        rate_limit_per_second=args.rate_limit_per_second,
+        fault_seed=args.fault_seed,
+    )
+    print(f"orders API on http://{args.host}:{args.port} (database {sql.redact(args.database_url)})", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

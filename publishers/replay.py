@@ -1,0 +1,297 @@
+"""Replay a real clickstream file (CSV or JSONL) as contract events, paced and optionally re-timed.
+
+Columns are renamed with ``--mapping source=target`` and event names translated with
+``--value-map source=target`` (an empty target drops those rows). Rows are published
+as they are after mapping: a row that breaks the contract (say, an empty price) is
+published anyway and counted as invalid in the manifest, as the pipelines will
+dead-letter it.
+
+Ids: a mapped ``event_id`` column is used as is; otherwise a stable UUID is derived
+from the file name and row number (re-running a replay re-sends the same ids). Order
+and return rows without an ``order_id`` get one derived from the session, and their
+event ids follow the contract (``events.order_line_event_id``), one line per row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from beam_pipelines import events
+from beam_pipelines.events import format_ts
+
+TARGET_FIELDS = (
+    "event_id",
+    "event_name",
+    "event_ts",
+    "user_id",
+    "session_id",
+    "product_id",
+    "price",
+    "quantity",
+    "order_id",
+)
+INT_FIELDS = frozenset({"user_id", "product_id", "quantity"})
+# The public "eCommerce behavior data from multi category store" export, the usual real-world sample.
+DEFAULT_MAPPING = {"event_time": "event_ts", "event_type": "event_name", "user_session": "session_id"}
+DEFAULT_VALUE_MAP = {"cart": "add_to_cart", "purchase": "order", "remove_from_cart": ""}
+REPLAY_NAMESPACE = uuid.UUID("7d7f3c5e-2f0b-4c3a-9a53-0a6b2f1f5e11")
+
+DESCRIPTION = (
+    __doc__.split("\n\n", 1)[1]
+    + """
+Example (a file with event_time,event_type,product_id,price,user_id,user_session):
+
+    python -m publishers.simulator replay --project local-ecommerce --topic user-events \\
+        --file events.csv --mapping event_time=event_ts,event_type=event_name,user_session=session_id \\
+        --value-map cart=add_to_cart,purchase=order,remove_from_cart= --speed 60 --retime
+"""
+)
+
+
+def parse_pairs(text: str | None, option: str, allow_empty_target: bool) -> dict[str, str]:
+    """``a=b,c=d`` -> ``{"a": "b", "c": "d"}``; raise ValueError naming the option and the format."""
+    out: dict[str, str] = {}
+    if not text:
+        return out
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        source, sep, target = item.partition("=")
+        source, target = source.strip(), target.strip()
+        if not sep or not source or (not target and not allow_empty_target):
+            raise ValueError(f"{option}: {item!r} is not source=target (format: a=b,c=d)")
+        out[source] = target
+    return out
+
+
+def parse_mapping(text: str | None, columns: list[str]) -> dict[str, str]:
+    """Column mapping: identity for contract names, the public export's names, then ``--mapping``."""
+    mapping = {c: c for c in columns if c in TARGET_FIELDS}
+    mapping.update({c: t for c, t in DEFAULT_MAPPING.items() if c in columns})
+    explicit = parse_pairs(text, "--mapping", allow_empty_target=True)
+    for source, target in explicit.items():
+        if target and target not in TARGET_FIELDS:
+            raise ValueError(f"--mapping: target {target!r} is not an event field; expected one of {TARGET_FIELDS}")
+        if source not in columns:
+            raise ValueError(f"--mapping: column {source!r} is not in the file (columns: {', '.join(columns)})")
+    mapping.update(explicit)
+    mapping = {s: t for s, t in mapping.items() if t}
+    targets = list(mapping.values())
+    dupes = {t for t in targets if targets.count(t) > 1}
+    if dupes:
+        raise ValueError(f"--mapping: several columns map to {sorted(dupes)}; map each event field once")
+    for required in ("event_name", "event_ts"):
+        if required not in targets:
+            raise ValueError(f"no column maps to {required}: add it to --mapping (e.g. event_type=event_name)")
+    return mapping
+
+
+def read_rows(path: Path, fmt: str | None = None) -> tuple[list[str], Iterator[dict[str, Any]]]:
+    """Columns and rows of a CSV (header row) or JSONL file."""
+    if not path.exists():
+        raise ValueError(f"--file {path} does not exist")
+    fmt = fmt or ("csv" if path.suffix.lower() in (".csv", ".tsv") else "jsonl")
+    if fmt == "csv":
+        fh = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by the generator
+        reader = csv.DictReader(fh)
+        columns = list(reader.fieldnames or [])
+
+        def rows() -> Iterator[dict[str, Any]]:
+            with fh:
+                yield from reader
+
+        return columns, rows()
+    with open(path, encoding="utf-8") as fh:
+        first = next((line for line in fh if line.strip()), None)
+    if first is None:
+        return [], iter(())
+    columns = list(json.loads(first).keys())
+
+    def jrows() -> Iterator[dict[str, Any]]:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
+
+    return columns, jrows()
+
+
+def _coerce(field: str, value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip()
+        if value == "":
+            return None
+        if field in INT_FIELDS and value.isdigit():
+            return int(value)
+        if field in INT_FIELDS:
+            try:
+                as_float = float(value)
+            except ValueError:
+                return value
+            return int(as_float) if as_float.is_integer() else value
+    return value
+
+
+def _safe_ts(value: Any) -> datetime | None:
+    try:
+        return events.parse_ts(value)
+    except (ValueError, TypeError):
+        return None
+
+
+class Replayer:
+    """Turns file rows into (record, original timestamp) pairs under a mapping."""
+
+    def __init__(self, file_name: str, mapping: dict[str, str], value_map: dict[str, str]):
+        self.file_name = file_name
+        self.mapping = mapping
+        self.value_map = value_map
+        self._lines: dict[str, int] = {}
+        self.skipped = 0
+
+    def record(self, row_number: int, row: dict[str, Any]) -> dict[str, Any] | None:
+        rec: dict[str, Any] = {}
+        for source, target in self.mapping.items():
+            rec[target] = _coerce(target, row.get(source))
+        name = rec.get("event_name")
+        if isinstance(name, str) and name in self.value_map:
+            if not self.value_map[name]:
+                self.skipped += 1
+                return None
+            rec["event_name"] = self.value_map[name]
+        if rec.get("event_name") in events.ORDER_EVENTS:
+            if not rec.get("order_id"):
+                basis = rec.get("session_id") or f"{rec.get('user_id')}:{rec.get('event_ts')}"
+                rec["order_id"] = "r-" + uuid.uuid5(REPLAY_NAMESPACE, f"{self.file_name}:{basis}").hex[:16]
+            if not rec.get("event_id"):
+                key = f"{rec['order_id']}:{rec['event_name']}"
+                line = self._lines[key] = self._lines.get(key, 0) + 1
+                rec["event_id"] = events.order_line_event_id(rec["order_id"], line, rec["event_name"])
+        if not rec.get("event_id"):
+            rec["event_id"] = str(uuid.uuid5(REPLAY_NAMESPACE, f"{self.file_name}:{row_number}"))
+        return {k: rec.get(k) for k in TARGET_FIELDS if k in rec}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--file", required=True, type=Path, help="CSV (with a header row) or JSONL file to replay")
+    p.add_argument("--format", choices=("csv", "jsonl"), help="file format (default: from the file extension)")
+    p.add_argument(
+        "--mapping",
+        help="column renames source=target,...; targets: "
+        + ", ".join(TARGET_FIELDS)
+        + ". Columns already named like a target map to it; event_time, event_type and "
+        "user_session map to event_ts, event_name and session_id by default",
+    )
+    p.add_argument(
+        "--value-map",
+        default=",".join(f"{k}={v}" for k, v in DEFAULT_VALUE_MAP.items()),
+        help="event-name translations source=target,...; an empty target drops the row (default: %(default)s)",
+    )
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="replay speed vs the file's own timing: 1 = real time, 60 = a minute per second, "
+        "0 = as fast as possible (default 1)",
+    )
+    p.add_argument(
+        "--retime",
+        action="store_true",
+        help="shift event times to now (keeping gaps, divided by --speed); with --speed 0 the last "
+        "event is placed at now",
+    )
+    p.add_argument("--limit", type=int, help="replay at most this many rows")
+
+
+def build_messages(args: argparse.Namespace, now: datetime | None = None):
+    """Messages, per-message send offsets (seconds) and the manifest for a replay."""
+    from publishers.publishing import Message
+    from publishers.simulator import Manifest
+
+    columns, rows = read_rows(args.file, args.format)
+    if not columns:
+        raise ValueError(f"--file {args.file} has no rows")
+    mapping = parse_mapping(args.mapping, columns)
+    value_map = parse_pairs(args.value_map, "--value-map", allow_empty_target=True)
+    if args.speed < 0:
+        raise ValueError("--speed must be >= 0 (0 = as fast as possible)")
+    replayer = Replayer(Path(args.file).name, mapping, value_map)
+    records: list[tuple[dict[str, Any], datetime | None]] = []
+    for i, row in enumerate(rows, start=1):
+        if args.limit is not None and len(records) >= args.limit:
+            break
+        rec = replayer.record(i, row)
+        if rec is not None:
+            records.append((rec, _safe_ts(rec.get("event_ts"))))
+    times = [t for _, t in records if t is not None]
+    first, last = (min(times), max(times)) if times else (None, None)
+    now = now or datetime.now(UTC)
+    speed = args.speed
+
+    def offset(t: datetime | None) -> float:
+        if t is None or first is None or speed == 0:
+            return 0.0
+        return (t - first).total_seconds() / speed
+
+    manifest = Manifest(seed=0, mode="replay")
+    messages, schedule = [], []
+    for rec, original in records:
+        t = original
+        if args.retime and t is not None:
+            new = now - (last - t) if speed == 0 else now + timedelta(seconds=offset(t))
+            rec["event_ts"] = format_ts(new)
+            t = new
+        data = json.dumps(rec, separators=(",", ":"), default=str).encode()
+        try:
+            event = events.parse_payload(data, now=max(now, t or now) + timedelta(seconds=1))
+        except events.InvalidEvent as exc:
+            manifest.add_malformed(f"{exc.stage}: {exc.reason.split(':')[0].split(' (')[0][:60]}")
+        else:
+            manifest.add_valid(event["event_id"], event["event_name"], event["event_ts"])
+        attr_ts = format_ts(t) if t is not None else format_ts(now)
+        messages.append(Message(data, {"event_id": str(rec.get("event_id")), "event_ts": attr_ts}))
+        schedule.append(offset(original))  # pace by the file's own timing, whatever the published times
+    manifest.extra = {"rows_skipped_by_value_map": replayer.skipped, "mapping": mapping, "file": str(args.file)}
+    return messages, schedule, manifest
+
+
+def main_replay(args: argparse.Namespace, sink_opts) -> int:
+    from publishers.publishing import JsonlSink, Progress
+    from publishers.simulator import open_sink
+
+    now = datetime.now(UTC)
+    messages, offsets, manifest = build_messages(args, now)
+    sink, target = open_sink(sink_opts)
+    manifest.target, manifest.planned_total = target, len(messages)
+    manifest.started_at = format_ts(now)
+    if sink_opts.progress:
+        print(f"replaying {len(messages):,} rows of {args.file} to {target}", file=sys.stderr)
+    progress = Progress(len(messages), label="replayed", enabled=sink_opts.progress)
+    t0 = time.monotonic()
+    # With --retime the schedule is relative to `now`; wall-clock pacing starts now too.
+    schedule = (lambda i: offsets[i]) if args.speed else None
+    try:
+        stats = sink.send(messages, schedule=schedule, progress=progress, start=t0)
+    finally:
+        if isinstance(sink, JsonlSink):
+            sink.close()
+    manifest.published_total, manifest.publish_errors = stats.sent, stats.errors
+    manifest.seconds = round(time.monotonic() - t0, 3)
+    manifest.publish_rate = round(stats.sent / manifest.seconds, 1) if manifest.seconds else 0.0
+    manifest.finished_at = format_ts(datetime.now(UTC))
+    progress.report(stats.sent, stats.errors, final=True)
+    for sample in stats.error_samples:
+        print(f"publish error: {sample}", file=sys.stderr)
+    if args.manifest:
+        manifest.write(args.manifest)
+    print(json.dumps({k: v for k, v in manifest.to_json().items() if k != "valid_event_ids"}))
+    return 1 if stats.errors else 0
