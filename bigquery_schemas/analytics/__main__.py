@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from google.api_core.exceptions import GoogleAPICallError
+from google.auth.exceptions import DefaultCredentialsError
 
 from bigquery_schemas import analytics
 from bigquery_schemas.analytics.formatting import FORMATS, format_rows, json_rows
@@ -113,8 +114,8 @@ def _write(text: str, path: Path | None, out) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, out) -> None:
-    client = make_client(args.project, args.endpoint)
     names = [q.name for q in analytics.queries()] if args.query == "all" else [analytics.get(args.query).name]
+    client = make_client(args.project, args.endpoint)
     results = {
         name: analytics.run_query(client, name, args.dataset, args.start, args.end, args.limit, project=args.project)
         for name in names
@@ -160,6 +161,13 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
             _write(html, args.output, out)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except DefaultCredentialsError:
+        print(
+            "error: no Google credentials. Set BIGQUERY_EMULATOR_HOST (or --endpoint) for the local "
+            "emulator, or run 'gcloud auth application-default login' for real BigQuery.",
+            file=sys.stderr,
+        )
         return 2
     except GoogleAPICallError as exc:
         # The API's message names the table or the SQL position; that is what the user needs.

@@ -1,0 +1,285 @@
+"""A small hand-made ``user_behavior`` table whose every answer is worked out by hand.
+
+Rows are built with :func:`beam_pipelines.events.user_behavior_row`, so they follow the
+same contract as the jobs' rows (``price`` of a row = unit price x quantity).
+
+The story (all times UTC; range under test: 2026-11-20 .. 2026-11-21):
+
+  S0  user 4, 2026-11-19: view 101, order o0 (101 x1 @20.00, api).
+      2026-11-20 08:00: return of o0:1 (api), so a return in range of an order before it.
+  S1  user 1, 2026-11-20 10:00: view 101 (delivered twice), view 102, cart 101 x2,
+      order o1 = line 1 (101 x2 @20.00) + line 2 (102 x1 @5.00), each line both from the
+      stream and from the API; the stream copy of line 1 carries a stale 38.00 amount,
+      so revenue shows which copy won. 2026-11-21 18:00: return of o1:1 (stream + api).
+  S2  user 2, spans midnight: 2026-11-20 23:50 view 103, 23:52 wishlist 104, 23:55 cart
+      103, 2026-11-21 00:05 order o2 (103 x1 @100.00, api only).
+  S3  user 3, 2026-11-21 09:00: view 101 (two copies with the same ingest_ts, one not
+      enriched: the enriched one must win), wishlist 101 (delivered twice), wishlist 102.
+  o4  user 2, 2026-11-21 12:00: order o4 (102 x4 @5.00, api) with no session_id.
+  S4  user 1, 2026-11-21 15:00: view 104, wishlist 101, cart 104 x3, order o3 = line 1
+      (104 x3 @10.00) + line 2 (product 105, unknown to the products dimension, x1 @7.50),
+      stream only. 20:00: return of o3:1 (stream only).
+  S6  user 3, spans the end of the range: 2026-11-21 23:58 view 103, 2026-11-22 00:02 cart 103.
+  S5  user 4, 2026-11-22 00:30: view 102 (after the range).
+
+32 rows, 26 distinct event_id (6 event_ids arrive twice).
+"""
+
+from __future__ import annotations
+
+from beam_pipelines.events import SOURCE_API, SOURCE_STREAM, order_line_event_id, user_behavior_row
+
+PRODUCTS = {
+    101: {"product_name": "Lamp", "category": "Home"},
+    102: {"product_name": "Mug", "category": "Kitchen"},
+    103: {"product_name": "Chair", "category": "Home"},
+    104: {"product_name": "Pan", "category": "Kitchen"},
+    # 105 is not in the dimension: product_name and category stay NULL.
+}
+USERS = {1: {"user_name": "Ada"}, 2: {"user_name": "Bob"}, 3: {"user_name": "Cy"}, 4: {"user_name": "Dee"}}
+
+
+def _row(
+    event_id: str,
+    event_name: str,
+    event_ts: str,
+    user_id: int,
+    session_id: str | None,
+    product_id: int,
+    unit_price: str,
+    *,
+    quantity: int = 1,
+    order_id: str | None = None,
+    source: str = SOURCE_STREAM,
+    ingest_ts: str,
+    enriched: bool = True,
+) -> dict:
+    event = {
+        "event_id": event_id,
+        "event_name": event_name,
+        "event_ts": event_ts,
+        "user_id": user_id,
+        "session_id": session_id,
+        "product_id": product_id,
+        "price": unit_price,
+        "quantity": quantity,
+        "order_id": order_id,
+    }
+    product = PRODUCTS.get(product_id) if enriched else None
+    user = USERS.get(user_id) if enriched else None
+    return user_behavior_row(event, product, user, source, ingest_ts)
+
+
+def _oid(order_id: str, line: int, name: str = "order") -> str:
+    return order_line_event_id(order_id, line, name)
+
+
+ROWS = [
+    # --- S0, user 4 (before the range) and its return inside the range
+    _row("e-0v1", "view", "2026-11-19T12:00:00Z", 4, "S0", 101, "20.00", ingest_ts="2026-11-19T12:00:01Z"),
+    _row(
+        _oid("o0", 1),
+        "order",
+        "2026-11-19T12:10:00Z",
+        4,
+        "S0",
+        101,
+        "20.00",
+        order_id="o0",
+        source=SOURCE_API,
+        ingest_ts="2026-11-19T13:00:00Z",
+    ),
+    _row(
+        _oid("o0", 1, "return"),
+        "return",
+        "2026-11-20T08:00:00Z",
+        4,
+        "S0",
+        101,
+        "20.00",
+        order_id="o0",
+        source=SOURCE_API,
+        ingest_ts="2026-11-20T09:00:00Z",
+    ),
+    # --- S1, user 1
+    _row("e-1v1", "view", "2026-11-20T10:00:00Z", 1, "S1", 101, "20.00", ingest_ts="2026-11-20T10:00:01Z"),
+    _row("e-1v1", "view", "2026-11-20T10:00:00Z", 1, "S1", 101, "20.00", ingest_ts="2026-11-20T10:00:09Z"),
+    _row("e-1v2", "view", "2026-11-20T10:02:00Z", 1, "S1", 102, "5.00", ingest_ts="2026-11-20T10:02:01Z"),
+    _row(
+        "e-1c1",
+        "add_to_cart",
+        "2026-11-20T10:05:00Z",
+        1,
+        "S1",
+        101,
+        "20.00",
+        quantity=2,
+        ingest_ts="2026-11-20T10:05:01Z",
+    ),
+    # stream copy first (stale amount 2 x 19.00), the API copy later: the API copy must win
+    _row(
+        _oid("o1", 1),
+        "order",
+        "2026-11-20T10:10:00Z",
+        1,
+        "S1",
+        101,
+        "19.00",
+        quantity=2,
+        order_id="o1",
+        ingest_ts="2026-11-20T10:10:01Z",
+    ),
+    _row(
+        _oid("o1", 1),
+        "order",
+        "2026-11-20T10:10:00Z",
+        1,
+        "S1",
+        101,
+        "20.00",
+        quantity=2,
+        order_id="o1",
+        source=SOURCE_API,
+        ingest_ts="2026-11-20T11:00:00Z",
+    ),
+    _row(
+        _oid("o1", 2),
+        "order",
+        "2026-11-20T10:10:00Z",
+        1,
+        "S1",
+        102,
+        "5.00",
+        order_id="o1",
+        ingest_ts="2026-11-20T10:10:01Z",
+    ),
+    _row(
+        _oid("o1", 2),
+        "order",
+        "2026-11-20T10:10:00Z",
+        1,
+        "S1",
+        102,
+        "5.00",
+        order_id="o1",
+        source=SOURCE_API,
+        ingest_ts="2026-11-20T11:00:00Z",
+    ),
+    _row(
+        _oid("o1", 1, "return"),
+        "return",
+        "2026-11-21T18:00:00Z",
+        1,
+        "S1",
+        101,
+        "20.00",
+        quantity=2,
+        order_id="o1",
+        ingest_ts="2026-11-21T18:00:01Z",
+    ),
+    _row(
+        _oid("o1", 1, "return"),
+        "return",
+        "2026-11-21T18:00:00Z",
+        1,
+        "S1",
+        101,
+        "20.00",
+        quantity=2,
+        order_id="o1",
+        source=SOURCE_API,
+        ingest_ts="2026-11-21T19:00:00Z",
+    ),
+    # --- S2, user 2, spanning midnight 2026-11-20 -> 21
+    _row("e-2v1", "view", "2026-11-20T23:50:00Z", 2, "S2", 103, "100.00", ingest_ts="2026-11-20T23:50:01Z"),
+    _row("e-2w1", "wishlist", "2026-11-20T23:52:00Z", 2, "S2", 104, "10.00", ingest_ts="2026-11-20T23:52:01Z"),
+    _row("e-2c1", "add_to_cart", "2026-11-20T23:55:00Z", 2, "S2", 103, "100.00", ingest_ts="2026-11-20T23:55:01Z"),
+    _row(
+        _oid("o2", 1),
+        "order",
+        "2026-11-21T00:05:00Z",
+        2,
+        "S2",
+        103,
+        "100.00",
+        order_id="o2",
+        source=SOURCE_API,
+        ingest_ts="2026-11-21T01:00:00Z",
+    ),
+    # --- S3, user 3: a tie on ingest_ts (the enriched copy wins) and a duplicate wishlist
+    _row(
+        "e-3v1", "view", "2026-11-21T09:00:00Z", 3, "S3", 101, "20.00", ingest_ts="2026-11-21T09:00:01Z", enriched=False
+    ),
+    _row("e-3v1", "view", "2026-11-21T09:00:00Z", 3, "S3", 101, "20.00", ingest_ts="2026-11-21T09:00:01Z"),
+    _row("e-3w1", "wishlist", "2026-11-21T09:01:00Z", 3, "S3", 101, "20.00", ingest_ts="2026-11-21T09:01:01Z"),
+    _row("e-3w1", "wishlist", "2026-11-21T09:01:00Z", 3, "S3", 101, "20.00", ingest_ts="2026-11-21T09:01:30Z"),
+    _row("e-3w2", "wishlist", "2026-11-21T09:02:00Z", 3, "S3", 102, "5.00", ingest_ts="2026-11-21T09:02:01Z"),
+    # --- o4, user 2, API order without a session
+    _row(
+        _oid("o4", 1),
+        "order",
+        "2026-11-21T12:00:00Z",
+        2,
+        None,
+        102,
+        "5.00",
+        quantity=4,
+        order_id="o4",
+        source=SOURCE_API,
+        ingest_ts="2026-11-21T13:00:00Z",
+    ),
+    # --- S4, user 1: stream-only order (the API has not delivered it yet), unknown product 105
+    _row("e-4v1", "view", "2026-11-21T15:00:00Z", 1, "S4", 104, "10.00", ingest_ts="2026-11-21T15:00:01Z"),
+    _row("e-4w1", "wishlist", "2026-11-21T15:00:30Z", 1, "S4", 101, "20.00", ingest_ts="2026-11-21T15:00:31Z"),
+    _row(
+        "e-4c1",
+        "add_to_cart",
+        "2026-11-21T15:01:00Z",
+        1,
+        "S4",
+        104,
+        "10.00",
+        quantity=3,
+        ingest_ts="2026-11-21T15:01:01Z",
+    ),
+    _row(
+        _oid("o3", 1),
+        "order",
+        "2026-11-21T15:05:00Z",
+        1,
+        "S4",
+        104,
+        "10.00",
+        quantity=3,
+        order_id="o3",
+        ingest_ts="2026-11-21T15:05:01Z",
+    ),
+    _row(
+        _oid("o3", 2),
+        "order",
+        "2026-11-21T15:05:00Z",
+        1,
+        "S4",
+        105,
+        "7.50",
+        order_id="o3",
+        ingest_ts="2026-11-21T15:05:01Z",
+    ),
+    _row(
+        _oid("o3", 1, "return"),
+        "return",
+        "2026-11-21T20:00:00Z",
+        1,
+        "S4",
+        104,
+        "10.00",
+        quantity=3,
+        order_id="o3",
+        ingest_ts="2026-11-21T20:00:01Z",
+    ),
+    # --- S6, user 3, spanning the end of the range
+    _row("e-6v1", "view", "2026-11-21T23:58:00Z", 3, "S6", 103, "100.00", ingest_ts="2026-11-21T23:58:01Z"),
+    _row("e-6c1", "add_to_cart", "2026-11-22T00:02:00Z", 3, "S6", 103, "100.00", ingest_ts="2026-11-22T00:02:01Z"),
+    # --- S5, user 4, after the range
+    _row("e-5v1", "view", "2026-11-22T00:30:00Z", 4, "S5", 102, "5.00", ingest_ts="2026-11-22T00:30:01Z"),
+]
