@@ -48,3 +48,51 @@ def run_and_report(pipeline: beam.Pipeline, job: str, out: TextIO | None = None)
         for name, value in values.items():
             print(f"  {name:40s} {value}", file=stream)
     return values
+
+
+def add_argument_once(parser, flag: str, **kwargs) -> None:
+    """``parser.add_argument(flag, **kwargs)`` unless another options class already added ``flag``.
+
+    Beam builds one parser from *every* ``PipelineOptions`` subclass imported in the
+    process, so two jobs that both declare ``--lake_root`` (a test importing both, a
+    demo script) would otherwise fail with "conflicting option string".
+    """
+    if flag in getattr(parser, "_option_string_actions", {}):
+        return
+    parser.add_argument(flag, **kwargs)
+
+
+def require(options, *names: str) -> None:
+    """Raise ``ValueError`` naming every missing option.
+
+    Options are not declared ``required=True``: Beam parses every imported options
+    class for every view, so a required flag of one job would break all the others.
+    """
+    missing = [f"--{n}" for n in names if not getattr(options, n, None)]
+    if missing:
+        raise ValueError(f"missing required option(s): {', '.join(missing)} (see --help)")
+
+
+def parse_job_options(argv: list[str] | None, options_cls: type[PipelineOptions], prog: str, doc: str | None):
+    """``PipelineOptions`` for a job, answering ``--help`` with the job's own options.
+
+    Beam's ``PipelineOptions(argv)`` has no ``--help`` of its own; this prints every
+    option of ``options_cls`` with its help text (plus a note on the standard Beam
+    options) and exits.
+    """
+    import argparse
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        parser = argparse.ArgumentParser(
+            prog=f"python -m {prog}",
+            description=(doc or "").strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog="Standard Beam/Dataflow options are accepted too: --runner (default: a pinned local runner; "
+            "DataflowRunner on GCP), --project, --region, --temp_location, --staging_location, --job_name, "
+            "--setup_file, --service_account_email, ...",
+        )
+        options_cls._add_argparse_args(parser)
+        parser.print_help()
+        raise SystemExit(0)
+    return PipelineOptions(argv)

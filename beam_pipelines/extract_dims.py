@@ -28,7 +28,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import events
-from beam_pipelines.batch_run import prepare_options, run_and_report
+from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.io.sql import parse_url
 from beam_pipelines.transforms.dims import MergeIntoSnapshot, ReadTableByKeyRanges, dim_table, snapshot_now
 from beam_pipelines.transforms.lake_io import ReadDimension, WriteSnapshot
@@ -39,33 +39,43 @@ JOB = "extract_dims"
 class ExtractDimsOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument(
+        add_argument_once(
+            parser,
             "--database_url",
             default=None,
             help="SQL source: sqlite:///path.db or postgresql://user@host:port/db. Prefer --database_url_env "
             "when the URL holds a password.",
         )
-        parser.add_argument(
+        add_argument_once(
+            parser,
             "--database_url_env",
             default=None,
             help="Name of an environment variable holding the database URL (read on the workers).",
         )
-        parser.add_argument("--lake_root", required=True, help="Lake root: a local folder or gs://bucket/prefix.")
-        parser.add_argument(
-            "--tables", default="products,users", help="Comma-separated tables to extract (default products,users)."
+        add_argument_once(
+            parser, "--lake_root", default=None, help="Required. Lake root: a local folder or gs://bucket/prefix."
         )
-        parser.add_argument(
+        add_argument_once(
+            parser,
+            "--tables",
+            default="products,users",
+            help="Comma-separated tables to extract (default products,users).",
+        )
+        add_argument_once(
+            parser,
             "--num_partitions",
             type=int,
             default=4,
             help="Parallel primary-key ranges per table, each read by one worker (default 4).",
         )
-        parser.add_argument(
+        add_argument_once(
+            parser,
             "--updated_since",
             default=None,
             help="ISO-8601 UTC: read only rows with updated_at >= this and merge them into the latest snapshot.",
         )
-        parser.add_argument(
+        add_argument_once(
+            parser,
             "--snapshot_ts",
             default=None,
             help="Snapshot instant, ISO-8601 UTC (default: now); names the snapshot folder.",
@@ -74,6 +84,7 @@ class ExtractDimsOptions(PipelineOptions):
 
 def build_pipeline(p: beam.Pipeline, options: ExtractDimsOptions) -> None:
     """Wire one read -> (merge) -> snapshot branch per table."""
+    require(options, "lake_root")
     if not options.database_url and not options.database_url_env:
         raise ValueError("pass --database_url sqlite:///path.db|postgresql://user@host:5432/db or --database_url_env")
     if options.database_url:
@@ -100,7 +111,9 @@ def build_pipeline(p: beam.Pipeline, options: ExtractDimsOptions) -> None:
 
 def run(argv: list[str] | None = None) -> dict[str, int]:
     """Parse options, run the extract, print and return its counters."""
-    options = PipelineOptions(argv)
+    options = parse_job_options(
+        argv, ExtractDimsOptions, __spec__.name if __spec__ else "beam_pipelines.extract_dims", __doc__
+    )
     prepare_options(options)
     p = beam.Pipeline(options=options)
     build_pipeline(p, options.view_as(ExtractDimsOptions))

@@ -32,7 +32,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import lake
-from beam_pipelines.batch_run import prepare_options, run_and_report
+from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.io.orders_api import DEFAULT_TOKEN_ENV, MAX_PAGE_SIZE, RetryPolicy
 from beam_pipelines.transforms.lake_io import WriteWindowPartitions
 from beam_pipelines.transforms.orders import DEAD_LETTERS, ORDERS, ReadOrdersFromApi
@@ -43,37 +43,54 @@ JOB = "extract_orders"
 class ExtractOrdersOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--api_base_url", required=True, help="Orders API base URL, e.g. http://127.0.0.1:8080.")
-        parser.add_argument(
+        add_argument_once(
+            parser, "--api_base_url", default=None, help="Required. Orders API base URL, e.g. http://127.0.0.1:8080."
+        )
+        add_argument_once(
+            parser,
             "--api_token_env",
             default=DEFAULT_TOKEN_ENV,
             help=f"Name of the environment variable holding the API bearer token (default {DEFAULT_TOKEN_ENV}); "
             "read on the workers.",
         )
-        parser.add_argument(
+        add_argument_once(
+            parser,
             "--api_token_secret",
             default=None,
             help="Secret Manager version holding the token, projects/<p>/secrets/<s>/versions/<v>; "
             "takes precedence over --api_token_env (use it on Dataflow).",
         )
-        parser.add_argument(
-            "--window_start", required=True, help="Start of the extract window, ISO-8601 UTC (inclusive)."
+        add_argument_once(
+            parser,
+            "--window_start",
+            default=None,
+            help="Required. Start of the extract window, ISO-8601 UTC (inclusive).",
         )
-        parser.add_argument("--window_end", required=True, help="End of the extract window, ISO-8601 UTC (exclusive).")
-        parser.add_argument("--lake_root", required=True, help="Lake root: a local folder or gs://bucket/prefix.")
-        parser.add_argument(
-            "--page_size", type=int, default=500, help=f"Orders per API page, 1..{MAX_PAGE_SIZE} (default 500)."
+        add_argument_once(
+            parser, "--window_end", default=None, help="Required. End of the extract window, ISO-8601 UTC (exclusive)."
         )
-        parser.add_argument(
+        add_argument_once(
+            parser, "--lake_root", default=None, help="Required. Lake root: a local folder or gs://bucket/prefix."
+        )
+        add_argument_once(
+            parser, "--page_size", type=int, default=500, help=f"Orders per API page, 1..{MAX_PAGE_SIZE} (default 500)."
+        )
+        add_argument_once(
+            parser,
             "--split_minutes",
             type=int,
             default=15,
             help="Length of the sub-ranges read in parallel, in minutes (default 15; never crosses an hour).",
         )
-        parser.add_argument(
-            "--max_attempts", type=int, default=6, help="Attempts per API request before the job fails (default 6)."
+        add_argument_once(
+            parser,
+            "--max_attempts",
+            type=int,
+            default=6,
+            help="Attempts per API request before the job fails (default 6).",
         )
-        parser.add_argument(
+        add_argument_once(
+            parser,
             "--max_backoff_seconds",
             type=float,
             default=30.0,
@@ -87,6 +104,7 @@ def build_pipeline(p: beam.Pipeline, options: ExtractOrdersOptions, run_id: str 
     Returns:
       The run's temp folder under ``<lake_root>/_tmp/`` (empty once the run is done).
     """
+    require(options, "api_base_url", "window_start", "window_end", "lake_root")
     start, end = lake.parse_window(options.window_start, options.window_end)
     if not 1 <= options.page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"--page_size must be 1..{MAX_PAGE_SIZE}, got {options.page_size}")
@@ -115,7 +133,9 @@ def build_pipeline(p: beam.Pipeline, options: ExtractOrdersOptions, run_id: str 
 
 def run(argv: list[str] | None = None) -> dict[str, int]:
     """Parse options, run the extract, print and return its counters."""
-    options = PipelineOptions(argv)
+    options = parse_job_options(
+        argv, ExtractOrdersOptions, __spec__.name if __spec__ else "beam_pipelines.extract_orders", __doc__
+    )
     job = options.view_as(ExtractOrdersOptions)
     prepare_options(options)
     p = beam.Pipeline(options=options)

@@ -55,7 +55,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import events, lake
-from beam_pipelines.batch_run import prepare_options, run_and_report
+from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.transforms import parse
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable
 from beam_pipelines.transforms.dedupe import DeduplicateEvents
@@ -86,43 +86,68 @@ JOB = "hourly"
 class HourlyOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument(
-            "--window_start", required=True, help="First hour to process, ISO-8601 UTC on the hour (inclusive)."
+        add_argument_once(
+            parser,
+            "--window_start",
+            default=None,
+            help="Required. First hour to process, ISO-8601 UTC on the hour (inclusive).",
         )
-        parser.add_argument(
-            "--window_end", required=True, help="End of the window, ISO-8601 UTC on the hour (exclusive)."
+        add_argument_once(
+            parser,
+            "--window_end",
+            default=None,
+            help="Required. End of the window, ISO-8601 UTC on the hour (exclusive).",
         )
-        parser.add_argument("--lake_root", required=True, help="Lake root: a local folder or gs://bucket/prefix.")
-        parser.add_argument("--output_table", required=True, help="user_behavior table, project:dataset.table.")
-        parser.add_argument("--dead_letter_table", required=True, help="dead_letter table, project:dataset.table.")
-        parser.add_argument(
-            "--products_table", required=True, help="products table refreshed from the snapshot, project:dataset.table."
+        add_argument_once(
+            parser, "--lake_root", default=None, help="Required. Lake root: a local folder or gs://bucket/prefix."
         )
-        parser.add_argument(
-            "--users_table", required=True, help="users table refreshed from the snapshot, project:dataset.table."
+        add_argument_once(
+            parser, "--output_table", default=None, help="Required. user_behavior table, project:dataset.table."
         )
-        parser.add_argument(
-            "--orders_table", required=True, help="orders table upserted from the extracts, project:dataset.table."
+        add_argument_once(
+            parser, "--dead_letter_table", default=None, help="Required. dead_letter table, project:dataset.table."
         )
-        parser.add_argument(
+        add_argument_once(
+            parser,
+            "--products_table",
+            default=None,
+            help="Required. products table refreshed from the snapshot, project:dataset.table.",
+        )
+        add_argument_once(
+            parser,
+            "--users_table",
+            default=None,
+            help="Required. users table refreshed from the snapshot, project:dataset.table.",
+        )
+        add_argument_once(
+            parser,
+            "--orders_table",
+            default=None,
+            help="Required. orders table upserted from the extracts, project:dataset.table.",
+        )
+        add_argument_once(
+            parser,
             "--temp_gcs_location",
             default=None,
             help="gs:// folder for BigQuery temp files; unused by the default streaming-insert staging, "
             "accepted for symmetry with the other jobs.",
         )
-        parser.add_argument(
+        add_argument_once(
+            parser,
             "--skip_dims_refresh",
             action="store_true",
             default=False,
             help="Do not refresh the products and users tables (they are still used for enrichment).",
         )
-        parser.add_argument(
+        add_argument_once(
+            parser,
             "--keep_staging_tables",
             action="store_true",
             default=False,
             help="Keep the per-run staging tables after the merge (debugging).",
         )
-        parser.add_argument(
+        add_argument_once(
+            parser,
             "--run_id",
             default=None,
             help="Identifier of this run: staging table suffix and dead_letter.job_name (default: time + random).",
@@ -135,6 +160,17 @@ def _patterns(lake_root: str, hours, zone: str, table: str, glob: str) -> list[s
 
 def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
     """Wire the hourly job; return the run id (staging suffix, dead-letter job_name)."""
+    require(
+        options,
+        "window_start",
+        "window_end",
+        "lake_root",
+        "output_table",
+        "dead_letter_table",
+        "products_table",
+        "users_table",
+        "orders_table",
+    )
     start, end = lake.parse_window(options.window_start, options.window_end, whole_hours=True)
     run_id = options.run_id or lake.new_run_id()
     hours = lake.hour_pieces(start, end)
@@ -227,7 +263,7 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
 
 def run(argv: list[str] | None = None) -> dict[str, int]:
     """Parse options, run the window, print and return its counters."""
-    options = PipelineOptions(argv)
+    options = parse_job_options(argv, HourlyOptions, __spec__.name if __spec__ else "beam_pipelines.hourly", __doc__)
     prepare_options(options)
     p = beam.Pipeline(options=options)
     run_id = build_pipeline(p, options.view_as(HourlyOptions))
