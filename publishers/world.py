@@ -420,12 +420,14 @@ def build_world(
     *,
     funnel: Funnel | None = None,
     replace: bool = True,
+    with_events: bool = True,
 ) -> WorldResult:
     """Load a catalog and place ``n_orders`` orders in ``window`` into ``database_url``.
 
     Returns the world's events and orders (ground truth for tests): the database
     then holds exactly ``result.orders``, and ``result.events`` are the stream
-    events of the same sessions (order/return events share ids with the API lines).
+    events of the same sessions (order/return events share ids with the API lines;
+    ``with_events=False`` skips them, same orders, faster).
     """
     from publishers.catalog import load
 
@@ -433,7 +435,7 @@ def build_world(
     with sql.connect(database_url) as db:
         load(db, seed=seed, n_products=n_products, n_users=n_users, n_orders=0, start=start, end=end, replace=replace)
         world = World(CatalogView.from_database(db), seed, funnel)
-        result = world.window(start, end, n_orders)
+        result = world.window(start, end, n_orders, with_events=with_events)
         write_orders(db, result.orders)
     return result
 
