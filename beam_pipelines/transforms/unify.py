@@ -189,8 +189,9 @@ class KeepEventsInWindowFn(beam.DoFn):
 class KeepEventsInWindow(beam.PTransform):
     """Split events into those inside ``[start, end)`` (main) and dead letters (``[DEAD_LETTERS]``).
 
-    Used for stream event files of a backfill: a file dropped in hour H's folder must
-    only hold hour H's events, or re-running two hours would write one event twice.
+    Used for stream event files of a backfill: the job owns the window's events only,
+    so an event from another hour in a file is rejected visibly instead of quietly
+    changing a partition outside the window.
     """
 
     def __init__(self, start: datetime, end: datetime, pipeline: str):
