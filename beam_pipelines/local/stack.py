@@ -7,7 +7,6 @@ dead ones are restarted. ``down`` stops everything this stack started.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +102,6 @@ class LocalStack:
             self._save(running)
             progress(f"  {name:10s} up: {', '.join(f'{k}={v}' for k, v in running[name].endpoints.items())}")
         self._save(running)
-        os.environ.update(self.env(running))
         if "pubsub" in running:
             host = running["pubsub"].env["PUBSUB_EMULATOR_HOST"]
             ensure_topic(self.config.project, self.config.topic, host)

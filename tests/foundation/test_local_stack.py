@@ -31,6 +31,8 @@ def test_up_status_down_cycle(tmp_path, monkeypatch):
         assert {n: s.pid for n, s in again.items()} == {n: s.pid for n, s in services.items()}
         assert any("already running" in line for line in lines)
         assert any("user_behavior unchanged" in line for line in lines)
+        # up() reports the endpoints but leaves this process's environment alone.
+        assert os.environ.get("BIGQUERY_EMULATOR_HOST") != services["bigquery"].env["BIGQUERY_EMULATOR_HOST"]
         env = stack.env()
         assert env["PUBSUB_EMULATOR_HOST"] == services["pubsub"].env["PUBSUB_EMULATOR_HOST"]
         assert env["BIGQUERY_EMULATOR_HOST"].startswith("http://127.0.0.1:")
