@@ -309,3 +309,30 @@ def test_rerun_is_idempotent(runs, dataset):
     assert _count(dataset, "orders") == orders_before
     # Staging tables are gone.
     assert not [t.table_id for t in client.list_tables(ds) if "_stg_" in t.table_id]
+
+
+def test_missing_snapshots_keep_rows_with_nulls_and_leave_dims_tables_alone(runs, dataset, tmp_path):
+    """A lake without dims snapshots: rows keep NULL attributes, products/users are not emptied."""
+    _client, project, ds = dataset
+    root = str(tmp_path / "lake")
+    hour = datetime(2026, 11, 21, 13, tzinfo=UTC)
+    order = json.loads(BAD_ORDER_LINES[3]) | {
+        "order_id": "no-dims",
+        "order_ts": "2026-11-21T13:05:00Z",
+        "updated_at": "2026-11-21T13:05:00Z",
+    }
+    lake.write_jsonl(
+        lake.join(lake.partition_path(root, "orders", hour), "orders_20261121T130000Z_20261121T140000Z-00000.jsonl"),
+        [order],
+    )
+    argv = _hourly_argv(root, project, ds, "run3")
+    argv = [a for a in argv if not a.startswith("--window_")] + [
+        "--window_start=2026-11-21T13:00:00Z",
+        "--window_end=2026-11-21T14:00:00Z",
+    ]
+    m = hourly.run(argv)
+    assert (m["unknown_products"], m["unknown_users"], m["bq_merge_skipped_empty_staging"]) == (1, 1, 2)
+    assert _count(dataset, "products") == WORLD["n_products"]
+    assert _count(dataset, "users") == WORLD["n_users"]
+    [row] = [r for r in _table_rows(dataset, "api") if r[0] == "no-dims:1"]
+    assert row[4:7] == (None, None, None)

@@ -1,0 +1,47 @@
+"""Table references and the MERGE statements of the hourly job (pure functions)."""
+
+import pytest
+
+from beam_pipelines.transforms.unify import (
+    MergeTarget,
+    TableRef,
+    dimension_merge_sql,
+    orders_merge_sql,
+    user_behavior_merge_sql,
+)
+
+
+def test_table_ref_parses_and_names_its_staging_table():
+    ref = TableRef.parse("my-project:ecommerce.user_behavior")
+    assert (ref.project, ref.dataset, ref.table) == ("my-project", "ecommerce", "user_behavior")
+    assert ref.staging("20261121T100000-ab12CD").table_id == (
+        "my-project.ecommerce.user_behavior_stg_20261121t100000_ab12cd"
+    )
+    with pytest.raises(ValueError, match=r"project:dataset\.table"):
+        TableRef.parse("ecommerce.user_behavior", "output_table")
+
+
+def _target(kind):
+    ref = TableRef.parse(f"p-1:ds.{kind}")
+    return MergeTarget(kind, ref, ref.staging("r1"))
+
+
+def test_user_behavior_merge_is_keyed_on_event_id_and_source_within_the_staged_dates():
+    sql = user_behavior_merge_sql(_target("user_behavior"))
+    assert sql.startswith("merge `p-1.ds.user_behavior` t\nusing (\n  select * from `p-1.ds.user_behavior_stg_r1`")
+    assert "on t.event_id = s.event_id and t.source = s.source and t.date between @min_date and @max_date" in sql
+    assert "partition by event_id, source" in sql
+    assert "event_id = s.event_id," not in sql.split("update set", 1)[1]  # keys are not updated
+    assert sql.endswith(
+        "when not matched then insert (date, event_id, event_name, price, product_id, product_name, user_id, "
+        "user_name, order_id, event_ts, session_id, quantity, category, source, ingest_ts) values (s.date, "
+        "s.event_id, s.event_name, s.price, s.product_id, s.product_name, s.user_id, s.user_name, s.order_id, "
+        "s.event_ts, s.session_id, s.quantity, s.category, s.source, s.ingest_ts)"
+    )
+
+
+def test_orders_merge_only_moves_forward_and_dims_merge_deletes_missing_rows():
+    assert "when matched and s.updated_at >= t.updated_at then update" in orders_merge_sql(_target("orders"))
+    dims = dimension_merge_sql(_target("products"), "product_id")
+    assert "on t.product_id = s.product_id" in dims
+    assert dims.endswith("when not matched by source then delete")
