@@ -192,3 +192,55 @@ def start_storage(state_dir: Path, bucket: str) -> ServiceInfo:
     return ServiceInfo(
         "storage", proc.pid, {"http": url}, {"STORAGE_EMULATOR_HOST": url}, str(proc.log_path), {"bucket": bucket}
     )
+
+
+# --------------------------------------------------------------------------- Orders REST API
+
+
+def orders_api_token(state_dir: Path) -> str:
+    """The local API's bearer token: random, kept in the state dir (mode 600), never in git."""
+    path = state_dir / "orders-api-token"
+    if not path.exists():
+        import secrets
+
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def start_orders_api(state_dir: Path, database_url: str) -> ServiceInfo:
+    """The local orders REST API (``publishers.orders_api``) over the SQL source."""
+    token = orders_api_token(state_dir)
+    # The API serves from the SQL source's tables: create them (idempotent) first.
+    subprocess.run(
+        [sys.executable, "-m", "publishers.catalog", "schema", "--database-url", database_url],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    proc = start_process(
+        "orders-api",
+        [
+            sys.executable,
+            "-m",
+            "publishers.orders_api",
+            "serve",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--database-url",
+            database_url,
+        ],
+        state_dir / "logs" / "orders-api.log",
+        env={"ORDERS_API_TOKEN": token},
+        ready=lambda: http_ok(f"{url}/healthz"),
+        timeout=60,
+        hint="Run 'make venv' (fastapi and uvicorn come from requirements.lock).",
+    )
+    return ServiceInfo(
+        "orders_api", proc.pid, {"http": url}, {"ORDERS_API_URL": url, "ORDERS_API_TOKEN": token}, str(proc.log_path)
+    )

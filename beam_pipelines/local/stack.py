@@ -17,6 +17,7 @@ from beam_pipelines.local.pubsub_admin import ensure_subscription, ensure_topic
 from beam_pipelines.local.services import (
     ServiceInfo,
     start_bigquery,
+    start_orders_api,
     start_pubsub,
     start_storage,
 )
@@ -60,6 +61,7 @@ SERVICES: dict[str, ServiceStarter] = {
     "pubsub": lambda c: start_pubsub(c.state_dir, c.project),
     "bigquery": lambda c: start_bigquery(c.state_dir, c.project, c.root),
     "storage": lambda c: start_storage(c.state_dir, c.bucket),
+    "orders_api": lambda c: start_orders_api(c.state_dir, c.source_url),
 }
 
 

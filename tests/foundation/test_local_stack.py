@@ -17,10 +17,12 @@ def test_up_status_down_cycle(tmp_path, monkeypatch):
     # Keep the DuckDB extensions where `make venv` put them; everything else is private to the test.
     monkeypatch.setattr("beam_pipelines.local.services.duckdb_home", lambda root: DEFAULT_ROOT / "duckdb-home")
     stack = LocalStack(StackConfig(root=tmp_path, project="stack-test-project", dataset="stack_test"))
+    assert stack.config.source_url == f"sqlite:///{tmp_path / 'source.db'}"
     lines: list[str] = []
     try:
         services = stack.up(progress=lines.append)
-        assert set(services) == {"pubsub", "bigquery", "storage"}
+        assert set(services) == {"pubsub", "bigquery", "storage", "orders_api"}
+        assert http_ok(services["orders_api"].endpoints["http"] + "/healthz")
         status = {row["service"]: row for row in stack.status()}
         assert {row["state"] for row in status.values()} == {"running"}
         assert http_ok(services["bigquery"].endpoints["rest"] + "/bigquery/v2/projects/stack-test-project/datasets")
