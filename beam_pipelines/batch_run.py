@@ -54,12 +54,25 @@ def add_argument_once(parser, flag: str, **kwargs) -> None:
     """``parser.add_argument(flag, **kwargs)`` unless another options class already added ``flag``.
 
     Beam builds one parser from *every* ``PipelineOptions`` subclass imported in the
-    process, so two jobs that both declare ``--lake_root`` (a test importing both, a
-    demo script) would otherwise fail with "conflicting option string".
+    process, so two jobs that both declare ``--lake_root`` or ``--output_table`` (a
+    test session importing several jobs, a demo script) would otherwise fail with
+    "conflicting option string". The parser is also switched to argparse's
+    ``resolve`` conflict handling, so an options class registered *after* ours that
+    re-declares one of these flags with a plain ``add_argument`` does not break
+    every pipeline in the process either (the flags mean the same in every job).
     """
+    _resolve_conflicts(parser)
     if flag in getattr(parser, "_option_string_actions", {}):
         return
     parser.add_argument(flag, **kwargs)
+
+
+def _resolve_conflicts(parser) -> None:
+    # argparse copies conflict_handler into each action group when the group is made,
+    # and checks conflicts on the group: set it on both.
+    parser.conflict_handler = "resolve"
+    for group in getattr(parser, "_action_groups", ()):
+        group.conflict_handler = "resolve"
 
 
 def require(options, *names: str) -> None:
