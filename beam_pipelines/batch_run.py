@@ -30,7 +30,10 @@ def prepare_options(options: PipelineOptions) -> str:
 def counters(result) -> dict[str, int]:
     """Committed (or attempted, where the runner has no committed values) counters of a run."""
     out: dict[str, int] = {}
-    query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    try:
+        query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    except NotImplementedError:  # e.g. the stub result of a Dataflow --dry_run
+        return out
     for counter in query["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
         out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + int(value or 0)

@@ -102,7 +102,7 @@ def build_pipeline(p: beam.Pipeline, options: ExtractOrdersOptions, run_id: str 
     """Wire the extract: API sub-ranges -> window files in the raw and dead-letter zones.
 
     Returns:
-      The run's temp folder under ``<lake_root>/_tmp/`` (empty once the run is done).
+      The run's temp folder under ``<lake_root>/_tmp/`` (deleted by the job's last step).
     """
     require(options, "api_base_url", "window_start", "window_end", "lake_root")
     start, end = lake.parse_window(options.window_start, options.window_end)
@@ -122,11 +122,19 @@ def build_pipeline(p: beam.Pipeline, options: ExtractOrdersOptions, run_id: str 
     )
     tmp = lake.tmp_dir(options.lake_root, run_id or lake.new_run_id())
     result = p | "ReadOrdersFromApi" >> read
-    _ = result[ORDERS] | "WriteOrderPartitions" >> WriteWindowPartitions(
+    replaced_orders = result[ORDERS] | "WriteOrderPartitions" >> WriteWindowPartitions(
         options.lake_root, lake.RAW, lake.ORDERS, read.piece_keys, tmp
     )
-    _ = result[DEAD_LETTERS] | "WriteDeadLetterPartitions" >> WriteWindowPartitions(
+    replaced_dead = result[DEAD_LETTERS] | "WriteDeadLetterPartitions" >> WriteWindowPartitions(
         options.lake_root, lake.DEAD_LETTER, lake.ORDERS, read.piece_keys, tmp
+    )
+    # The temp folder goes once both swaps are done (their outputs are the side input),
+    # inside the job, so the launcher never needs access to the lake.
+    done = (replaced_orders, replaced_dead) | "FlattenReplacedPartitions" >> beam.Flatten()
+    _ = (
+        p
+        | "CreateTempFolder" >> beam.Create([tmp])
+        | "DeleteTempFolder" >> beam.Map(lambda path, _done: lake.delete_tree(path), beam.pvalue.AsList(done))
     )
     return tmp
 
@@ -139,10 +147,8 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
     job = options.view_as(ExtractOrdersOptions)
     prepare_options(options)
     p = beam.Pipeline(options=options)
-    tmp = build_pipeline(p, job)
-    values = run_and_report(p, JOB)
-    lake.delete_tree(tmp)
-    return values
+    build_pipeline(p, job)
+    return run_and_report(p, JOB)
 
 
 if __name__ == "__main__":

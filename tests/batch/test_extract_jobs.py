@@ -59,6 +59,7 @@ def test_extract_orders_writes_hour_partitions_dead_letters_and_replaces_on_reru
     # The re-run replaced the partitions with identical content and no extra files.
     assert _files(root, lake.RAW, 10) == raw10 and _files(root, lake.RAW, 11) == raw11
     assert second["api_orders_read"] == 13 and second.get("api_retries", 0) == 0
+    assert lake.list_files(lake.join(root, lake.TMP, "**")) == []  # temp files cleaned up by the job
 
 
 def test_extract_orders_rerun_of_a_narrower_window_keeps_other_windows(tmp_path, monkeypatch):
