@@ -31,6 +31,7 @@ import re
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.transforms import window
 
 from beam_pipelines import bq_local, events, runners
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
@@ -151,6 +152,8 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
         opts.engagement_table, "engagement_minutely", pipeline=PIPELINE, **write_kwargs
     )
 
+    # Failed engagement rows are still in their 1-minute windows; Flatten needs one windowing.
+    failed_engagement = failed_engagement | "RewindowEngagementFailures" >> beam.WindowInto(window.GlobalWindows())
     (
         (parsed[DEAD_LETTERS], failed_rows, failed_engagement)
         | "FlattenDeadLetters" >> beam.Flatten()

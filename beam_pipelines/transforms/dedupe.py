@@ -79,7 +79,7 @@ class DeduplicateEvents(beam.PTransform):
     def expand(self, events):
         return (
             events
-            | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], e))
+            | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], e)).with_output_types(tuple[str, dict])
             | "PickWinner" >> beam.CombinePerKey(_PickWinnerFn())
             | "EmitWinner" >> beam.ParDo(_EmitWinnerFn())
         )
@@ -159,6 +159,7 @@ class DeduplicateEventsStateful(beam.PTransform):
     def expand(self, events):
         return (
             events
-            | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], e))
+            # A str key hint gives the state a deterministic key coder.
+            | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], e)).with_output_types(tuple[str, dict])
             | "DropRepeatedEventIds" >> beam.ParDo(DeduplicateEventsStatefulFn(self._horizon_seconds))
         )
