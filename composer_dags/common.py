@@ -335,6 +335,7 @@ QUERY_PARAM_TYPES = {
     "max_ratio": "FLOAT64",
     "max_lag_minutes": "INT64",
     "pipeline": "STRING",
+    "job_run_id": "STRING",
     "source": "STRING",
 }
 

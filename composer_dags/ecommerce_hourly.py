@@ -48,13 +48,20 @@ from composer_dags.common import (
 DAG_ID = "ecommerce_hourly"
 HOURLY_PIPELINE = "hourly"
 HOURLY_SOURCE = "api"
+# The hourly job stamps its dead letters (dead_letter.job_name) and staging tables with this id.
+JOB_RUN_ID = "{{ run_id }}"
 WINDOW = {"window_start": "{{ iso_utc(data_interval_start) }}", "window_end": "{{ iso_utc(data_interval_end) }}"}
 CHECKS = {
     "check_row_count": ("dq_row_count", {"source": HOURLY_SOURCE}),
     "check_null_keys": ("dq_null_keys", {}),
     "check_dead_letter_ratio": (
         "dq_dead_letter_ratio",
-        {"source": HOURLY_SOURCE, "pipeline": HOURLY_PIPELINE, "max_ratio": "{{ cfg('dq_max_dead_letter_ratio') }}"},
+        {
+            "source": HOURLY_SOURCE,
+            "pipeline": HOURLY_PIPELINE,
+            "job_run_id": JOB_RUN_ID,
+            "max_ratio": "{{ cfg('dq_max_dead_letter_ratio') }}",
+        },
     ),
     "check_freshness": ("dq_freshness", {"max_lag_minutes": "{{ cfg('dq_max_freshness_lag_minutes') }}"}),
 }
@@ -99,6 +106,7 @@ with DAG(
             "users_table": "{{ bq_table('users') }}",
             "orders_table": "{{ bq_table('orders') }}",
             "temp_gcs_location": "{{ cfg('temp_location') }}",
+            "run_id": JOB_RUN_ID,
         },
         cloud_options=cloud_options("hourly"),
         execution_timeout=timedelta(minutes=50),

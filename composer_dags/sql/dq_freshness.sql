@@ -1,5 +1,5 @@
 -- Data quality: the window's data reaches close to its end. A newest event more than
--- @max_lag_minutes before @window_end means an extract stopped early (or the hour is empty).
+-- max_lag_minutes before window_end means an extract stopped early (or the hour is empty).
 with window_rows as (
     select event_ts
     from `{{ bq_table_id('user_behavior') }}`

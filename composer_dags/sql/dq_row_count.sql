@@ -1,5 +1,5 @@
--- Data quality: the hourly job wrote at least one row for [@window_start, @window_end).
--- Rows of the job's own source only (@source = 'api'): the streaming job's rows say nothing about this run.
+-- Data quality: the hourly job wrote at least one row for the window [window_start, window_end).
+-- Rows of the job's own source only (source = api): the streaming job's rows say nothing about this run.
 with window_rows as (
     select event_id
     from `{{ bq_table_id('user_behavior') }}`

@@ -161,6 +161,7 @@ def test_hourly_templates_render_the_window_and_tables(dagbag: Any, set_ecommerc
         "products_table": "acme-analytics:shop.products",
         "users_table": "acme-analytics:shop.users",
         "orders_table": "acme-analytics:shop.orders",
+        "run_id": "scheduled__2026-11-22T10:00:00+00:00",
     }
     sensor = render(dagbag.dags["ecommerce_hourly"], "wait_for_extracts", HOUR_START, HOUR_END)
     assert (sensor.lake_root, sensor.window_start, sensor.window_end, sensor.dims_tables) == (
@@ -246,6 +247,7 @@ def test_quality_checks_render_their_sql_and_typed_parameters(dagbag: Any, set_e
         "window_end": ("TIMESTAMP", HOUR_END),
         "source": ("STRING", "api"),
         "pipeline": ("STRING", "hourly"),
+        "job_run_id": ("STRING", "scheduled__2026-11-22T10:00:00+00:00"),
         "max_ratio": ("FLOAT64", 0.02),
     }
 

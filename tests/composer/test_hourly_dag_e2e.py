@@ -1,0 +1,161 @@
+"""The hourly DAG end to end with ``dag.test()``: lake -> hourly job (DirectRunner) -> checks on the BigQuery emulator.
+
+The lake holds what the extract DAGs would have left for 2026-11-21 10:00-11:00 UTC
+(orders window markers, products/users snapshots taken at 11:00, the hour's orders),
+so the sensor, the Beam job, the four data-quality queries and the analytics refresh
+all run for real. A second run rejects a third of its records and must fail on the
+dead-letter check, without refreshing analytics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+
+HOUR_START = pendulum.datetime(2026, 11, 21, 10, tz="UTC")  # in the past: the job refuses future events
+HOUR_END = HOUR_START.add(hours=1)
+# dag.test() run id; the DAG passes it to the job, which stamps its dead letters with it.
+RUN_ID = "manual__2026-11-21T11:00:00+00:00"
+
+PRODUCTS = [
+    {"product_id": 101, "product_name": "Trail Shoe", "category": "shoes", "price": "10.00",
+     "updated_at": "2026-11-01T00:00:00.000000Z"},
+    {"product_id": 102, "product_name": "Wool Sock", "category": "socks", "price": "5.50",
+     "updated_at": "2026-11-01T00:00:00.000000Z"},
+]  # fmt: skip
+USERS = [
+    {"user_id": 1, "user_name": "Ada", "email": "ada@example.com", "signup_date": "2026-01-02", "country": "GB",
+     "updated_at": "2026-11-01T00:00:00.000000Z"},
+    {"user_id": 2, "user_name": "Lin", "email": "lin@example.com", "signup_date": "2026-03-04", "country": "SG",
+     "updated_at": "2026-11-01T00:00:00.000000Z"},
+]  # fmt: skip
+ORDERS = [
+    {"order_id": "o-1", "user_id": 1, "session_id": "s-1", "status": "paid", "order_ts": "2026-11-21T10:05:00Z",
+     "updated_at": "2026-11-21T10:06:00Z", "currency": "USD", "total_amount": "25.50",
+     "lines": [{"line_number": 1, "product_id": 101, "quantity": 2, "unit_price": "10.00", "amount": "20.00"},
+               {"line_number": 2, "product_id": 102, "quantity": 1, "unit_price": "5.50", "amount": "5.50"}]},
+    {"order_id": "o-2", "user_id": 2, "session_id": "s-2", "status": "returned", "order_ts": "2026-11-21T10:40:00Z",
+     "updated_at": "2026-11-21T10:50:00Z", "currency": "USD", "total_amount": "10.00",
+     "lines": [{"line_number": 1, "product_id": 101, "quantity": 1, "unit_price": "10.00", "amount": "10.00"}]},
+]  # fmt: skip
+# o-1 -> 2 order events (10:05); o-2 -> an order event (10:40) and a return event (10:50).
+EXPECTED_ROWS = [
+    ("o-1:1", "order", "o-1", 101, "Trail Shoe", 1, "Ada", 2, "20.00"),
+    ("o-1:2", "order", "o-1", 102, "Wool Sock", 1, "Ada", 1, "5.50"),
+    ("o-2:1", "order", "o-2", 101, "Trail Shoe", 2, "Lin", 1, "10.00"),
+    ("o-2:1:return", "return", "o-2", 101, "Trail Shoe", 2, "Lin", 1, "10.00"),
+]
+
+
+def write_lake(lake_root: str, order_lines: list[str]) -> None:
+    """What the extract DAGs leave in the lake for hour 10 (markers, dims snapshots at 11:00, orders)."""
+    from beam_pipelines import lake
+    from composer_dags.common import orders_windows, write_orders_marker
+
+    for table, rows in (("products", PRODUCTS), ("users", USERS)):
+        folder = lake.snapshot_dir(lake_root, table, HOUR_END)
+        lake.write_jsonl(lake.join(folder, "part-00000-of-00001.jsonl"), [json.dumps(r) for r in rows])
+        lake.write_latest_pointer(lake_root, table, folder.rsplit("/", 1)[-1])
+    partition = lake.partition_path(lake_root, lake.ORDERS, HOUR_START)
+    lake.write_jsonl(lake.join(partition, lake.window_file_name("orders", HOUR_START, HOUR_END, 0)), order_lines)
+    for start in orders_windows(HOUR_START, HOUR_END):
+        write_orders_marker(lake_root, start.strftime("%Y-%m-%dT%H:%M:%SZ"), "", "test")
+
+
+def run_hourly_dag(dagbag: Any) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """``dag.test()`` for hour 10; returns the run state, task states and the checks' XCom results."""
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    try:  # Airflow 3.x: the ORM model; airflow.models.XCom is the SDK class
+        from airflow.models.xcom import XComModel as XCom
+    except ImportError:  # Airflow 2.10
+        from airflow.models import XCom  # type: ignore[no-redef]
+
+    dag = dagbag.dags["ecommerce_hourly"]
+    # A manual run covers the last complete interval before run_after: [10:00, 11:00).
+    dag_run = dag.test(logical_date=HOUR_END, run_after=HOUR_END)
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id).all()
+        states = {ti.task_id: str(ti.state) for ti in tis}
+        xcoms = {
+            x.task_id: XCom.deserialize_value(x)
+            for x in session.query(XCom).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id, key="return_value")
+        }
+    return str(dag_run.state), states, xcoms
+
+
+@pytest.fixture
+def hourly_env(tmp_path: Path, bq_dataset: Any, set_ecommerce_config: Any, airflow_db: str) -> dict[str, Any]:
+    config = {
+        "project": bq_dataset.project,
+        "dataset": bq_dataset.dataset,
+        "lake_root": str(tmp_path / "lake"),
+        "dq_max_dead_letter_ratio": 0.1,
+        "dq_max_freshness_lag_minutes": 30,
+    }
+    set_ecommerce_config(**config)
+    return config
+
+
+@pytest.mark.integration
+def test_hourly_dag_loads_the_hour_checks_it_and_refreshes_analytics(
+    dagbag: Any, hourly_env: dict[str, Any], bq_dataset: Any
+) -> None:
+    write_lake(hourly_env["lake_root"], [json.dumps(o) for o in ORDERS])
+
+    state, states, xcoms = run_hourly_dag(dagbag)
+
+    assert states == {
+        "wait_for_extracts": "success",
+        "run_hourly": "success",
+        "check_row_count": "success",
+        "check_null_keys": "success",
+        "check_dead_letter_ratio": "success",
+        "check_freshness": "success",
+        "refresh_analytics": "success",
+    }
+    assert state == "success"
+    rows = bq_dataset.rows("user_behavior", order_by="event_id")
+    assert [
+        (r["event_id"], r["event_name"], r["order_id"], r["product_id"], r["product_name"], r["user_id"],
+         r["user_name"], r["quantity"], f"{r['price']:.2f}")
+        for r in rows
+    ] == EXPECTED_ROWS  # fmt: skip
+    assert {r["source"] for r in rows} == {"api"}
+    assert {k: (v["observed"], v["threshold"], v["passed"]) for k, v in xcoms.items() if k.startswith("check_")} == {
+        "check_row_count": (4.0, 0.0, True),
+        "check_null_keys": (0.0, 0.0, True),
+        "check_dead_letter_ratio": (0.0, 0.1, True),
+        "check_freshness": (10.0, 30.0, True),  # newest event 10:50, hour ends 11:00
+    }
+    view = f"{bq_dataset.project}.{bq_dataset.dataset}.user_behavior_dedup"
+    assert xcoms["refresh_analytics"] == [view]
+    assert bq_dataset.count("user_behavior_dedup") == 4
+
+
+@pytest.mark.integration
+def test_hourly_dag_fails_on_a_data_quality_check_and_skips_analytics(
+    dagbag: Any, hourly_env: dict[str, Any], bq_dataset: Any
+) -> None:
+    # Two of six records are not orders: 2 / (4 rows + 2 dead letters) = 0.33 > 0.1.
+    write_lake(hourly_env["lake_root"], [json.dumps(o) for o in ORDERS] + ["{not json", '"a string"'])
+
+    state, states, xcoms = run_hourly_dag(dagbag)
+
+    assert state == "failed"
+    assert states["run_hourly"] == "success"
+    assert states["check_dead_letter_ratio"] == "failed"
+    assert {states[t] for t in ("check_row_count", "check_null_keys", "check_freshness")} == {"success"}
+    assert states["refresh_analytics"] == "upstream_failed"
+    assert "check_dead_letter_ratio" not in xcoms
+    dead = bq_dataset.rows("dead_letter")
+    assert len(dead) == 2
+    assert {(d["pipeline"], d["job_name"]) for d in dead} == {("hourly", RUN_ID)}
+    assert bq_dataset.count("user_behavior") == 4
+    with pytest.raises(Exception, match="Not found"):
+        bq_dataset.count("user_behavior_dedup")
