@@ -7,9 +7,16 @@ on free loopback ports and stop it at the end of the session.
 import os
 from pathlib import Path
 
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+
 # Never probe the GCE metadata server, never let google-auth look for a login.
 os.environ.setdefault("NO_GCE_CHECK", "true")
 os.environ.setdefault("GOOGLE_CLOUD_PROJECT", "local-ecommerce")
+
+# Beam's TestPipeline/TestStream are not test classes, whatever their names say.
+TestPipeline.__test__ = False
+TestStream.__test__ = False
 
 pytest_plugins = sorted(
     f"tests.fixtures.{p.stem}" for p in (Path(__file__).parent / "fixtures").glob("*.py") if p.stem != "__init__"

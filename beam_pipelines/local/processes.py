@@ -105,8 +105,39 @@ def start_process(
     raise StackError(f"{name} did not become ready in {timeout:.0f} s.\n{tail(log_path)}\n{hint}".rstrip())
 
 
+def _group_alive(pgid: int) -> bool:
+    """True while any process of the group ``pgid`` exists (zombies aside)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # killpg(0) also succeeds for zombies; the group is gone once its leader is reaped
+    # and no other member is left.
+    return pid_alive(pgid) or _other_members(pgid)
+
+
+def _other_members(pgid: int) -> bool:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == pgid:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
 def stop_process(pid: int | None, timeout: float = 10.0) -> None:
-    """SIGTERM the process group of ``pid``, then SIGKILL what is left."""
+    """SIGTERM the process group of ``pid``, then SIGKILL whatever of the group is left.
+
+    Waits for the whole group, not just its leader: the Pub/Sub emulator's launcher
+    is a shell script whose Java child would otherwise outlive it.
+    """
     if not pid:
         return
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -114,10 +145,10 @@ def stop_process(pid: int | None, timeout: float = 10.0) -> None:
             os.killpg(pid, sig)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            # Reap it if it is our child; otherwise just poll for its exit.
+            # Reap the leader if it is our child; otherwise just poll for the group's exit.
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            if not pid_alive(pid):
+            if not _group_alive(pid):
                 return
             time.sleep(0.1)
 
