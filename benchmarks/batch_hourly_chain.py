@@ -36,6 +36,7 @@ import os
 import shutil
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,15 +121,19 @@ def build_floor(p, dataset: Dataset, out_dir: str, output_format: str) -> None:
 def build_chain(p, dataset: Dataset, out_dir: str, output_format: str, upto: str = "enrich") -> None:
     import apache_beam as beam
 
+    from beam_pipelines import events
     from beam_pipelines.events import SOURCE_STREAM
     from beam_pipelines.transforms.dedupe import DeduplicateEvents
     from beam_pipelines.transforms.enrich import EnrichWithDimensions
     from beam_pipelines.transforms.parse import DEAD_LETTERS, EVENTS, ParseEvents
+    from beam_pipelines.transforms.unify import KeepEventsInWindow
 
     products = _keyed_dimension(p, "Products", dataset.products_path, "product_id")
     users = _keyed_dimension(p, "Users", dataset.users_path, "user_id")
     parsed = p | "ReadEvents" >> beam.io.ReadFromText(dataset.events_path) | "ParseEvents" >> ParseEvents("hourly")
-    rows = parsed[EVENTS]
+    start = events.parse_ts(dataset.hour_start)
+    in_window = parsed[EVENTS] | "KeepEventsInWindow" >> KeepEventsInWindow(start, start + timedelta(hours=1), "hourly")
+    rows = in_window["events"]
     if upto in ("dedupe", "enrich"):
         rows = rows | "DeduplicateEvents" >> DeduplicateEvents()
     if upto == "enrich":
@@ -139,7 +144,8 @@ def build_chain(p, dataset: Dataset, out_dir: str, output_format: str, upto: str
         rows = rows | "FormatRows" >> beam.Map(json.dumps)
     _write(rows, "WriteRows", os.path.join(out_dir, "rows"), output_format, ROW_PARQUET_FIELDS)
     (
-        parsed[DEAD_LETTERS]
+        (parsed[DEAD_LETTERS], in_window[DEAD_LETTERS])
+        | "FlattenDeadLetters" >> beam.Flatten()
         | "FormatDeadLetters" >> beam.Map(json.dumps)
         | "WriteDeadLetters" >> beam.io.WriteToText(os.path.join(out_dir, "dead"), file_name_suffix=".jsonl")
     )
