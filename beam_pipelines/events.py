@@ -77,8 +77,9 @@ def order_line_event_id(order_id: str, line_number: int, event_name: str = "orde
 
 
 def format_ts(dt: datetime) -> str:
-    """Canonical UTC timestamp string, accepted by BigQuery and Beam alike."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Canonical UTC timestamp string (``2026-11-22T10:15:00.250000Z``), accepted by BigQuery and Beam."""
+    # isoformat is ~20% cheaper than strftime, and this runs twice per event.
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_ts(value: Any) -> datetime:
@@ -128,6 +129,12 @@ def _short_string(record: dict[str, Any], key: str, *, required: bool) -> str | 
         raise InvalidEvent(STAGE_VALIDATE, f"{key} must be a string, got {type(value).__name__}")
     if len(value) > MAX_ID_LENGTH:
         raise InvalidEvent(STAGE_VALIDATE, f"{key} longer than {MAX_ID_LENGTH} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # JSON allows lone surrogates ("\ud800"); no UTF-8 sink can store them.
+            raise InvalidEvent(STAGE_VALIDATE, f"{key} is not valid Unicode (lone surrogate)") from None
     return value
 
 
@@ -199,7 +206,8 @@ def parse_payload(payload: bytes | str, now: datetime | None = None) -> Event:
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidEvent(STAGE_PARSE, f"payload of {size} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
-        record = json.loads(payload)
+        # Decode explicitly: json.loads(bytes) would also accept UTF-16/32 payloads.
+        record = json.loads(payload.decode("utf-8") if isinstance(payload, bytes) else payload)
     except UnicodeDecodeError:
         raise InvalidEvent(STAGE_PARSE, "payload is not valid UTF-8") from None
     except (ValueError, RecursionError) as exc:

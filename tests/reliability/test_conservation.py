@@ -157,13 +157,8 @@ def test_a_duplicate_keeps_the_same_winner_whatever_the_arrival_order():
         assert _run(p)["duplicates_removed"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="events.validate_record accepts strings with lone surrogates (JSON '\\ud800'); they cannot be "
-    "encoded as UTF-8, so BigQuery/Parquet/text sinks fail on the row instead of dead-lettering it. "
-    "Proposed fix in events._short_string: reject values for which value.encode('utf-8') raises.",
-)
 def test_lone_surrogate_in_an_id_is_a_dead_letter():
     payload = hostile._event("placeholder").replace(b'"placeholder"', b'"\\ud800"')
-    with pytest.raises(events.InvalidEvent):
+    with pytest.raises(events.InvalidEvent, match="lone surrogate") as exc:
         events.parse_payload(payload)
+    assert exc.value.stage == events.STAGE_VALIDATE

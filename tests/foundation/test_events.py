@@ -1,0 +1,125 @@
+"""The event contract: each rule, the canonical forms, and the unified row."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from beam_pipelines import events
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+SAMPLE_RECORD = {
+    "event_id": "e-1",
+    "event_name": "add_to_cart",
+    "event_ts": "2026-11-22T10:15:00.25+01:00",
+    "user_id": "42",
+    "session_id": "s-1",
+    "product_id": 1017,
+    "price": 19.995,
+    "quantity": 2,
+    "order_id": "ignored-for-carts",
+}
+
+
+def _payload(**changes):
+    record = {**SAMPLE_RECORD, **changes}
+    return json.dumps({k: v for k, v in record.items() if v is not ...}).encode()
+
+
+def test_valid_record_becomes_the_canonical_event():
+    event = events.parse_payload(_payload(), now=NOW)
+    assert event == {
+        "event_id": "e-1",
+        "event_name": "add_to_cart",
+        "event_ts": "2026-11-22T09:15:00.250000Z",  # converted to UTC, microseconds
+        "event_time": datetime(2026, 11, 22, 9, 15, 0, 250000, tzinfo=UTC).timestamp(),
+        "user_id": 42,  # digit strings accepted
+        "session_id": "s-1",
+        "product_id": 1017,
+        "price": "20.00",  # unit price, 2 decimals, half-even
+        "quantity": 2,
+        "order_id": None,  # only order/return events keep an order id
+    }
+
+
+@pytest.mark.parametrize(
+    "payload, stage, reason",
+    [
+        (b"x" * (events.MAX_PAYLOAD_BYTES + 1), "parse", "exceeds"),
+        (b"\xff\xfe{}", "parse", "UTF-8"),
+        ("{}".encode("utf-16"), "parse", "UTF-8"),
+        (b'{"event_id": "\xc3"}', "parse", "UTF-8"),
+        (b'{"event_id": "e-1"', "parse", "not JSON"),
+        (b"[1, 2]", "validate", "JSON object"),
+        (_payload(event_id=...), "validate", "missing event_id"),
+        (_payload(event_id="x" * 129), "validate", "longer than 128"),
+        (_payload(event_name="purchase"), "validate", "unknown event_name"),
+        (_payload(event_ts="2026-11-22 10:15:00"), "validate", "no UTC offset"),
+        (_payload(event_ts="yesterday"), "validate", "bad event_ts"),
+        (_payload(event_ts="1999-12-31T23:59:59Z"), "validate", "before 2000-01-01"),
+        (_payload(event_ts="2026-11-22T13:00:01Z"), "validate", "in the future"),
+        (_payload(user_id=0), "validate", "user_id out of range"),
+        (_payload(user_id=True), "validate", "boolean"),
+        (_payload(product_id="12a"), "validate", "product_id must be a positive integer"),
+        (_payload(product_id=2**63), "validate", "does not fit INT64"),
+        (_payload(price=-0.01), "validate", "price out of range"),
+        (_payload(price="NaN"), "validate", "price out of range"),
+        (_payload(price="ten"), "validate", "not numeric"),
+        (_payload(price=...), "validate", "missing price"),
+        (_payload(quantity=10_001), "validate", "quantity out of range"),
+        (_payload(event_name="order", order_id=None), "validate", "missing order_id"),
+        (_payload(session_id=["s"]), "validate", "session_id must be a string"),
+    ],
+)
+def test_each_broken_rule_names_its_stage_and_reason(payload, stage, reason):
+    with pytest.raises(events.InvalidEvent) as exc:
+        events.parse_payload(payload, now=NOW)
+    assert exc.value.stage == stage
+    assert reason in exc.value.reason
+
+
+def test_small_future_skew_is_tolerated():
+    event = events.parse_payload(_payload(event_ts="2026-11-22T12:59:59Z"), now=NOW)
+    assert event["event_ts"] == "2026-11-22T12:59:59.000000Z"
+
+
+def test_utc_suffix_and_defaults():
+    event = events.parse_payload(
+        _payload(event_ts="2026-11-22 10:00:00 UTC", quantity=..., session_id=..., event_name="view"), now=NOW
+    )
+    assert (event["event_ts"], event["quantity"], event["session_id"]) == ("2026-11-22T10:00:00.000000Z", 1, None)
+
+
+def test_order_line_ids_are_the_same_on_every_source():
+    assert events.order_line_event_id("o-9", 2) == "o-9:2"
+    assert events.order_line_event_id("o-9", 2, "return") == "o-9:2:return"
+
+
+def test_user_behavior_row_carries_the_event_amount_and_dimensions_in_schema_order():
+    from bigquery_schemas import table_spec
+
+    event = events.parse_payload(_payload(event_name="order", order_id="o-9"), now=NOW)
+    row = events.user_behavior_row(
+        event, {"product_name": "Lamp", "category": "home"}, None, events.SOURCE_STREAM, "2026-11-22T12:00:00Z"
+    )
+    assert list(row) == table_spec("user_behavior").column_names
+    assert row["price"] == "40.00"  # unit price 20.00 x quantity 2
+    assert (row["date"], row["order_id"], row["product_name"], row["user_name"]) == (
+        "2026-11-22",
+        "o-9",
+        "Lamp",
+        None,  # unknown user: the row is kept with NULL attributes
+    )
+
+
+def test_dead_letter_row_keeps_invalid_bytes_readable_and_matches_the_schema():
+    from bigquery_schemas import table_spec
+
+    row = events.dead_letter_row(
+        pipeline="streaming", stage="parse", error="x" * 5000, payload=b"\xff{", attributes={"event_id": "e"}
+    )
+    assert list(row) == table_spec("dead_letter").column_names
+    assert row["payload"] == "\ufffd{"
+    assert len(row["error"]) == 2000
+    assert json.loads(row["attributes"]) == {"event_id": "e"}
+    assert row["insert_ts"].endswith("Z")
