@@ -56,6 +56,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import events, lake
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
+from beam_pipelines.logs import configure_job_logging
 from beam_pipelines.transforms import parse
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable
 from beam_pipelines.transforms.dedupe import DeduplicateEvents
@@ -272,5 +273,5 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.INFO)
+    configure_job_logging()
     run()

@@ -26,7 +26,6 @@ breaks ``--update`` compatibility.
 
 from __future__ import annotations
 
-import logging
 import re
 
 import apache_beam as beam
@@ -34,6 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.transforms import window
 
 from beam_pipelines import bq_local, events, runners
+from beam_pipelines.logs import configure_job_logging
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
 from beam_pipelines.transforms.dedupe import DeduplicateEventsStateful
 from beam_pipelines.transforms.dimensions import (
@@ -180,5 +180,5 @@ def run(argv=None) -> beam.runners.runner.PipelineResult:
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.INFO)
+    configure_job_logging()
     run().wait_until_finish()
