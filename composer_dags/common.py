@@ -93,7 +93,8 @@ def cfg(key: str) -> Any:
     """
     if key not in LOCAL_DEFAULTS:
         raise KeyError(f"unknown config key {key!r}; expected one of {sorted(LOCAL_DEFAULTS)}")
-    overrides = Variable.get(CONFIG_VARIABLE, default=None, deserialize_json=True) or {}
+    # Positional: the default is ``default`` on Airflow 3 and ``default_var`` on 2.10.
+    overrides = Variable.get(CONFIG_VARIABLE, None, True) or {}
     if not isinstance(overrides, Mapping):
         raise ValueError(f"Variable {CONFIG_VARIABLE} must be a JSON object, got {type(overrides).__name__}")
     return overrides.get(key, LOCAL_DEFAULTS[key])
@@ -404,19 +405,18 @@ def sql_path(name: str) -> str:
 def refresh_analytics(project: str, dataset: str) -> list[str]:
     """Refresh the analytics layer after the hour passed its checks.
 
-    Runs ``bigquery_schemas/analytics/user_behavior_dedup.sql`` (``create or replace
-    view``), substituting ``{project}``/``{dataset}`` as the analytics command does.
+    Uses the analytics package's API (what ``python -m bigquery_schemas.analytics
+    create-views`` and ``refresh-profile`` run): re-create the ``user_behavior_dedup``
+    view, then rebuild the ``user_profile`` table from it.
 
     Returns:
-      The objects refreshed.
+      The ids of the refreshed views and table.
     """
-    from importlib import resources
-
+    from bigquery_schemas import analytics
     from bigquery_schemas.client import make_client
 
-    sql_text = resources.files("bigquery_schemas").joinpath("analytics/user_behavior_dedup.sql").read_text()
-    sql = sql_text.replace("{project}", project).replace("{dataset}", dataset)
-    make_client(project).query(sql).result()
-    view = f"{project}.{dataset}.user_behavior_dedup"
-    _LOG.info("refreshed view %s", view)
-    return [view]
+    client = make_client(project)
+    refreshed = [*analytics.create_views(client, dataset, project=project)]
+    refreshed.append(analytics.refresh_profile(client, dataset, project=project))
+    _LOG.info("refreshed %s", ", ".join(refreshed))
+    return refreshed

@@ -12,7 +12,8 @@ For the data interval ``[H, H+1)``:
    under ``dq_max_dead_letter_ratio``, newest event within
    ``dq_max_freshness_lag_minutes`` of the hour's end. A failed check fails the run
    at once (no retries) and alerts; analytics are not refreshed.
-4. ``refresh_analytics``: the ``user_behavior_dedup`` view the analytics queries read.
+4. ``refresh_analytics``: the ``user_behavior_dedup`` view the analytics queries read and
+   the ``user_profile`` table (``bigquery_schemas.analytics`` create-views, refresh-profile).
 
 Configuration: the ``ecommerce_config`` Variable (see ``docs/deploy.md``).
 """

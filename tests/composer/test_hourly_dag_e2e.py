@@ -133,9 +133,11 @@ def test_hourly_dag_loads_the_hour_checks_it_and_refreshes_analytics(
         "check_dead_letter_ratio": (0.0, 0.1, True),
         "check_freshness": (10.0, 30.0, True),  # newest event 10:50, hour ends 11:00
     }
-    view = f"{bq_dataset.project}.{bq_dataset.dataset}.user_behavior_dedup"
-    assert xcoms["refresh_analytics"] == [view]
+    prefix = f"{bq_dataset.project}.{bq_dataset.dataset}"
+    assert xcoms["refresh_analytics"] == [f"{prefix}.user_behavior_dedup", f"{prefix}.user_profile"]
     assert bq_dataset.count("user_behavior_dedup") == 4
+    profiles = bq_dataset.rows("user_profile", order_by="user_id")
+    assert [p["user_id"] for p in profiles] == [1, 2]
 
 
 @pytest.mark.integration
@@ -157,5 +159,6 @@ def test_hourly_dag_fails_on_a_data_quality_check_and_skips_analytics(
     assert len(dead) == 2
     assert {(d["pipeline"], d["job_name"]) for d in dead} == {("hourly", RUN_ID)}
     assert bq_dataset.count("user_behavior") == 4
-    with pytest.raises(Exception, match="Not found"):
-        bq_dataset.count("user_behavior_dedup")
+    for not_refreshed in ("user_behavior_dedup", "user_profile"):
+        with pytest.raises(Exception, match="Not found"):
+            bq_dataset.count(not_refreshed)
