@@ -66,9 +66,18 @@ def write_lake(lake_root: str, order_lines: list[str]) -> None:
         write_orders_marker(lake_root, start.strftime("%Y-%m-%dT%H:%M:%SZ"), "", "test")
 
 
-def run_hourly_dag(dagbag: Any) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """``dag.test()`` for hour 10; returns the run state, task states and the checks' XCom results."""
+def dag_run_states(dag_run: Any) -> tuple[str, dict[str, str]]:
+    """The run's state and each task's state, from the metadata DB."""
     from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+        return str(dag_run.state), {ti.task_id: str(ti.state) for ti in tis}
+
+
+def run_hourly_dag(dagbag: Any) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """``dag.test()`` for hour 10; returns the run state, task states and the tasks' XCom results."""
     from airflow.utils.session import create_session
 
     try:  # Airflow 3.x: the ORM model; airflow.models.XCom is the SDK class
@@ -79,14 +88,13 @@ def run_hourly_dag(dagbag: Any) -> tuple[str, dict[str, str], dict[str, Any]]:
     dag = dagbag.dags["ecommerce_hourly"]
     # A manual run covers the last complete interval before run_after: [10:00, 11:00).
     dag_run = dag.test(logical_date=HOUR_END, run_after=HOUR_END)
+    state, states = dag_run_states(dag_run)
     with create_session() as session:
-        tis = session.query(TaskInstance).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id).all()
-        states = {ti.task_id: str(ti.state) for ti in tis}
         xcoms = {
             x.task_id: XCom.deserialize_value(x)
             for x in session.query(XCom).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id, key="return_value")
         }
-    return str(dag_run.state), states, xcoms
+    return state, states, xcoms
 
 
 @pytest.fixture
