@@ -193,7 +193,11 @@ class EcommerceBeamJobOperator(BeamRunPythonPipelineOperator):
       cloud_options: options only the DataflowRunner gets, templated.
     """
 
-    template_fields: Sequence[str] = (*BeamRunPythonPipelineOperator.template_fields, "cloud_options")
+    template_fields: Sequence[str] = (
+        *BeamRunPythonPipelineOperator.template_fields,
+        "cloud_options",
+        "dataflow_project",
+    )
 
     def __init__(
         self,
@@ -218,6 +222,9 @@ class EcommerceBeamJobOperator(BeamRunPythonPipelineOperator):
         super().__init__(pipeline_options=dict(job_options), **kwargs)
         self.job = job
         self.cloud_options = dict(cloud_options or {})
+        # The jobs' project, explicit: otherwise the provider asks the connection's
+        # credentials for a default project (DataflowConfiguration.project_id is not templated).
+        self.dataflow_project = "{{ cfg('project') }}"
 
     def effective_pipeline_options(self) -> dict[str, Any]:
         """The rendered options the job gets: cloud options on Dataflow only, empty values dropped."""
@@ -228,6 +235,10 @@ class EcommerceBeamJobOperator(BeamRunPythonPipelineOperator):
 
     def execute(self, context: Any) -> Any:
         self.pipeline_options = self.effective_pipeline_options()
+        if isinstance(self.dataflow_config, dict):
+            self.dataflow_config.setdefault("project_id", self.dataflow_project)
+        elif self.dataflow_config is not None and not self.dataflow_config.project_id:
+            self.dataflow_config.project_id = self.dataflow_project
         return super().execute(context)
 
 

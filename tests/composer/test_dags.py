@@ -188,6 +188,7 @@ def test_dataflow_runner_gets_cloud_options_and_a_templated_job_config(dagbag: A
     options = task.effective_pipeline_options()
     assert task.runner == "DataflowRunner"
     assert task.dataflow_config.location == "europe-west1"
+    assert task.dataflow_project == "acme-analytics"  # DataflowConfiguration.project_id at execute time
     assert task.dataflow_config.job_name == "ecommerce-hourly"
     assert task.dataflow_config.wait_until_finished is True
     assert {k: options[k] for k in ("temp_location", "staging_location", "setup_file", "service_account_email")} == {
