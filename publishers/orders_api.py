@@ -46,6 +46,7 @@ from fastapi.responses import JSONResponse
 
 from beam_pipelines.events import CENTS, format_ts, parse_ts
 from beam_pipelines.io import sql
+from publishers.cli_types import fraction
 
 TOKEN_ENV = "ORDERS_API_TOKEN"  # noqa: S105 - the name of the variable, not a secret
 MAX_PAGE_SIZE = 1000
@@ -297,16 +298,6 @@ def create_app(
 # ---------------------------------------------------------------------------- CLI
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction within [0, 1]")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m publishers.orders_api",
@@ -322,11 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     serve.add_argument("--database-url", required=True, help=f"SQL source: {sql.URL_FORMATS}")
     serve.add_argument(
-        "--fault-rate-5xx", type=_fraction, default=0.0, help="fraction of authorised requests answered 503 (default 0)"
+        "--fault-rate-5xx", type=fraction, default=0.0, help="fraction of authorised requests answered 503 (default 0)"
     )
     serve.add_argument(
         "--fault-rate-429",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         help="fraction of authorised requests answered 429 with Retry-After: 1 (default 0)",
     )

@@ -40,6 +40,7 @@ from beam_pipelines import events
 from beam_pipelines.events import format_ts
 from beam_pipelines.io import sql
 from publishers import malformed
+from publishers.cli_types import fraction, non_negative
 from publishers.publishing import (
     BatchConfig,
     JsonlSink,
@@ -329,29 +330,6 @@ def run_publish(
 # ---------------------------------------------------------------------------- CLI
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction within [0, 1]")
-    return value
-
-
-def _non_negative(kind):
-    def parse(text: str):
-        try:
-            value = kind(text.replace("_", ""))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-        return value
-
-    return parse
-
-
 def _add_sink_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("destination (Pub/Sub emulator when PUBSUB_EMULATOR_HOST is set, else Google Cloud)")
     g.add_argument("--project", help="Google Cloud project id of the topic (local stack: local-ecommerce)")
@@ -365,13 +343,13 @@ def _add_sink_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--batch-max-messages",
-        type=_non_negative(int),
+        type=non_negative(int),
         default=1000,
         help="client batch size in messages (default 1000)",
     )
     g.add_argument(
         "--batch-max-latency",
-        type=_non_negative(float),
+        type=non_negative(float),
         default=0.05,
         help="seconds the client waits to fill a batch (default 0.05)",
     )
@@ -395,28 +373,28 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     amount = pub.add_mutually_exclusive_group(required=True)
-    amount.add_argument("--count", type=_non_negative(int), help="messages to publish in total")
-    amount.add_argument("--duration", type=_non_negative(float), help="seconds to publish for (needs --rate > 0)")
+    amount.add_argument("--count", type=non_negative(int), help="messages to publish in total")
+    amount.add_argument("--duration", type=non_negative(float), help="seconds to publish for (needs --rate > 0)")
     pub.add_argument(
-        "--rate", type=_non_negative(float), default=100.0, help="messages per second; 0 = as fast as possible"
+        "--rate", type=non_negative(float), default=100.0, help="messages per second; 0 = as fast as possible"
     )
     pub.add_argument("--seed", type=int, help="random seed (default: random; recorded in the manifest)")
     pub.add_argument(
         "--duplicate-fraction",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         help="fraction of messages that re-send an earlier message unchanged",
     )
     pub.add_argument(
         "--late-fraction",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         help="fraction of messages that are valid events with event_ts --late-minutes in the past",
     )
-    pub.add_argument("--late-minutes", type=_non_negative(float), default=15.0, help="how late a late event is")
+    pub.add_argument("--late-minutes", type=non_negative(float), default=15.0, help="how late a late event is")
     pub.add_argument(
         "--malformed-fraction",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         help="fraction of messages that break the event contract (each checked to fail parsing)",
     )
@@ -427,18 +405,18 @@ def build_parser() -> argparse.ArgumentParser:
         f"({sql.URL_FORMATS}); without it a synthetic catalog is used and no orders are stored",
     )
     src.add_argument(
-        "--products", type=_non_negative(int), default=1000, help="synthetic catalog size when no --database-url"
+        "--products", type=non_negative(int), default=1000, help="synthetic catalog size when no --database-url"
     )
     src.add_argument(
-        "--users", type=_non_negative(int), default=1000, help="synthetic user count when no --database-url"
+        "--users", type=non_negative(int), default=1000, help="synthetic user count when no --database-url"
     )
     fun = pub.add_argument_group("funnel probabilities")
     default = Funnel()
     fun.add_argument("--mean-views", type=float, default=default.mean_views, help="mean views per session")
-    fun.add_argument("--p-wishlist", type=_fraction, default=default.p_wishlist, help="per viewed product")
-    fun.add_argument("--p-add-to-cart", type=_fraction, default=default.p_add_to_cart, help="per viewed product")
-    fun.add_argument("--p-order", type=_fraction, default=default.p_order, help="per session with a cart")
-    fun.add_argument("--p-return", type=_fraction, default=default.p_return, help="per order")
+    fun.add_argument("--p-wishlist", type=fraction, default=default.p_wishlist, help="per viewed product")
+    fun.add_argument("--p-add-to-cart", type=fraction, default=default.p_add_to_cart, help="per viewed product")
+    fun.add_argument("--p-order", type=fraction, default=default.p_order, help="per session with a cart")
+    fun.add_argument("--p-return", type=fraction, default=default.p_return, help="per order")
     _add_sink_args(pub)
 
     from publishers import replay

@@ -209,33 +209,50 @@ def orders_api_token(state_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def start_orders_api(state_dir: Path, database_url: str) -> ServiceInfo:
-    """The local orders REST API (``publishers.orders_api``) over the SQL source."""
-    token = orders_api_token(state_dir)
-    # The API serves from the SQL source's tables: create them (idempotent) first.
-    subprocess.run(
-        [sys.executable, "-m", "publishers.catalog", "schema", "--database-url", database_url],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+def start_orders_api(
+    state_dir: Path,
+    database_url: str,
+    token: str | None = None,
+    flags: dict[str, Any] | None = None,
+    create_schema: bool = True,
+) -> ServiceInfo:
+    """The local orders REST API (``publishers.orders_api``) over the SQL source.
+
+    Args:
+      state_dir: where the log (and, without ``token``, the generated token) lives.
+      database_url: the SQL source the API serves from.
+      token: bearer token; default: the stack's token in ``state_dir``.
+      flags: extra ``serve`` options, e.g. ``{"fault_rate_5xx": 0.2}`` -> ``--fault-rate-5xx 0.2``.
+      create_schema: create the source tables first (idempotent) so an empty database serves.
+    """
+    token = token or orders_api_token(state_dir)
+    if create_schema:
+        subprocess.run(
+            [sys.executable, "-m", "publishers.catalog", "schema", "--database-url", database_url],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     port = free_port()
     url = f"http://{LOOPBACK}:{port}"
+    argv = [
+        sys.executable,
+        "-m",
+        "publishers.orders_api",
+        "serve",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--database-url",
+        database_url,
+    ]
+    for name, value in (flags or {}).items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
     proc = start_process(
         "orders-api",
-        [
-            sys.executable,
-            "-m",
-            "publishers.orders_api",
-            "serve",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(port),
-            "--database-url",
-            database_url,
-        ],
-        state_dir / "logs" / "orders-api.log",
+        argv,
+        state_dir / "logs" / f"orders-api-{port}.log",
         env={"ORDERS_API_TOKEN": token},
         ready=lambda: http_ok(f"{url}/healthz"),
         timeout=60,
