@@ -80,7 +80,8 @@ class StreamingOptions(PipelineOptions):
             "--bq_triggering_frequency",
             type=float,
             default=None,
-            help="seconds: batch inserts with auto-sharding (GroupIntoBatches); default: per bundle",
+            help="Dataflow only: seconds between auto-sharded batch inserts (GroupIntoBatches); local runs "
+            "always insert per bundle (see docs/streaming.md)",
         )
 
     def validate_job(self) -> None:
@@ -110,15 +111,49 @@ def _dimension_loaders(opts: StreamingOptions):
     return BigQueryTableLoader(opts.products_table), BigQueryTableLoader(opts.users_table)
 
 
+def _write_kwargs(options: PipelineOptions) -> dict:
+    """Keyword arguments for the job's BigQuery sinks, by runner.
+
+    Dataflow: Beam's ``WriteToBigQuery`` (its reshuffle commits insert ids so a retried
+    bundle does not duplicate rows; ``--bq_triggering_frequency`` turns on its
+    auto-sharded batches). BundleBasedDirectRunner: each bundle's rows are inserted
+    by one DoFn, because that runner runs each 10-message Pub/Sub pull as its own
+    bundle through every step (empty outputs included), with a fixed cost per step,
+    and ``WriteToBigQuery``'s ten steps cost about 190 ms per pull there (measured:
+    41 vs 175 events/s with and without the sink, ``benchmarks.streaming_throughput
+    --stages``); it retries no bundles, so there are no insert ids to protect.
+    Batching across bundles (``GroupIntoBatches``, or ``--bq_triggering_frequency``)
+    is worse there: its processing-time timer only fires after the runner's blocking
+    Pub/Sub pull returns, so on a quiet subscription the last rows wait up to 30 s.
+    """
+    opts = options.view_as(StreamingOptions)
+    kwargs = {"batch_size": opts.bq_batch_size}
+    if runners.is_local(options.view_as(StandardOptions).runner or ""):
+        kwargs["per_bundle_inserts"] = True
+    elif opts.bq_triggering_frequency:
+        kwargs.update(triggering_frequency=opts.bq_triggering_frequency, with_auto_sharding=True)
+    return kwargs
+
+
+def user_behavior_sink(options: PipelineOptions) -> WriteUserBehavior:
+    """The job's ``WriteUserBehavior`` transform (also used by the stage benchmark)."""
+    opts = options.view_as(StreamingOptions)
+    return WriteUserBehavior(opts.output_table, pipeline=PIPELINE, **_write_kwargs(options))
+
+
 def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
     """Wire the streaming job onto ``p``."""
     opts = options.view_as(StreamingOptions)
     opts.validate_job()
     runner = options.view_as(StandardOptions).runner or ""
     local = runners.is_local(runner)
-    write_kwargs = {"batch_size": opts.bq_batch_size}
-    if opts.bq_triggering_frequency:
-        write_kwargs.update(triggering_frequency=opts.bq_triggering_frequency, with_auto_sharding=True)
+    write_kwargs = _write_kwargs(options)
+    # Engagement rows are few (one per event_name and pane) and windowed: they keep Beam's
+    # WriteToBigQuery on every runner. Dead letters are inserted per bundle locally too:
+    # the BundleBasedDirectRunner runs every step downstream of ParseEvents on each pull,
+    # even for an empty dead-letter bundle, so their sink's per-step cost counts per pull.
+    engagement_kwargs = {k: v for k, v in write_kwargs.items() if k != "per_bundle_inserts"}
+    dead_letter_kwargs = {k: v for k, v in write_kwargs.items() if k == "per_bundle_inserts"}
 
     messages = p | "ReadEvents" >> beam.io.ReadFromPubSub(
         subscription=opts.input_subscription,
@@ -141,7 +176,7 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
     rows = unique | "EnrichWithDimensions" >> EnrichWithDimensions(
         products, users, events.SOURCE_STREAM, snapshots=True
     )
-    failed_rows = rows | "WriteUserBehavior" >> WriteUserBehavior(opts.output_table, pipeline=PIPELINE, **write_kwargs)
+    failed_rows = rows | "WriteUserBehavior" >> user_behavior_sink(options)
 
     engagement = unique | "ComputeEngagement" >> EngagementMetrics(
         window_seconds=opts.window_seconds,
@@ -149,7 +184,7 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
         early_firing_seconds=opts.early_firing_seconds,
     )
     failed_engagement = engagement | "WriteEngagement" >> WriteRowsToTable(
-        opts.engagement_table, "engagement_minutely", pipeline=PIPELINE, **write_kwargs
+        opts.engagement_table, "engagement_minutely", pipeline=PIPELINE, **engagement_kwargs
     )
 
     # Failed engagement rows are still in their 1-minute windows; Flatten needs one windowing.
@@ -157,7 +192,7 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
     (
         (parsed[DEAD_LETTERS], failed_rows, failed_engagement)
         | "FlattenDeadLetters" >> beam.Flatten()
-        | "WriteDeadLetters" >> WriteDeadLetters(opts.dead_letter_table)
+        | "WriteDeadLetters" >> WriteDeadLetters(opts.dead_letter_table, **dead_letter_kwargs)
     )
 
 

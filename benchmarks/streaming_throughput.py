@@ -75,14 +75,17 @@ def _publish(publisher, topic: str, n: int, rate: float | None = None) -> dict[s
 
 
 class _AppendFn(beam.DoFn):
+    """Append each element's event_id (Pub/Sub attribute or dict key) to a file."""
+
     def __init__(self, path: str):
         self._path = path
 
     def setup(self):
         self._f = open(self._path, "a")  # noqa: SIM115 - closed in teardown
 
-    def process(self, msg):
-        self._f.write(msg.attributes["event_id"] + "\n")
+    def process(self, element):
+        event_id = element["event_id"] if isinstance(element, dict) else element.attributes["event_id"]
+        self._f.write(event_id + "\n")
 
     def finish_bundle(self):
         self._f.flush()
@@ -110,8 +113,75 @@ def bench_bare(publisher, topic, subscription, n) -> float:
     )
     start = time.monotonic()
     result = p.run()
-    while len(out.read_text().splitlines()) < n:
+    _wait_lines(out, n)
+    elapsed = time.monotonic() - start
+    _stop(result, publisher, topic)
+    return n / elapsed
+
+
+STAGES = ("parse", "dedupe", "enrich", "bigquery")
+STAGE_LABELS = {
+    "parse": "read -> parse -> file",
+    "dedupe": "+ stateful dedupe -> file",
+    "enrich": "+ enrich (refreshed side inputs) -> file",
+    "bigquery": "+ WriteUserBehavior (no engagement)",
+}
+
+
+def build_stage(p: beam.Pipeline, options: PipelineOptions, stage: str, out_path: str | None) -> None:
+    """The streaming job cut after ``stage``, with the job's own transforms and labels.
+
+    Stages before ``bigquery`` end in a local file (one event_id per line); ``bigquery``
+    writes ``user_behavior`` exactly as the job does, without engagement and dead letters.
+    """
+    from beam_pipelines.transforms.dedupe import DeduplicateEventsStateful
+    from beam_pipelines.transforms.dimensions import TICKER_TIMER, RefreshedDimension
+    from beam_pipelines.transforms.enrich import EnrichWithDimensions
+    from beam_pipelines.transforms.parse import EVENTS, ParseEvents
+
+    opts = options.view_as(streaming.StreamingOptions)
+    depth = STAGES.index(stage)
+    messages = p | "ReadEvents" >> beam.io.ReadFromPubSub(
+        subscription=opts.input_subscription, with_attributes=True, timestamp_attribute="event_ts"
+    )
+    data = (messages | "ParseEvents" >> ParseEvents(streaming.PIPELINE))[EVENTS]
+    if depth >= STAGES.index("dedupe"):
+        data = data | "DeduplicateEvents" >> DeduplicateEventsStateful(opts.dedup_horizon_minutes * 60)
+    if depth >= STAGES.index("enrich"):
+        products_loader, users_loader = streaming._dimension_loaders(opts)
+        refresh = opts.dims_refresh_seconds
+        products = p | "RefreshProducts" >> RefreshedDimension("products", products_loader, refresh, TICKER_TIMER)
+        users = p | "RefreshUsers" >> RefreshedDimension("users", users_loader, refresh, TICKER_TIMER)
+        data = data | "EnrichWithDimensions" >> EnrichWithDimensions(
+            products, users, events.SOURCE_STREAM, snapshots=True
+        )
+    if stage == "bigquery":
+        _ = data | "WriteUserBehavior" >> streaming.user_behavior_sink(options)
+        return
+    _ = data | "AppendToFile" >> beam.ParDo(_AppendFn(out_path))
+
+
+def _wait_lines(path: Path, n: int) -> None:
+    while len(path.read_text().splitlines()) < n:
         time.sleep(0.05)
+
+
+def bench_stage(publisher, topic, subscription, client, n, stage, extra) -> float:
+    dataset = f"bench_{uuid.uuid4().hex[:8]}"
+    ensure_all(client, dataset)
+    out = Path(tempfile.mkdtemp()) / f"{stage}.txt"
+    out.touch()
+    _publish(publisher, topic, n)
+    options = streaming.make_options(_job_args(subscription, dataset, extra))
+    p = beam.Pipeline(options=options)
+    build_stage(p, options, stage, str(out))
+    start = time.monotonic()
+    result = p.run()
+    if stage == "bigquery":
+        while _count(client, dataset) < n:
+            time.sleep(0.2)
+    else:
+        _wait_lines(out, n)
     elapsed = time.monotonic() - start
     _stop(result, publisher, topic)
     return n / elapsed
@@ -182,6 +252,16 @@ def main(argv=None) -> None:
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--triggering-frequency", type=float, default=0.5)
+    parser.add_argument(
+        "--stages",
+        nargs="?",
+        const=",".join(STAGES),
+        default="",
+        help="also measure the job cut after each stage in the same run; optionally a comma list of "
+        f"{', '.join(STAGES)}",
+    )
+    parser.add_argument("--skip-job", action="store_true", help="do not run the full-job variants")
+    parser.add_argument("--skip-latency", action="store_true", help="throughput only")
     args = parser.parse_args(argv)
     os.environ.setdefault("NO_GCE_CHECK", "true")
     state = Path(tempfile.mkdtemp(prefix="bench-stack-"))
@@ -204,6 +284,11 @@ def main(argv=None) -> None:
         rows = []
         bare = bench_bare(publisher, *fresh(), args.messages)
         rows.append(("bare ReadFromPubSub -> file", bare, 1.0))
+        for stage in [s for s in args.stages.split(",") if s]:
+            if stage not in STAGES:
+                parser.error(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+            rate = bench_stage(publisher, *fresh(), client, args.messages, stage, [])
+            rows.append((STAGE_LABELS[stage], rate, rate / bare))
         variants = [
             ("job, per-bundle inserts (default)", []),
             (
@@ -211,13 +296,15 @@ def main(argv=None) -> None:
                 [f"--bq_triggering_frequency={args.triggering_frequency}"],
             ),
         ]
-        for label, extra in variants:
+        for label, extra in [] if args.skip_job else variants:
             rate = bench_job(publisher, *fresh(), client, args.messages, extra)
             rows.append((label, rate, rate / bare))
         print(f"\nThroughput ({args.messages} pre-published messages, BundleBasedDirectRunner, 2 cores)")
         print(f"{'pipeline':<48}{'events/s':>10}{'vs bare':>9}")
         for label, rate, ratio in rows:
             print(f"{label:<48}{rate:>10.0f}{ratio:>8.0%}")
+        if args.skip_latency:
+            return
         print(f"\nPublish -> row visible in BigQuery at {args.rate:.0f} events/s for {args.seconds:.0f} s")
         print(f"{'pipeline':<48}{'n':>6}{'p50':>8}{'p95':>8}{'p99':>8}")
         for label, extra in variants:
