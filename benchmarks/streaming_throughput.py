@@ -3,14 +3,21 @@
 Starts its own Pub/Sub and BigQuery emulators on free ports, then measures in one run:
 
 1. bare:  ReadFromPubSub -> append to a local file (the runner's Pub/Sub read ceiling);
-2. job:   the full streaming job (parse, dedupe, enrich, BigQuery streaming inserts), with
-          the default per-bundle inserts and with --bq_triggering_frequency (auto-sharded batches);
-3. latency of the job at a paced --rate: publish time -> row visible in BigQuery (polled
+2. with ``--stages``: the job cut after each stage (read -> parse -> file, + stateful
+   dedupe, + enrich with the refreshed side inputs, + the user_behavior BigQuery sink), so
+   the cost of each stage shows side by side with the bare read;
+3. job:   the full streaming job (parse, dedupe, enrich, BigQuery streaming inserts, engagement);
+4. latency of the job at a paced --rate: publish time -> row visible in BigQuery (polled
    every 0.1 s, so figures carry ~0.05 s of polling error).
 
 Throughput = N pre-published messages / seconds from pipeline start until all N are out.
 
-    NO_GCE_CHECK=true .venv/bin/python -m benchmarks.streaming_throughput --messages 3000 --rate 100 --seconds 20
+    NO_GCE_CHECK=true .venv/bin/python -m benchmarks.streaming_throughput \
+        --messages 2000 --rate 100 --seconds 15 --stages
+
+Profile one stage: ``.venv/bin/py-spy record --idle -o /tmp/p.txt --format raw -- .venv/bin/python -m
+benchmarks.streaming_throughput --stages bigquery --skip-job --skip-latency`` then
+``python -m benchmarks.profile_summary /tmp/p.txt`` (``--idle`` shows the blocking Pub/Sub pull).
 """
 
 from __future__ import annotations
@@ -251,7 +258,6 @@ def main(argv=None) -> None:
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--triggering-frequency", type=float, default=0.5)
     parser.add_argument(
         "--stages",
         nargs="?",
@@ -289,13 +295,8 @@ def main(argv=None) -> None:
                 parser.error(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
             rate = bench_stage(publisher, *fresh(), client, args.messages, stage, [])
             rows.append((STAGE_LABELS[stage], rate, rate / bare))
-        variants = [
-            ("job, per-bundle inserts (default)", []),
-            (
-                f"job, auto-sharded batches every {args.triggering_frequency}s",
-                [f"--bq_triggering_frequency={args.triggering_frequency}"],
-            ),
-        ]
+        # Locally the job inserts per bundle whatever --bq_triggering_frequency says (Dataflow-only).
+        variants = [("full job (+ engagement, dead letters)", [])]
         for label, extra in [] if args.skip_job else variants:
             rate = bench_job(publisher, *fresh(), client, args.messages, extra)
             rows.append((label, rate, rate / bare))
