@@ -14,7 +14,9 @@ Inputs, for every hour H of the window (whole hours, any number of them):
     the ``products`` / ``users`` tables.
 
 Steps: parse -> explode -> ``ValidateRecords`` -> ``DeduplicateEvents`` (one event per
-event_id and source) -> ``EnrichWithDimensions``. An unknown product or user keeps
+event_id and source) -> ``EnrichWithDimensions``; stream event files go through
+``ParseEventsInWindow`` (parse, validate and the window filter in one step) ->
+``DeduplicateEvents`` -> ``EnrichWithDimensions``. An unknown product or user keeps
 its row with NULL attributes and is counted (``unknown_products`` / ``unknown_users``):
 dropping a real order because the dimension extract lags would lose revenue, and the
 next run after the dims extract repairs the attributes (the MERGE replaces the row).
@@ -74,9 +76,9 @@ from beam_pipelines.transforms.orders import (
 from beam_pipelines.transforms.unify import (
     DEAD_LETTERS,
     ForwardLakeDeadLetterFn,
-    KeepEventsInWindow,
     MergeStagingTables,
     MergeTarget,
+    ParseEventsInWindow,
     TableRef,
     TagDeadLetters,
 )
@@ -204,10 +206,9 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
     event_lines = p | "ReadEventFiles" >> ReadLakeFiles(
         _patterns(options.lake_root, hours, lake.RAW, lake.EVENTS, "*.jsonl")
     )
-    stream = event_lines | "DropEventPaths" >> beam.Values() | "ParseEvents" >> parse.ParseEvents(JOB)
-    in_window = stream[parse.EVENTS] | "KeepEventsInWindow" >> KeepEventsInWindow(start, end, JOB)
+    stream = event_lines | "ParseEventsInWindow" >> ParseEventsInWindow(start, end, JOB)
     stream_rows = (
-        in_window["events"]
+        stream[parse.EVENTS]
         | "DeduplicateStreamEvents" >> DeduplicateEvents()
         | "EnrichStreamEvents" >> EnrichWithDimensions(products, users, events.SOURCE_STREAM)
     )
@@ -248,8 +249,7 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
         orders[ORDER_DEAD_LETTERS],
         exploded[ORDER_DEAD_LETTERS],
         order_events[parse.DEAD_LETTERS],
-        stream[parse.DEAD_LETTERS],
-        in_window[DEAD_LETTERS],
+        stream[DEAD_LETTERS],
         order_rows[ORDER_DEAD_LETTERS],
         barrier,
         forwarded,

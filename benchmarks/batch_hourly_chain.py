@@ -6,8 +6,8 @@ on the machine hits every case alike:
 
 * ``floor``: ``ReadFromText`` -> ``WriteToText`` of the same JSONL, nothing else. The
   cost any Beam job pays to move the bytes; the chain cannot be cheaper.
-* ``chain``: ``ReadFromText`` -> ``ParseEvents`` (decode + validate, dead letters) ->
-  ``DeduplicateEvents`` -> ``EnrichWithDimensions`` (products/users side inputs, builds
+* ``chain``: ``ReadFromText`` -> ``ParseEventsInWindow`` (decode + validate + window
+  filter, dead letters) -> ``DeduplicateEvents`` -> ``EnrichWithDimensions`` (products/users side inputs, builds
   the ``user_behavior`` row) -> JSON -> ``WriteToText``; dead letters to their own file.
   These are the production transforms from ``beam_pipelines.transforms``; BigQuery is
   left out so the figure is the transforms' cost, not the emulator's.
@@ -125,15 +125,19 @@ def build_chain(p, dataset: Dataset, out_dir: str, output_format: str, upto: str
     from beam_pipelines.events import SOURCE_STREAM
     from beam_pipelines.transforms.dedupe import DeduplicateEvents
     from beam_pipelines.transforms.enrich import EnrichWithDimensions
-    from beam_pipelines.transforms.parse import DEAD_LETTERS, EVENTS, ParseEvents
-    from beam_pipelines.transforms.unify import KeepEventsInWindow
+    from beam_pipelines.transforms.parse import EVENTS
+    from beam_pipelines.transforms.unify import DEAD_LETTERS, ParseEventsInWindow
 
+    # The same transforms, in the same order, as the stream-event path of beam_pipelines.hourly.
     products = _keyed_dimension(p, "Products", dataset.products_path, "product_id")
     users = _keyed_dimension(p, "Users", dataset.users_path, "user_id")
-    parsed = p | "ReadEvents" >> beam.io.ReadFromText(dataset.events_path) | "ParseEvents" >> ParseEvents("hourly")
     start = events.parse_ts(dataset.hour_start)
-    in_window = parsed[EVENTS] | "KeepEventsInWindow" >> KeepEventsInWindow(start, start + timedelta(hours=1), "hourly")
-    rows = in_window["events"]
+    parsed = (
+        p
+        | "ReadEvents" >> beam.io.ReadFromText(dataset.events_path)
+        | "ParseEventsInWindow" >> ParseEventsInWindow(start, start + timedelta(hours=1), "hourly")
+    )
+    rows = parsed[EVENTS]
     if upto in ("dedupe", "enrich"):
         rows = rows | "DeduplicateEvents" >> DeduplicateEvents()
     if upto == "enrich":
@@ -144,8 +148,7 @@ def build_chain(p, dataset: Dataset, out_dir: str, output_format: str, upto: str
         rows = rows | "FormatRows" >> beam.Map(json.dumps)
     _write(rows, "WriteRows", os.path.join(out_dir, "rows"), output_format, ROW_PARQUET_FIELDS)
     (
-        (parsed[DEAD_LETTERS], in_window[DEAD_LETTERS])
-        | "FlattenDeadLetters" >> beam.Flatten()
+        parsed[DEAD_LETTERS]
         | "FormatDeadLetters" >> beam.Map(json.dumps)
         | "WriteDeadLetters" >> beam.io.WriteToText(os.path.join(out_dir, "dead"), file_name_suffix=".jsonl")
     )
