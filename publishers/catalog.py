@@ -24,8 +24,9 @@ from datetime import UTC, datetime, timedelta
 
 from faker import Faker
 
-from beam_pipelines.events import format_ts, parse_ts
+from beam_pipelines.events import format_ts
 from beam_pipelines.io import sql
+from publishers.cli_types import iso_utc, non_negative
 
 PRODUCT_COLUMNS = ("product_id", "product_name", "category", "price", "updated_at")
 USER_COLUMNS = ("user_id", "user_name", "email", "signup_date", "country", "updated_at")
@@ -359,24 +360,6 @@ def world_write_new(db: sql.Database, orders) -> tuple[int, int]:
 # ---------------------------------------------------------------------------- CLI
 
 
-def iso_utc(text: str) -> datetime:
-    """argparse type: ISO-8601 with a UTC offset (``2026-11-22T10:00:00Z``)."""
-    try:
-        return parse_ts(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{exc}; example: 2026-11-22T10:00:00Z") from None
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
-
-
 def default_window(now: datetime | None = None) -> tuple[datetime, datetime]:
     """The last 24 whole hours before now."""
     end = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
@@ -398,9 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
         "placed by simulated shopper sessions in [--start, --end).",
     )
     load_p.add_argument("--database-url", required=True, help=f"target database: {sql.URL_FORMATS}")
-    load_p.add_argument("--products", type=positive_int, default=1000, help="number of products (default 1000)")
-    load_p.add_argument("--users", type=positive_int, default=1000, help="number of users (default 1000)")
-    load_p.add_argument("--orders", type=positive_int, default=0, help="number of orders to place (default 0)")
+    load_p.add_argument("--products", type=non_negative(int), default=1000, help="number of products (default 1000)")
+    load_p.add_argument("--users", type=non_negative(int), default=1000, help="number of users (default 1000)")
+    load_p.add_argument("--orders", type=non_negative(int), default=0, help="number of orders to place (default 0)")
     load_p.add_argument("--seed", type=int, default=42, help="random seed; same seed -> same rows (default 42)")
     load_p.add_argument(
         "--start",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import datetime
+
+from beam_pipelines.events import parse_ts
 
 
 def fraction(text: str) -> float:
@@ -30,3 +33,11 @@ def non_negative(kind: type) -> Callable[[str], int | float]:
         return value
 
     return parse
+
+
+def iso_utc(text: str) -> datetime:
+    """ISO-8601 with a UTC offset (``2026-11-22T10:00:00Z``)."""
+    try:
+        return parse_ts(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; example: 2026-11-22T10:00:00Z") from None

@@ -16,7 +16,6 @@ the bundle is durably committed and redelivers the rest (see docs/streaming.md).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -29,6 +28,7 @@ import pytest
 
 from beam_pipelines.local.processes import stop_process
 from bigquery_schemas import analytics
+from tests.fixtures.streaming_harness import simulate, streaming_job_args
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +41,7 @@ def _start_job(bq, subscription: str, log: Path) -> subprocess.Popen:
         sys.executable,
         "-m",
         "beam_pipelines.streaming",
-        f"--project={bq.project}",
-        f"--input_subscription={subscription}",
-        f"--output_table={bq.table('user_behavior')}",
-        f"--dead_letter_table={bq.table('dead_letter')}",
-        f"--engagement_table={bq.table('engagement_minutely')}",
-        f"--products_table={bq.table('products')}",
-        f"--users_table={bq.table('users')}",
-        "--dims_refresh_seconds=30",
+        *streaming_job_args(bq, subscription, "--dims_refresh_seconds=30"),
     ]
     with open(log, "ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ)
@@ -72,37 +65,7 @@ def _wait(predicate, what: str, deadline: float, job: subprocess.Popen, log: Pat
 
 def _publish(project: str, topic: str, count: int, seed: int, manifest: Path) -> set[str]:
     """Run the simulator; return the unique valid event ids it published."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "publishers.simulator",
-            "publish",
-            "--project",
-            project,
-            "--topic",
-            topic,
-            "--count",
-            str(count),
-            "--rate",
-            "0",
-            "--seed",
-            str(seed),
-            "--duplicate-fraction",
-            "0.1",
-            "--manifest",
-            str(manifest),
-            "--quiet",
-        ],
-        check=True,
-        env=os.environ,
-        timeout=120,
-        stdout=subprocess.DEVNULL,
-    )
-    data = json.loads(manifest.read_text())
-    ids = set(data["valid_event_ids"])
-    assert len(ids) == data["unique_valid_events"] > 0
-    return ids
+    return set(simulate(project, topic, count, seed, manifest, "--duplicate-fraction", "0.1")["valid_event_ids"])
 
 
 def test_kill_and_restart_loses_nothing_and_the_dedup_view_counts_each_event_once(

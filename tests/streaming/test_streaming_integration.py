@@ -17,6 +17,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from beam_pipelines import events, streaming
+from tests.fixtures.streaming_harness import streaming_job_args
 
 pytestmark = pytest.mark.integration
 
@@ -77,18 +78,9 @@ def test_streaming_job_end_to_end(pubsub_emulator, bq_dataset, beam_bq_emulator)
     publisher = pubsub_v1.PublisherClient()
 
     result = streaming.run(
-        [
-            "--runner=BundleBasedDirectRunner",
-            f"--project={bq.project}",
-            f"--input_subscription={subscription}",
-            f"--output_table={bq.table('user_behavior')}",
-            f"--dead_letter_table={bq.table('dead_letter')}",
-            f"--engagement_table={bq.table('engagement_minutely')}",
-            f"--products_table={bq.table('products')}",
-            f"--users_table={bq.table('users')}",
-            "--dims_refresh_seconds=2",
-            "--window_seconds=5",
-        ]
+        streaming_job_args(
+            bq, subscription, "--runner=BundleBasedDirectRunner", "--dims_refresh_seconds=2", "--window_seconds=5"
+        )
     )
     try:
         deadline = time.monotonic() + DEADLINE_SECONDS

@@ -8,10 +8,6 @@ its malformed messages: published = rows + dead letters + duplicates.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -20,6 +16,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from beam_pipelines import streaming
+from tests.fixtures.streaming_harness import simulate, streaming_job_args
 
 pytestmark = pytest.mark.integration
 
@@ -39,53 +36,23 @@ def test_user_behavior_and_dead_letter_match_the_simulator_manifest(
     name = f"sim-{uuid.uuid4().hex[:8]}"
     topic = pubsub_emulator.topic(name)
     subscription = pubsub_emulator.subscription(name, f"{name}-sub")
-    result = streaming.run(
-        [
-            f"--project={bq.project}",
-            f"--input_subscription={subscription}",
-            f"--output_table={bq.table('user_behavior')}",
-            f"--dead_letter_table={bq.table('dead_letter')}",
-            f"--engagement_table={bq.table('engagement_minutely')}",
-            f"--products_table={bq.table('products')}",
-            f"--users_table={bq.table('users')}",
-        ]
-    )
+    result = streaming.run(streaming_job_args(bq, subscription))
     try:
-        manifest_path = tmp_path / "manifest.json"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "publishers.simulator",
-                "publish",
-                "--project",
-                pubsub_emulator.project,
-                "--topic",
-                name,
-                "--count",
-                str(MESSAGES),
-                "--rate",
-                "0",
-                "--seed",
-                "21",
-                "--duplicate-fraction",
-                "0.1",
-                "--malformed-fraction",
-                "0.05",
-                "--late-fraction",
-                "0.05",
-                "--late-minutes",
-                "3",
-                "--manifest",
-                str(manifest_path),
-                "--quiet",
-            ],
-            check=True,
-            env=os.environ,
-            timeout=120,
-            stdout=subprocess.DEVNULL,
+        manifest = simulate(
+            pubsub_emulator.project,
+            name,
+            MESSAGES,
+            21,
+            tmp_path / "manifest.json",
+            "--duplicate-fraction",
+            "0.1",
+            "--malformed-fraction",
+            "0.05",
+            "--late-fraction",
+            "0.05",
+            "--late-minutes",
+            "3",
         )
-        manifest = json.loads(manifest_path.read_text())
         expected = manifest["valid_event_ids"]
         deadline = time.monotonic() + DEADLINE_SECONDS
         while True:
