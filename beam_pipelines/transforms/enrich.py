@@ -35,6 +35,12 @@ class EnrichEventFn(beam.DoFn):
         # One ingest time per bundle: a clock read and a format per element cost ~5 µs
         # (measured in benchmarks/batch_hourly_chain), and a bundle is ingested at once.
         self._ingest_ts = ev.format_ts(datetime.now(UTC))
+        self._rows_in_bundle = 0
+
+    def finish_bundle(self):
+        # Counted once per bundle: Counter.inc costs ~0.7 µs per call on the Python SDK.
+        self._rows.inc(self._rows_in_bundle)
+        self._rows_in_bundle = 0
 
     def _resolve(self, name: str, view: Any) -> dict[int, Any]:
         """A dict view as is; for a list of snapshots, the newest (memoised per side-input value)."""
@@ -56,7 +62,7 @@ class EnrichEventFn(beam.DoFn):
             self._unknown_products.inc()
         if user is None:
             self._unknown_users.inc()
-        self._rows.inc()
+        self._rows_in_bundle += 1
         yield ev.user_behavior_row(event, product, user, self._source, self._ingest_ts)
 
 
