@@ -20,7 +20,7 @@ from pathlib import Path
 
 from beam_pipelines.local.processes import StackError
 from beam_pipelines.local.stack import LocalStack, StackConfig
-from bigquery_schemas.client import make_client
+from bigquery_schemas.client import make_client, query_scalar
 from bigquery_schemas.tables import describe_tables, format_table
 
 
@@ -138,7 +138,7 @@ def step_hourly(ctx: DemoContext) -> None:
 
 def _count(client, ctx: DemoContext, table: str, where: str = "true") -> int:
     sql = f"select count(*) as n from `{ctx.config.project}.{ctx.config.dataset}.{table}` where {where}"
-    return next(iter(client.query(sql).result())).n
+    return query_scalar(client, sql)
 
 
 def step_streaming(ctx: DemoContext) -> None:

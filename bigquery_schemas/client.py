@@ -8,6 +8,8 @@ and gets anonymous credentials, so nothing asks for a Google login locally.
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
@@ -43,3 +45,18 @@ def make_client(project: str, endpoint: str | None = None, location: str | None 
             client_options=ClientOptions(api_endpoint=endpoint),
         )
     return bigquery.Client(project=project, location=location)
+
+
+def query_scalar(client: bigquery.Client, sql: str, attempts: int = 5) -> Any:
+    """The single value of a one-row, one-column query such as ``select count(*) ...``.
+
+    bqemulator has answered an aggregate with no row at all while streaming inserts
+    were landing in the same table (real BigQuery always returns one row); such an
+    answer is asked again, and after ``attempts`` tries it is an error.
+    """
+    for _ in range(attempts):
+        rows = list(client.query(sql).result())
+        if rows:
+            return rows[0][0]
+        time.sleep(0.2)
+    raise RuntimeError(f"BigQuery returned no row for {sql!r} ({attempts} attempts)")

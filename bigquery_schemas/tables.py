@@ -25,7 +25,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from bigquery_schemas import TableSpec, table_names, table_spec
-from bigquery_schemas.client import make_client
+from bigquery_schemas.client import make_client, query_scalar
 
 _LOG = logging.getLogger(__name__)
 
@@ -195,9 +195,7 @@ def describe_tables(client: bigquery.Client, dataset: str) -> list[dict[str, Any
                 "partitioning": f"{tp.type_}({tp.field})" if tp else "-",
                 "clustering": ",".join(t.clustering_fields or []) or "-",
                 # count(*) rather than num_rows: num_rows leaves out the streaming buffer.
-                "rows": next(
-                    iter(client.query(f"select count(*) as n from `{t.full_table_id.replace(':', '.')}`").result())
-                ).n,
+                "rows": query_scalar(client, f"select count(*) from `{t.full_table_id.replace(':', '.')}`"),
             }
         )
     return out

@@ -18,6 +18,7 @@ import pytest
 from beam_pipelines import extract_dims, extract_orders, hourly, lake
 from beam_pipelines.events import format_ts
 from beam_pipelines.io import sql
+from bigquery_schemas.client import query_scalar
 from bigquery_schemas.tables import ensure_all
 
 pytestmark = pytest.mark.integration
@@ -198,7 +199,7 @@ def _table_rows(dataset, source):
 
 def _count(dataset, table, where="true"):
     client, project, ds = dataset
-    return next(iter(client.query(f"select count(*) from `{project}.{ds}.{table}` where {where}").result()))[0]
+    return query_scalar(client, f"select count(*) from `{project}.{ds}.{table}` where {where}")
 
 
 def test_extract_survives_api_faults_and_reads_every_order(runs, world):
