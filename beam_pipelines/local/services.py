@@ -33,6 +33,9 @@ class ServiceInfo:
     def alive(self) -> bool:
         return pid_alive(self.pid)
 
+    def describe_endpoints(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.endpoints.items())
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

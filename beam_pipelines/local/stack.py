@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from beam_pipelines.local.processes import StackError, stop_process
-from beam_pipelines.local.pubsub_admin import ensure_subscription, ensure_topic
+from beam_pipelines.local.pubsub_admin import ensure_subscription
 from beam_pipelines.local.services import (
     ServiceInfo,
     start_bigquery,
@@ -102,13 +102,11 @@ class LocalStack:
             progress(f"  {name:10s} starting ...")
             running[name] = SERVICES[name](self.config)
             self._save(running)
-            progress(f"  {name:10s} up: {', '.join(f'{k}={v}' for k, v in running[name].endpoints.items())}")
+            progress(f"  {name:10s} up: {running[name].describe_endpoints()}")
         self._save(running)
         if "pubsub" in running:
             host = running["pubsub"].env["PUBSUB_EMULATOR_HOST"]
-            ensure_topic(self.config.project, self.config.topic, host)
             ensure_subscription(self.config.project, self.config.topic, self.config.subscription, host)
-            ensure_topic(self.config.project, f"{self.config.topic}-dead-letter", host)
             progress(f"  pubsub     topic {self.config.topic}, subscription {self.config.subscription}")
         if "bigquery" in running:
             from bigquery_schemas.client import make_client
@@ -134,15 +132,16 @@ class LocalStack:
 
     def status(self) -> list[dict[str, Any]]:
         rows = []
+        running = self.load()
         for name in SERVICES:
-            info = self.load().get(name)
+            info = running.get(name)
             state = "running" if info and info.alive() else ("crashed" if info else "stopped")
             rows.append(
                 {
                     "service": name,
                     "state": state,
                     "pid": info.pid if info else "-",
-                    "endpoints": ", ".join(f"{k}={v}" for k, v in info.endpoints.items()) if info else "-",
+                    "endpoints": info.describe_endpoints() if info else "-",
                     "log": info.log if info else "-",
                 }
             )
