@@ -16,7 +16,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from beam_pipelines import streaming
-from tests.fixtures.streaming_harness import simulate, streaming_job_args
+from tests.fixtures.streaming_harness import simulate, streaming_job_args, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,11 +55,11 @@ def test_user_behavior_and_dead_letter_match_the_simulator_manifest(
         )
         expected = manifest["valid_event_ids"]
         deadline = time.monotonic() + DEADLINE_SECONDS
-        while True:
-            rows, dead = _stream_rows(bq), bq.count("dead_letter")
-            if (len(rows) >= len(expected) and dead >= manifest["malformed_sent"]) or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        wait_for(
+            lambda: len(_stream_rows(bq)) >= len(expected) and bq.count("dead_letter") >= manifest["malformed_sent"],
+            "the manifest's rows and dead letters",
+            deadline,
+        )
         time.sleep(2)  # anything extra (a duplicate slipping through) would land now
         rows, dead_letters = _stream_rows(bq), bq.rows("dead_letter")
     finally:
