@@ -154,17 +154,6 @@ def build_chain(p, dataset: Dataset, out_dir: str, output_format: str, upto: str
     )
 
 
-def _counters(result) -> dict[str, int]:
-    from apache_beam.metrics.metric import MetricsFilter
-
-    from beam_pipelines.transforms import METRICS_NAMESPACE
-
-    totals: dict[str, int] = {}
-    for c in result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
-        totals[c.key.metric.name] = totals.get(c.key.metric.name, 0) + (c.committed or c.attempted or 0)
-    return totals
-
-
 def _count_output(pattern: str, output_format: str) -> int:
     files = glob.glob(pattern)
     if output_format == "parquet" and pattern.endswith(".parquet"):
@@ -190,7 +179,9 @@ def run_beam_case(mode: str, dataset: Dataset, out_dir: str, output_format: str)
     with measure.measured(result):
         pipeline_result = p.run()
         pipeline_result.wait_until_finish()
-    result["counters"] = _counters(pipeline_result) if mode != "floor" else {}
+    from beam_pipelines.batch_run import counters
+
+    result["counters"] = counters(pipeline_result) if mode != "floor" else {}
     suffix = "parquet" if output_format == "parquet" and mode in ("floor", "chain") else "jsonl"
     result["rows_out"] = _count_output(os.path.join(out_dir, f"rows*.{suffix}"), output_format)
     result["dead_out"] = _count_output(os.path.join(out_dir, "dead*.jsonl"), "jsonl")

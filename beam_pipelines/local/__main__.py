@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from beam_pipelines.local.processes import StackError
 from beam_pipelines.local.services import install_duckdb_extensions
-from beam_pipelines.local.stack import SERVICES, LocalStack, StackConfig
+from beam_pipelines.local.stack import DEFAULT_ROOT, SERVICES, LocalStack, StackConfig
 from bigquery_schemas.tables import format_table
 
 
@@ -24,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m beam_pipelines.local",
         description="Local stand-ins for Google Cloud: the official Pub/Sub emulator, the BigQuery "
         "emulator (bqemulator), a GCS emulator, a lake folder and the SQL source. State lives in .local/.",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=DEFAULT_ROOT,
+        help=f"folder for the stack's state, logs and data (default {DEFAULT_ROOT})",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the stack (idempotent) and create topic, subscription, dataset, tables")
@@ -34,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("install-extensions", help="install DuckDB extensions offline for the BigQuery emulator")
     args = parser.parse_args(argv)
 
-    stack = LocalStack(StackConfig())
+    stack = LocalStack(StackConfig(root=args.root))
     try:
         if args.command == "up":
             print("Starting the local stack (state in .local/stack):")

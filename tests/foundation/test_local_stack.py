@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -72,11 +71,15 @@ def test_free_port_is_bindable():
         s.bind(("127.0.0.1", port))
 
 
-def test_cli_status_runs_without_a_stack(tmp_path):
+def test_cli_help_and_status_without_a_stack(tmp_path):
     env = {**os.environ, "NO_GCE_CHECK": "true"}
-    out = subprocess.run(
-        [sys.executable, "-m", "beam_pipelines.local", "--help"], capture_output=True, text=True, env=env, check=True
-    ).stdout
+    cli = [sys.executable, "-m", "beam_pipelines.local"]
+    out = subprocess.run([*cli, "--help"], capture_output=True, text=True, env=env, check=True).stdout
     for command in ("up", "down", "status", "env", "install-extensions"):
         assert command in out
-    assert Path(DEFAULT_ROOT).name == ".local"
+    # An empty root: every service is reported stopped, and nothing under .local is touched.
+    status = subprocess.run(
+        [*cli, "--root", str(tmp_path), "status"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    lines = {line.split()[0]: line.split()[1] for line in status.splitlines()[2:]}
+    assert lines == {"pubsub": "stopped", "bigquery": "stopped", "storage": "stopped", "orders_api": "stopped"}

@@ -53,6 +53,8 @@ def test_dead_letter_rows_of_hostile_payloads_are_storable():
             events.parse_payload(payload)
         except events.InvalidEvent as exc:
             row = events.dead_letter_row(pipeline="streaming", stage=exc.stage, error=exc.reason, payload=payload)
+        else:
+            pytest.fail(f"{name} is marked DEAD but parsed")
         text = json.dumps(row, ensure_ascii=False)
         text.encode("utf-8")  # raises on lone surrogates
         assert len(row["error"]) <= 2000, name

@@ -3,11 +3,10 @@ import json
 import apache_beam as beam
 import pytest
 from apache_beam.io.gcp.pubsub import PubsubMessage
-from apache_beam.metrics import MetricsFilter
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipelines.transforms import METRICS_NAMESPACE
+from beam_pipelines.batch_run import counters as counters_of
 from beam_pipelines.transforms.parse import DEAD_LETTERS, EVENTS, ParseEvents, ValidateRecords
 from tests.transforms.samples import SAMPLE_ORDER, SAMPLE_VIEW, event, message, payload
 
@@ -15,11 +14,6 @@ BAD_JSON = b'{"event_id": "x", '
 NOT_UTF8 = b"\xff\xfe\x00"
 UNKNOWN_NAME = dict(SAMPLE_VIEW, event_id="bad-1", event_name="purchase")
 MISSING_ORDER_ID = dict(SAMPLE_ORDER, event_id="bad-2", order_id=None)
-
-
-def _counters(result) -> dict[str, int]:
-    metrics = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
-    return {m.key.metric.name: m.committed for m in metrics}
 
 
 def _stage_reason(row):
@@ -63,7 +57,7 @@ def test_parse_events_splits_valid_and_dead_letters():
         equal_to([(bad_attrs, None, True)]),
         label="CheckAttributes",
     )
-    counters = _counters(p.run())
+    counters = counters_of(p.run())
     assert counters["records_in"] == 8
     assert counters["valid_events"] == 3
     assert counters["dead_letters_parse"] == 3
@@ -93,7 +87,7 @@ def test_validate_records_dead_letters_keep_record_as_json():
         ),
         label="CheckDeadLetters",
     )
-    counters = _counters(p.run())
+    counters = counters_of(p.run())
     assert counters["records_in"] == 3
     assert counters["valid_events"] == 1
     assert counters["dead_letters_validate"] == 2
