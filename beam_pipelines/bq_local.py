@@ -23,11 +23,10 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
-from bigquery_schemas.client import emulator_endpoint
+from beam_pipelines import runners
+from bigquery_schemas.client import EMULATOR_GRPC_ENV, emulator_endpoint
 
 _LOG = logging.getLogger(__name__)
-GRPC_ENV = "BIGQUERY_EMULATOR_GRPC_HOST"
-REMOTE_RUNNERS = frozenset({"DataflowRunner", "TestDataflowRunner"})
 _applied: dict[str, Any] = {}
 
 
@@ -109,11 +108,11 @@ def configure_for_environment(options: PipelineOptions) -> bool:
     if not endpoint:
         return False
     runner = options.view_as(StandardOptions).runner or ""
-    if runner.split(".")[-1] in REMOTE_RUNNERS:
+    if not runners.is_local(runner):
         raise ValueError(
             f"BIGQUERY_EMULATOR_HOST={endpoint} is set but --runner={runner}: a Dataflow job cannot use "
             "the local emulator. Unset BIGQUERY_EMULATOR_HOST (and PUBSUB_EMULATOR_HOST) to submit to Dataflow."
         )
     project = options.view_as(GoogleCloudOptions).project or os.environ.get("GOOGLE_CLOUD_PROJECT", "local-ecommerce")
-    use_bigquery_emulator(endpoint, os.environ.get(GRPC_ENV), project)
+    use_bigquery_emulator(endpoint, os.environ.get(EMULATOR_GRPC_ENV), project)
     return True

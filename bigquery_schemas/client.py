@@ -16,6 +16,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
+EMULATOR_GRPC_ENV = "BIGQUERY_EMULATOR_GRPC_HOST"
+"""Our own variable: host:port of the emulator's Storage Read/Write gRPC API."""
 
 
 def emulator_endpoint() -> str | None:

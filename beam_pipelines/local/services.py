@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from beam_pipelines.local.processes import LOOPBACK, StackError, free_port, http_ok, pid_alive, start_process
-
-BQ_GRPC_ENV = "BIGQUERY_EMULATOR_GRPC_HOST"
-"""Our own variable: host:port of the emulator's Storage Read/Write gRPC API."""
+from bigquery_schemas.client import EMULATOR_ENV, EMULATOR_GRPC_ENV
 
 
 @dataclass
@@ -172,7 +170,7 @@ def start_bigquery(state_dir: Path, project: str, root: Path) -> ServiceInfo:
         "bigquery",
         proc.pid,
         {"rest": url, "grpc": f"{LOOPBACK}:{grpc}"},
-        {"BIGQUERY_EMULATOR_HOST": url, BQ_GRPC_ENV: f"{LOOPBACK}:{grpc}"},
+        {EMULATOR_ENV: url, EMULATOR_GRPC_ENV: f"{LOOPBACK}:{grpc}"},
         str(proc.log_path),
     )
 

@@ -31,6 +31,8 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.dataflow.internal import apiclient
 
+from bigquery_schemas.client import EMULATOR_ENV, EMULATOR_GRPC_ENV
+
 PROJECT = "acme-analytics-prod"
 REGION = "europe-west1"
 BUCKET = "gs://acme-dataflow-prod"
@@ -43,7 +45,7 @@ DATAFLOW_ARGS = [
     f"--staging_location={BUCKET}/staging",
     "--no_auth",
 ]
-LOCAL_ENDPOINT_ENVS = ("BIGQUERY_EMULATOR_HOST", "BIGQUERY_EMULATOR_GRPC_HOST", "PUBSUB_EMULATOR_HOST",
+LOCAL_ENDPOINT_ENVS = (EMULATOR_ENV, EMULATOR_GRPC_ENV, "PUBSUB_EMULATOR_HOST",
                        "STORAGE_EMULATOR_HOST")  # fmt: skip
 
 
