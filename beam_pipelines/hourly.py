@@ -62,9 +62,9 @@ from beam_pipelines.logs import configure_job_logging
 from beam_pipelines.transforms import parse
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable
 from beam_pipelines.transforms.dedupe import DeduplicateEvents
+from beam_pipelines.transforms.dims import dim_table
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
 from beam_pipelines.transforms.lake_io import ReadDimension, ReadLakeFiles
-from beam_pipelines.transforms.orders import DEAD_LETTERS as ORDER_DEAD_LETTERS
 from beam_pipelines.transforms.orders import (
     ORDER_RECORDS,
     ORDERS,
@@ -186,8 +186,8 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
     dead_letter_table = TableRef.parse(options.dead_letter_table, "dead_letter_table")
     targets = {kind: MergeTarget(kind, ref, ref.staging(run_id)) for kind, ref in tables.items()}
 
-    products = p | "ReadProductsSnapshot" >> ReadDimension(options.lake_root, "products", "product_id")
-    users = p | "ReadUsersSnapshot" >> ReadDimension(options.lake_root, "users", "user_id")
+    products = p | "ReadProductsSnapshot" >> ReadDimension(options.lake_root, "products", dim_table("products").key)
+    users = p | "ReadUsersSnapshot" >> ReadDimension(options.lake_root, "users", dim_table("users").key)
 
     # API orders -> order/return events.
     order_lines = p | "ReadOrderFiles" >> ReadLakeFiles(
@@ -246,11 +246,11 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
         | "ForwardExtractDeadLetters" >> beam.ParDo(ForwardLakeDeadLetterFn(JOB))
     )
     dead_letters = (
-        orders[ORDER_DEAD_LETTERS],
-        exploded[ORDER_DEAD_LETTERS],
-        order_events[parse.DEAD_LETTERS],
+        orders[DEAD_LETTERS],
+        exploded[DEAD_LETTERS],
+        order_events[DEAD_LETTERS],
         stream[DEAD_LETTERS],
-        order_rows[ORDER_DEAD_LETTERS],
+        order_rows[DEAD_LETTERS],
         barrier,
         forwarded,
     ) | "FlattenDeadLetters" >> beam.Flatten()

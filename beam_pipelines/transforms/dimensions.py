@@ -42,10 +42,10 @@ from apache_beam.transforms.userstate import TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from beam_pipelines.transforms import METRICS_NAMESPACE
+from beam_pipelines.transforms.dims import DIM_TABLES
 
 TICKER_PERIODIC_IMPULSE = "periodic_impulse"
 TICKER_TIMER = "timer"
-KEY_COLUMNS = {"products": "product_id", "users": "user_id"}
 
 _LOG = logging.getLogger(__name__)
 
@@ -199,8 +199,8 @@ class RefreshedDimension(beam.PTransform):
 
     def __init__(self, table: str, loader, refresh_seconds: float, ticker: str = TICKER_PERIODIC_IMPULSE):
         super().__init__()
-        if table not in KEY_COLUMNS:
-            raise ValueError(f"table must be one of {sorted(KEY_COLUMNS)}, got {table!r}")
+        if table not in DIM_TABLES:
+            raise ValueError(f"table must be one of {sorted(DIM_TABLES)}, got {table!r}")
         if not refresh_seconds or refresh_seconds <= 0:
             raise ValueError(f"refresh_seconds must be > 0, got {refresh_seconds!r}")
         self._table = table
@@ -212,7 +212,7 @@ class RefreshedDimension(beam.PTransform):
         return (
             pbegin
             | "Tick" >> Ticker(self._refresh, self._ticker)
-            | "LoadSnapshot" >> beam.ParDo(LoadSnapshotFn(self._table, self._loader, KEY_COLUMNS[self._table]))
+            | "LoadSnapshot" >> beam.ParDo(LoadSnapshotFn(self._table, self._loader, DIM_TABLES[self._table].key))
             | "GlobalWindowPerLoad"
             >> beam.WindowInto(
                 window.GlobalWindows(),

@@ -30,10 +30,10 @@ from beam_pipelines import events, lake
 from beam_pipelines.io.orders_api import OrdersApiClient, RetryPolicy, resolve_token
 from beam_pipelines.transforms import METRICS_NAMESPACE
 from beam_pipelines.transforms.lake_io import window_key
+from beam_pipelines.transforms.parse import DEAD_LETTERS
 
 ORDERS = "orders"
 ORDER_RECORDS = "order_records"
-DEAD_LETTERS = "dead_letters"
 STAGE_EXTRACT = "extract"
 STAGE_PARSE = events.STAGE_PARSE
 STAGE_EXPLODE = "explode"
@@ -362,7 +362,7 @@ def order_row(order: dict[str, Any]) -> dict[str, Any]:
                 "product_id": int(line["product_id"]),
                 "quantity": qty,
                 "unit_price": str(unit),
-                "amount": str(line.get("amount") or (unit * qty).quantize(events.CENTS)),
+                "amount": str(line.get("amount") or events.line_amount(str(unit), qty)),
             }
         )
     return {

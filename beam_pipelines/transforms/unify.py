@@ -34,8 +34,9 @@ from apache_beam.metrics import Metrics
 import bigquery_schemas
 from beam_pipelines import events
 from beam_pipelines.transforms import METRICS_NAMESPACE, parse
+from beam_pipelines.transforms.dims import dim_table
+from beam_pipelines.transforms.parse import DEAD_LETTERS
 
-DEAD_LETTERS = "dead_letters"
 STAGE_WINDOW = "window"
 
 _LOG = logging.getLogger(__name__)
@@ -91,10 +92,6 @@ class MergeTarget:
 # ----------------------------------------------------------------------------- SQL
 
 
-def _columns(kind: str) -> list[str]:
-    return [f["name"] for f in bigquery_schemas.load_fields(kind)]
-
-
 def _set_clause(cols: Sequence[str], keys: Sequence[str]) -> str:
     return ", ".join(f"{c} = s.{c}" for c in cols if c not in keys)
 
@@ -111,7 +108,7 @@ def user_behavior_merge_sql(target: MergeTarget) -> str:
     order events keep their order_ts, and a return's earlier event_ts lies between the
     order_ts and its new updated_at, both of which are staged with it.
     """
-    cols = _columns("user_behavior")
+    cols = bigquery_schemas.table_spec("user_behavior").column_names
     keys = ("event_id", "source")
     return f"""merge {target.final.sql} t
 using (
@@ -125,7 +122,7 @@ when not matched then {_insert_clause(cols)}"""
 
 
 def orders_merge_sql(target: MergeTarget) -> str:
-    cols = _columns("orders")
+    cols = bigquery_schemas.table_spec("orders").column_names
     return f"""merge {target.final.sql} t
 using (
   select * from {target.staging.sql}
@@ -139,7 +136,7 @@ when not matched then {_insert_clause(cols)}"""
 
 def dimension_merge_sql(target: MergeTarget, key: str) -> str:
     """The final dimension table becomes exactly the staged snapshot."""
-    cols = _columns(target.kind)
+    cols = bigquery_schemas.table_spec(target.kind).column_names
     return f"""merge {target.final.sql} t
 using (
   select * from {target.staging.sql}
@@ -150,9 +147,6 @@ on t.{key} = s.{key}
 when matched then update set {_set_clause(cols, (key,))}
 when not matched then {_insert_clause(cols)}
 when not matched by source then delete"""
-
-
-DIMENSION_KEYS = {"products": "product_id", "users": "user_id"}
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -339,7 +333,7 @@ class MergeStagingTablesFn(beam.DoFn):
                 elif target.kind == "orders":
                     sql = orders_merge_sql(target)
                 else:
-                    sql = dimension_merge_sql(target, DIMENSION_KEYS[target.kind])
+                    sql = dimension_merge_sql(target, dim_table(target.kind).key)
                 job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
                 job.result()
                 affected = job.num_dml_affected_rows or 0
