@@ -41,7 +41,7 @@ from beam_pipelines.local.processes import stop_process
 from beam_pipelines.local.pubsub_admin import ensure_subscription, ensure_topic
 from beam_pipelines.local.services import start_bigquery, start_pubsub
 from beam_pipelines.local.stack import DEFAULT_ROOT
-from bigquery_schemas.client import make_client
+from bigquery_schemas.client import make_client, query_scalar
 from bigquery_schemas.tables import ensure_all
 
 PROJECT = "local-ecommerce"
@@ -210,7 +210,7 @@ def _job_args(subscription, dataset, extra):
 
 
 def _count(client, dataset) -> int:
-    return next(iter(client.query(f"select count(*) n from `{PROJECT}.{dataset}.user_behavior`").result())).n
+    return query_scalar(client, f"select count(*) from `{PROJECT}.{dataset}.user_behavior`")
 
 
 def bench_job(publisher, topic, subscription, client, n, extra) -> float:

@@ -49,16 +49,21 @@ def make_client(project: str, endpoint: str | None = None, location: str | None 
     return bigquery.Client(project=project, location=location)
 
 
-def query_scalar(client: bigquery.Client, sql: str, attempts: int = 5) -> Any:
-    """The single value of a one-row, one-column query such as ``select count(*) ...``.
+def query_rows(client: bigquery.Client, sql: str, job_config: Any = None, attempts: int = 5) -> list[Any]:
+    """The rows of a query that always returns at least one (an aggregate such as ``count(*)``).
 
     bqemulator has answered an aggregate with no row at all while streaming inserts
     were landing in the same table (real BigQuery always returns one row); such an
     answer is asked again, and after ``attempts`` tries it is an error.
     """
     for _ in range(attempts):
-        rows = list(client.query(sql).result())
+        rows = list(client.query(sql, job_config=job_config).result())
         if rows:
-            return rows[0][0]
+            return rows
         time.sleep(0.2)
     raise RuntimeError(f"BigQuery returned no row for {sql!r} ({attempts} attempts)")
+
+
+def query_scalar(client: bigquery.Client, sql: str, attempts: int = 5) -> Any:
+    """The single value of a one-row, one-column query such as ``select count(*) ...``."""
+    return query_rows(client, sql, attempts=attempts)[0][0]

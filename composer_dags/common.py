@@ -369,12 +369,11 @@ def run_quality_check(sql: str, query_params: Mapping[str, Any], project: str) -
     """
     from google.cloud import bigquery
 
-    from bigquery_schemas.client import make_client
+    from bigquery_schemas.client import make_client, query_rows
 
     params = [query_parameter(name, value) for name, value in query_params.items()]
     client = make_client(project)
-    job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
-    rows = [dict(r) for r in job.result()]
+    rows = [dict(r) for r in query_rows(client, sql, bigquery.QueryJobConfig(query_parameters=params))]
     if len(rows) != 1:
         raise DataQualityError(f"a check query must return exactly one row, got {len(rows)}")
     result = json.loads(json.dumps(rows[0], default=str))

@@ -19,7 +19,7 @@ class _FlakyClient:
     def __init__(self, empty: int):
         self.empty, self.calls = empty, 0
 
-    def query(self, sql):
+    def query(self, sql, job_config=None):
         self.calls += 1
         return _Job([] if self.calls <= self.empty else [(42,)])
 
