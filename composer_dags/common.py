@@ -220,7 +220,6 @@ class EcommerceBeamJobOperator(BeamRunPythonPipelineOperator):
             ),
         )
         super().__init__(pipeline_options=dict(job_options), **kwargs)
-        self.job = job
         self.cloud_options = dict(cloud_options or {})
         # The jobs' project, explicit: otherwise the provider asks the connection's
         # credentials for a default project (DataflowConfiguration.project_id is not templated).

@@ -66,7 +66,6 @@ class Progress:
         self.enabled = enabled
         self.start = time.monotonic()
         self._next = self.start + PROGRESS_INTERVAL
-        self.lines = 0
         self.base = 0  # messages sent by earlier chunks of the same run
         self.errors = 0  # errors of earlier chunks
 
@@ -85,19 +84,13 @@ class Progress:
             f"{sent / elapsed:,.0f} msg/s  errors {errors:,}  {elapsed:,.1f} s\n"
         )
         self.stream.flush()
-        self.lines += 1
 
 
 @dataclass
 class PublishStats:
     sent: int = 0  # acknowledged by the server (or written to the file)
     errors: int = 0
-    seconds: float = 0.0
     error_samples: list[str] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        return self.sent / self.seconds if self.seconds else 0.0
 
 
 @dataclass(frozen=True)
@@ -159,7 +152,6 @@ class PubSubSink:
         append = futures.append
         monotonic = time.monotonic
         t_start = monotonic() if start is None else start
-        t0 = monotonic()
         for i, msg in enumerate(messages):
             if schedule is not None:
                 delay = t_start + schedule(offset + i) - monotonic()
@@ -180,7 +172,6 @@ class PubSubSink:
                 stats.errors += 1
                 if len(stats.error_samples) < 5:
                     stats.error_samples.append(f"{type(exc).__name__}: {exc}"[:300])
-        stats.seconds = monotonic() - t0
         return stats
 
 
@@ -195,8 +186,7 @@ class JsonlSink:
     def send(
         self, messages: Sequence[Message], schedule=None, progress=None, offset: int = 0, start: float | None = None
     ) -> PublishStats:
-        t0 = time.monotonic()
-        t_start = t0 if start is None else start
+        t_start = time.monotonic() if start is None else start
         for i, msg in enumerate(messages):
             if schedule is not None:
                 delay = t_start + schedule(offset + i) - time.monotonic()
@@ -208,7 +198,7 @@ class JsonlSink:
             if progress is not None and (i & 255) == 0 and progress.due(time.monotonic()):
                 progress.report(progress.base + i, progress.errors)
         self._fh.flush()
-        return PublishStats(sent=len(messages), seconds=time.monotonic() - t0)
+        return PublishStats(sent=len(messages))
 
     def close(self) -> None:
         self._fh.close()

@@ -149,7 +149,7 @@ def build_report(results: Mapping[str, Sequence[Mapping[str, Any]]], start: dt.d
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{escape(title)}</h1><p class='note'>Source: {escape(target)}.user_behavior_dedup "
+        f"<h1>{escape(title)}</h1><p class='note'>Source: {escape(target)}.{analytics.DEDUP_VIEW} "
         "(one row per event_id). Definitions are in each query's header comment.</p>"
         + "".join(sections)
         + "</body></html>\n"

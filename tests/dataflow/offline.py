@@ -84,9 +84,6 @@ class JobDescription:
             names.extend(proto.components.transforms[s].unique_name for s in root.subtransforms)
         return names
 
-    def all_step_names(self) -> set[str]:
-        return {t.unique_name for t in self.pipeline().components.transforms.values()}
-
     def sdist_members(self) -> list[str]:
         with tarfile.open(self.upload("workflow.tar.gz")) as tar:
             return tar.getnames()
