@@ -47,6 +47,7 @@ from fastapi.responses import JSONResponse
 from beam_pipelines.events import CENTS, format_ts, parse_ts
 from beam_pipelines.io import sql
 from publishers.cli_types import fraction
+from publishers.world import api_line, api_total
 
 TOKEN_ENV = "ORDERS_API_TOKEN"  # noqa: S105 - the name of the variable, not a secret
 MAX_PAGE_SIZE = 1000
@@ -186,13 +187,7 @@ def fetch_orders_page(db: sql.Database, params: dict[str, Any]) -> dict[str, Any
         ):
             unit = Decimal(str(sql.jsonable_value(line["unit_price"]))).quantize(CENTS)
             lines_by_order[line["order_id"]].append(
-                {
-                    "line_number": int(line["line_number"]),
-                    "product_id": int(line["product_id"]),
-                    "quantity": int(line["quantity"]),
-                    "unit_price": str(unit),
-                    "amount": str((unit * int(line["quantity"])).quantize(CENTS)),
-                }
+                api_line(int(line["line_number"]), int(line["product_id"]), int(line["quantity"]), str(unit))
             )
     orders = []
     for r in rows:
@@ -206,7 +201,7 @@ def fetch_orders_page(db: sql.Database, params: dict[str, Any]) -> dict[str, Any
                 "order_ts": r["order_ts"],
                 "updated_at": r["updated_at"],
                 "currency": r["currency"].strip(),
-                "total_amount": str(sum((Decimal(x["amount"]) for x in lines), Decimal("0.00"))),
+                "total_amount": api_total(lines),
                 "lines": lines,
             }
         )

@@ -74,6 +74,22 @@ class Funnel:
             raise ValueError(f"max_lines must be >= 1, got {self.max_lines}")
 
 
+def api_line(line_number: int, product_id: int, quantity: int, unit_price: str) -> dict[str, Any]:
+    """One order line as ``GET /v1/orders`` returns it (``unit_price`` already to the cent)."""
+    return {
+        "line_number": line_number,
+        "product_id": product_id,
+        "quantity": quantity,
+        "unit_price": unit_price,
+        "amount": line_amount(unit_price, quantity),
+    }
+
+
+def api_total(lines: Sequence[dict[str, Any]]) -> str:
+    """An order's ``total_amount``: the sum of its line amounts."""
+    return str(sum((Decimal(x["amount"]) for x in lines), Decimal("0.00")))
+
+
 @dataclass
 class OrderLine:
     line_number: int
@@ -111,16 +127,7 @@ class Order:
 
     def to_api(self) -> dict[str, Any]:
         """The order as ``GET /v1/orders`` returns it."""
-        lines = [
-            {
-                "line_number": ln.line_number,
-                "product_id": ln.product_id,
-                "quantity": ln.quantity,
-                "unit_price": ln.unit_price,
-                "amount": line_amount(ln.unit_price, ln.quantity),
-            }
-            for ln in self.lines
-        ]
+        lines = [api_line(ln.line_number, ln.product_id, ln.quantity, ln.unit_price) for ln in self.lines]
         return {
             "order_id": self.order_id,
             "user_id": self.user_id,
@@ -129,7 +136,7 @@ class Order:
             "order_ts": format_ts(self.order_ts),
             "updated_at": format_ts(self.updated_at),
             "currency": self.currency,
-            "total_amount": str(sum((Decimal(x["amount"]) for x in lines), Decimal("0.00"))),
+            "total_amount": api_total(lines),
             "lines": lines,
         }
 
