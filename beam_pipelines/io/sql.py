@@ -127,22 +127,16 @@ def _to_pyformat(sql: str) -> str:
     return _TOKEN.sub(repl, sql)
 
 
-def _sqlite_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware (UTC) datetime")
-        return format_ts(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
 def _pg_value(value: Any) -> Any:
+    """A parameter for psycopg: as it is, but never a naive datetime (its zone would be guessed)."""
     if isinstance(value, datetime) and value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: pass a timezone-aware (UTC) datetime")
     return value
+
+
+def _sqlite_value(value: Any) -> Any:
+    """A parameter for SQLite: timestamps, dates and decimals as the text SQLite stores."""
+    return jsonable_value(_pg_value(value))
 
 
 def jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -189,17 +183,16 @@ class Database:
         self.raw.close()
 
     # ------------------------------------------------------------------ statements
-    def _prepare(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> tuple[str, Any]:
+    def _bind(self, params: Sequence[Any] | Mapping[str, Any] | None) -> Any:
         if params is None:
             params = ()
         convert = _sqlite_value if self.dialect == SQLITE else _pg_value
         if isinstance(params, Mapping):
-            bound: Any = {k: convert(v) for k, v in params.items()}
-        else:
-            bound = tuple(convert(v) for v in params)
-        if self.dialect == POSTGRESQL:
-            sql = _to_pyformat(sql)
-        return sql, bound
+            return {k: convert(v) for k, v in params.items()}
+        return tuple(convert(v) for v in params)
+
+    def _prepare(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> tuple[str, Any]:
+        return (_to_pyformat(sql) if self.dialect == POSTGRESQL else sql), self._bind(params)
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> int:
         """Run one statement; return the number of affected rows (-1 when unknown)."""
@@ -213,7 +206,7 @@ class Database:
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> None:
         """Run one statement for each parameter row (inside :meth:`transaction` for speed)."""
-        prepared = [self._prepare(sql, row)[1] for row in rows]
+        prepared = [self._bind(row) for row in rows]
         if not prepared:
             return
         sql = _to_pyformat(sql) if self.dialect == POSTGRESQL else sql
