@@ -34,3 +34,8 @@ def resolve_runner(options: PipelineOptions) -> str:
 
 def is_local(runner: str) -> bool:
     return runner.split(".")[-1] not in {"DataflowRunner", "TestDataflowRunner"}
+
+
+def runs_in_one_process(runner: str) -> bool:
+    """True for the BundleBasedDirectRunner: one process, one worker thread, state in memory."""
+    return runner.split(".")[-1] == STREAMING_RUNNER

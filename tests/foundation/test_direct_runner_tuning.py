@@ -1,0 +1,70 @@
+"""The BundleBasedDirectRunner tuning changes the runner's cost, not its answers.
+
+The TestStream cases in tests/streaming/test_streaming_transforms.py run on both the
+stock and the tuned runner; these check the memoised DoFn inspection directly.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pytest
+from apache_beam.runners.direct import transform_evaluator
+from apache_beam.transforms import userstate
+
+from beam_pipelines.direct_runner_tuning import is_tuned, restore_stock_runner, tune_bundle_based_direct_runner
+from beam_pipelines.transforms.dedupe import DeduplicateEventsStatefulFn
+from beam_pipelines.transforms.enrich import EnrichEventFn
+
+_STATE = userstate.ReadModifyWriteStateSpec("n", beam.coders.VarIntCoder())
+
+
+class _Holder:
+    def stateful(self, element, n=beam.DoFn.StateParam(_STATE)):  # noqa: B008 - Beam's declaration idiom
+        yield element
+
+
+def _dofns():
+    return {
+        "stateful DoFn": DeduplicateEventsStatefulFn(60),
+        "plain DoFn": EnrichEventFn("stream"),
+        "Map(lambda)": beam.Map(lambda x: x).dofn,
+        "Map(bound method with state)": beam.ParDo(_Holder().stateful).dofn,
+    }
+
+
+@pytest.fixture
+def tuned():
+    was_tuned = is_tuned()
+    tune_bundle_based_direct_runner()
+    yield
+    restore_stock_runner()
+    if was_tuned:
+        tune_bundle_based_direct_runner()
+
+
+def test_memoised_state_and_timer_specs_equal_the_runners_own(tuned):
+    restore_stock_runner()
+    expected = {name: userstate.get_dofn_specs(dofn) for name, dofn in _dofns().items()}
+    tune_bundle_based_direct_runner()
+    for name, dofn in _dofns().items():
+        for _ in range(2):  # a miss, then a hit
+            assert userstate.get_dofn_specs(dofn) == expected[name], name
+            assert transform_evaluator.get_dofn_specs(dofn) == expected[name], name
+    assert userstate.is_stateful_dofn(_dofns()["stateful DoFn"])
+    assert not userstate.is_stateful_dofn(_dofns()["plain DoFn"])
+
+
+def test_a_caller_cannot_corrupt_the_memo(tuned):
+    dofn = DeduplicateEventsStatefulFn(60)
+    states, timers = userstate.get_dofn_specs(dofn)
+    states.clear()
+    timers.clear()
+    assert userstate.get_dofn_specs(dofn) != (set(), set())
+
+
+def test_restore_gives_back_the_stock_runner(tuned):
+    restore_stock_runner()
+    assert not is_tuned()
+    assert transform_evaluator.get_dofn_specs is userstate.get_dofn_specs
+    assert not hasattr(userstate.get_dofn_specs, "__wrapped__")  # functools.wraps marks the tuned ones
+    assert not hasattr(transform_evaluator._ParDoEvaluator.__init__, "__wrapped__")
