@@ -3,7 +3,7 @@
 Pipeline::
 
     ReadEvents (Pub/Sub, event time from the event_ts attribute)
-      -> ParseEvents -> DeduplicateEvents (state per event_id, --dedup_horizon_minutes)
+      -> ParseEvents -> DeduplicateEvents (first delivery per event_id within --dedup_horizon_minutes)
       -> EnrichWithDimensions (products/users side inputs reloaded every --dims_refresh_seconds)
       -> WriteUserBehavior
     deduplicated events -> ComputeEngagement (1-minute windows, late panes) -> WriteEngagement
@@ -33,9 +33,10 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.transforms import window
 
 from beam_pipelines import bq_local, events, runners
+from beam_pipelines.direct_runner_tuning import tune_bundle_based_direct_runner
 from beam_pipelines.logs import configure_job_logging
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
-from beam_pipelines.transforms.dedupe import DeduplicateEventsStateful
+from beam_pipelines.transforms.dedupe import DeduplicateEventsInProcess, DeduplicateEventsStateful
 from beam_pipelines.transforms.dimensions import (
     TICKER_PERIODIC_IMPULSE,
     TICKER_TIMER,
@@ -82,6 +83,12 @@ class StreamingOptions(PipelineOptions):
             default=None,
             help="Dataflow only: seconds between auto-sharded batch inserts (GroupIntoBatches); local runs "
             "always insert per bundle (see docs/streaming.md)",
+        )
+        parser.add_argument(
+            "--stock_direct_runner",
+            action="store_true",
+            help="local only: run the BundleBasedDirectRunner without beam_pipelines.direct_runner_tuning "
+            "(for comparison; slower)",
         )
 
     def validate_job(self) -> None:
@@ -141,6 +148,20 @@ def user_behavior_sink(options: PipelineOptions) -> WriteUserBehavior:
     return WriteUserBehavior(opts.output_table, pipeline=PIPELINE, **_write_kwargs(options))
 
 
+def deduplicator(options: PipelineOptions) -> beam.PTransform:
+    """The job's ``DeduplicateEvents`` transform for its runner (also used by the stage benchmark).
+
+    Dataflow and every other runner: per-``event_id`` state with an event-time expiry
+    timer. The in-process BundleBasedDirectRunner: the same contract over one in-memory
+    map, because that runner keeps every key's state forever and scans all of it
+    between bundles (see ``DeduplicateEventsInProcess``).
+    """
+    horizon_seconds = options.view_as(StreamingOptions).dedup_horizon_minutes * 60
+    if runners.runs_in_one_process(options.view_as(StandardOptions).runner or ""):
+        return DeduplicateEventsInProcess(horizon_seconds)
+    return DeduplicateEventsStateful(horizon_seconds)
+
+
 def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
     """Wire the streaming job onto ``p``."""
     opts = options.view_as(StreamingOptions)
@@ -164,7 +185,7 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
         id_label=None if local else "event_id",
     )
     parsed = messages | "ParseEvents" >> ParseEvents(PIPELINE)
-    unique = parsed[EVENTS] | "DeduplicateEvents" >> DeduplicateEventsStateful(opts.dedup_horizon_minutes * 60)
+    unique = parsed[EVENTS] | "DeduplicateEvents" >> deduplicator(options)
 
     # PeriodicImpulse does not expand on the BundleBasedDirectRunner (see transforms/dimensions.py).
     ticker = TICKER_TIMER if local else TICKER_PERIODIC_IMPULSE
@@ -209,6 +230,9 @@ def run(argv=None) -> beam.runners.runner.PipelineResult:
     """Start the job and return its result (the caller waits or cancels)."""
     options = make_options(argv)
     bq_local.configure_for_environment(options)
+    in_process = runners.runs_in_one_process(options.view_as(StandardOptions).runner)
+    if in_process and not options.view_as(StreamingOptions).stock_direct_runner:
+        tune_bundle_based_direct_runner()
     p = beam.Pipeline(options=options)
     build_pipeline(p, options)
     return p.run()

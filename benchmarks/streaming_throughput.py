@@ -37,6 +37,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import events, streaming
 from beam_pipelines.bq_local import use_bigquery_emulator
+from beam_pipelines.direct_runner_tuning import tune_bundle_based_direct_runner
 from beam_pipelines.local.processes import stop_process
 from beam_pipelines.local.pubsub_admin import ensure_subscription, ensure_topic
 from beam_pipelines.local.services import start_bigquery, start_pubsub
@@ -129,7 +130,7 @@ def bench_bare(publisher, topic, subscription, n) -> float:
 STAGES = ("parse", "dedupe", "enrich", "bigquery")
 STAGE_LABELS = {
     "parse": "read -> parse -> file",
-    "dedupe": "+ stateful dedupe -> file",
+    "dedupe": "+ dedupe -> file",
     "enrich": "+ enrich (refreshed side inputs) -> file",
     "bigquery": "+ WriteUserBehavior (no engagement)",
 }
@@ -141,7 +142,6 @@ def build_stage(p: beam.Pipeline, options: PipelineOptions, stage: str, out_path
     Stages before ``bigquery`` end in a local file (one event_id per line); ``bigquery``
     writes ``user_behavior`` exactly as the job does, without engagement and dead letters.
     """
-    from beam_pipelines.transforms.dedupe import DeduplicateEventsStateful
     from beam_pipelines.transforms.dimensions import TICKER_TIMER, RefreshedDimension
     from beam_pipelines.transforms.enrich import EnrichWithDimensions
     from beam_pipelines.transforms.parse import EVENTS, ParseEvents
@@ -153,7 +153,7 @@ def build_stage(p: beam.Pipeline, options: PipelineOptions, stage: str, out_path
     )
     data = (messages | "ParseEvents" >> ParseEvents(streaming.PIPELINE))[EVENTS]
     if depth >= STAGES.index("dedupe"):
-        data = data | "DeduplicateEvents" >> DeduplicateEventsStateful(opts.dedup_horizon_minutes * 60)
+        data = data | "DeduplicateEvents" >> streaming.deduplicator(options)
     if depth >= STAGES.index("enrich"):
         products_loader, users_loader = streaming._dimension_loaders(opts)
         refresh = opts.dims_refresh_seconds
@@ -267,9 +267,18 @@ def main(argv=None) -> None:
         f"{', '.join(STAGES)}",
     )
     parser.add_argument("--skip-job", action="store_true", help="do not run the full-job variants")
+    parser.add_argument(
+        "--stock-runner",
+        action="store_true",
+        help="measure every case on the stock BundleBasedDirectRunner (default: every case, bare included, "
+        "with beam_pipelines.direct_runner_tuning, as the job runs locally)",
+    )
     parser.add_argument("--skip-latency", action="store_true", help="throughput only")
     args = parser.parse_args(argv)
     os.environ.setdefault("NO_GCE_CHECK", "true")
+    extra = ["--stock_direct_runner"] if args.stock_runner else []
+    if not args.stock_runner:
+        tune_bundle_based_direct_runner()
     state = Path(tempfile.mkdtemp(prefix="bench-stack-"))
     ps = start_pubsub(state / "pubsub", PROJECT)
     bq = start_bigquery(state / "bigquery", PROJECT, DEFAULT_ROOT)
@@ -293,14 +302,15 @@ def main(argv=None) -> None:
         for stage in [s for s in args.stages.split(",") if s]:
             if stage not in STAGES:
                 parser.error(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
-            rate = bench_stage(publisher, *fresh(), client, args.messages, stage, [])
+            rate = bench_stage(publisher, *fresh(), client, args.messages, stage, extra)
             rows.append((STAGE_LABELS[stage], rate, rate / bare))
         # Locally the job inserts per bundle whatever --bq_triggering_frequency says (Dataflow-only).
-        variants = [("full job (+ engagement, dead letters)", [])]
-        for label, extra in [] if args.skip_job else variants:
-            rate = bench_job(publisher, *fresh(), client, args.messages, extra)
+        variants = [("full job (+ engagement, dead letters)", extra)]
+        for label, job_extra in [] if args.skip_job else variants:
+            rate = bench_job(publisher, *fresh(), client, args.messages, job_extra)
             rows.append((label, rate, rate / bare))
-        print(f"\nThroughput ({args.messages} pre-published messages, BundleBasedDirectRunner, 2 cores)")
+        runner = "stock BundleBasedDirectRunner" if args.stock_runner else "tuned BundleBasedDirectRunner"
+        print(f"\nThroughput ({args.messages} pre-published messages, {runner}, {os.cpu_count()} cores)")
         print(f"{'pipeline':<48}{'events/s':>10}{'vs bare':>9}")
         for label, rate, ratio in rows:
             print(f"{label:<48}{rate:>10.0f}{ratio:>8.0%}")
@@ -308,8 +318,8 @@ def main(argv=None) -> None:
             return
         print(f"\nPublish -> row visible in BigQuery at {args.rate:.0f} events/s for {args.seconds:.0f} s")
         print(f"{'pipeline':<48}{'n':>6}{'p50':>8}{'p95':>8}{'p99':>8}")
-        for label, extra in variants:
-            lat = bench_latency(publisher, *fresh(), client, args.rate, args.seconds, extra)
+        for label, job_extra in variants:
+            lat = bench_latency(publisher, *fresh(), client, args.rate, args.seconds, job_extra)
             print(f"{label:<48}{len(lat):>6}{_pct(lat, 0.5):>7.2f}s{_pct(lat, 0.95):>7.2f}s{_pct(lat, 0.99):>7.2f}s")
     finally:
         stop_process(ps.pid)
