@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -47,6 +48,10 @@ MAX_PRICE = Decimal("1e9")
 MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_FUTURE_SKEW = timedelta(hours=1)
 CENTS = Decimal("0.01")
+# Inputs already in canonical form are returned as they are (each fast path below is
+# only taken where the slow path would give the same string: tests/foundation/test_events.py).
+_CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
+_CANONICAL_PRICE = re.compile(r"(?:0|[1-9]\d{0,8})\.\d\d", re.ASCII)
 
 # Dead-letter stages, shared by every job.
 STAGE_PARSE = "parse"
@@ -142,6 +147,8 @@ def _price(record: dict[str, Any]) -> str:
     value = record.get("price")
     if value is None:
         raise InvalidEvent(STAGE_VALIDATE, "missing price")
+    if isinstance(value, str) and _CANONICAL_PRICE.fullmatch(value):
+        return value  # "12.34": already what the Decimal path returns (~1 µs saved)
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InvalidEvent(STAGE_VALIDATE, f"price must be a number, got {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -171,8 +178,9 @@ def validate_record(record: Any, now: datetime | None = None) -> Event:
     event_name = record.get("event_name")
     if event_name not in EVENT_NAMES:
         raise InvalidEvent(STAGE_VALIDATE, f"unknown event_name {event_name!r:.40}; expected one of {EVENT_NAMES}")
+    raw_ts = record.get("event_ts")
     try:
-        ts = parse_ts(record.get("event_ts"))
+        ts = parse_ts(raw_ts)
     except (ValueError, TypeError) as exc:
         raise InvalidEvent(STAGE_VALIDATE, f"bad event_ts: {exc}") from None
     now = now or datetime.now(UTC)
@@ -184,7 +192,8 @@ def validate_record(record: Any, now: datetime | None = None) -> Event:
     return {
         "event_id": event_id,
         "event_name": event_name,
-        "event_ts": format_ts(ts),
+        # format_ts costs ~2 µs; most producers already send the canonical form.
+        "event_ts": raw_ts if _CANONICAL_TS.fullmatch(raw_ts) else format_ts(ts),
         "event_time": ts.timestamp(),
         "user_id": _positive_int(record, "user_id"),
         "session_id": _short_string(record, "session_id", required=False),
@@ -217,6 +226,8 @@ def parse_payload(payload: bytes | str, now: datetime | None = None) -> Event:
 
 def line_amount(price: str, quantity: int) -> str:
     """Unit price x quantity, as a 2-decimal string (BigQuery NUMERIC accepts strings)."""
+    if quantity == 1 and _CANONICAL_PRICE.fullmatch(price):
+        return price
     return str((Decimal(price) * quantity).quantize(CENTS))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
@@ -62,6 +63,18 @@ class _CountingFn(beam.DoFn):
         self._valid = Metrics.counter(METRICS_NAMESPACE, "valid_events")
         self._stage_counters: dict[str, Any] = {}
 
+    def start_bundle(self):
+        # Per bundle, not per record: each Counter.inc costs ~0.7 µs on the Python SDK and
+        # datetime.now() ~0.5 µs (benchmarks/batch_hourly_chain). "now" only feeds the
+        # future-skew check, which allows MAX_FUTURE_SKEW (an hour) of clock difference.
+        self._now = datetime.now(UTC)
+        self._in_bundle = 0
+        self._valid_in_bundle = 0
+
+    def finish_bundle(self):
+        self._records_in.inc(self._in_bundle)
+        self._valid.inc(self._valid_in_bundle)
+
     def _dead_letter(self, stage: str, reason: str, payload: Any, attributes: dict | None, event_ts: str | None):
         counter = self._stage_counters.get(stage)
         if counter is None:
@@ -82,7 +95,7 @@ class _CountingFn(beam.DoFn):
         )
 
     def _valid_event(self, event: events.Event):
-        self._valid.inc()
+        self._valid_in_bundle += 1
         # The payload's event_ts is authoritative for event time (the Pub/Sub attribute
         # is only a copy), so windows downstream see the same time on every source.
         return TimestampedValue(event, event["event_time"])
@@ -92,12 +105,12 @@ class ParseEventFn(_CountingFn):
     """PubsubMessage | bytes | str -> event (main) or dead-letter row (DEAD_LETTERS)."""
 
     def process(self, element):
-        self._records_in.inc()
+        self._in_bundle += 1
         attributes = None
         payload: Any = element
         try:
             payload, attributes = _split_message(element)
-            event = events.parse_payload(payload)
+            event = events.parse_payload(payload, self._now)
         except events.InvalidEvent as exc:
             yield self._dead_letter(exc.stage, exc.reason, payload, attributes, _attribute_ts(attributes))
             return
@@ -113,9 +126,9 @@ class ValidateRecordFn(_CountingFn):
     """Decoded dict record -> event (main) or dead-letter row (DEAD_LETTERS)."""
 
     def process(self, record):
-        self._records_in.inc()
+        self._in_bundle += 1
         try:
-            event = events.validate_record(record)
+            event = events.validate_record(record, self._now)
         except events.InvalidEvent as exc:
             yield self._dead_letter(exc.stage, exc.reason, record, None, None)
             return

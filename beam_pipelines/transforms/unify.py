@@ -227,7 +227,7 @@ class ParseEventsInWindowFn(parse.ParseEventFn):
         if self._start <= event["event_time"] < self._end:
             return super()._valid_event(event)
         # Valid by the contract (counted as such), but not this job's to write.
-        self._valid.inc()
+        self._valid_in_bundle += 1
         self._outside.inc()
         return beam.pvalue.TaggedOutput(DEAD_LETTERS, _outside_window_row(event, self._window, self._pipeline))
 

@@ -1,7 +1,9 @@
 """The event contract: each rule, the canonical forms, and the unified row."""
 
 import json
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -24,6 +26,10 @@ SAMPLE_RECORD = {
 def _payload(**changes):
     record = {**SAMPLE_RECORD, **changes}
     return json.dumps({k: v for k, v in record.items() if v is not ...}).encode()
+
+
+def _record(**changes):
+    return {**SAMPLE_RECORD, **changes}
 
 
 def test_valid_record_becomes_the_canonical_event():
@@ -123,3 +129,56 @@ def test_dead_letter_row_keeps_invalid_bytes_readable_and_matches_the_schema():
     assert len(row["error"]) == 2000
     assert json.loads(row["attributes"]) == {"event_id": "e"}
     assert row["insert_ts"].endswith("Z")
+
+
+def _slow_event_ts(text: str) -> str:
+    return events.format_ts(events.parse_ts(text))
+
+
+def _slow_price(text: str) -> str:
+    return str(Decimal(text).quantize(events.CENTS))
+
+
+def test_canonical_fast_paths_return_what_the_slow_paths_would():
+    rng = random.Random(11)
+    for _ in range(2000):
+        ts = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(27 * 365 * 86400 * 10**6))
+        text = ts.isoformat(timespec="microseconds")[:-6] + "Z"
+        event = events.validate_record(_record(event_ts=text), now=ts + timedelta(minutes=1))
+        assert event["event_ts"] == text == _slow_event_ts(text)
+        price = f"{rng.randrange(10 ** rng.randrange(1, 10))}.{rng.randrange(100):02d}"
+        assert events.validate_record(_record(price=price), now=NOW)["price"] == price == _slow_price(price)
+        assert events.line_amount(price, 1) == price
+
+
+@pytest.mark.parametrize(
+    ("event_ts", "expected"),
+    [
+        ("2026-11-22T10:15:00Z", "2026-11-22T10:15:00.000000Z"),
+        ("2026-11-22 10:15:00.250000Z", "2026-11-22T10:15:00.250000Z"),  # same length, space separator
+        ("2026-11-22T11:15:00.250000+01:00", "2026-11-22T10:15:00.250000Z"),
+        ("2026-W47-7T10:15:00.250000Z", "2026-11-22T10:15:00.250000Z"),  # ISO week date, 27 characters too
+    ],
+)
+def test_non_canonical_timestamps_are_still_normalised(event_ts, expected):
+    assert events.validate_record(_record(event_ts=event_ts), now=NOW)["event_ts"] == expected
+
+
+@pytest.mark.parametrize(
+    ("price", "expected"),
+    [("12.5", "12.50"), ("012.50", "12.50"), ("7", "7.00"), (" 3.10", "3.10"), ("0.005", "0.00"), ("1e2", "100.00")],
+)
+def test_non_canonical_prices_are_still_normalised(price, expected):
+    assert events.validate_record(_record(price=price), now=NOW)["price"] == expected
+    assert events.line_amount(expected, 3) == str(Decimal(expected) * 3)
+
+
+def test_non_ascii_digits_never_take_the_fast_path():
+    # 2026-11-22T10:15:00.000000Z in ARABIC-INDIC digits (U+0660..U+0669)
+    digits = str.maketrans("0123456789", "".join(chr(0x660 + d) for d in range(10)))
+    arabic_indic = "2026-11-22T10:15:00.000000".translate(digits) + "Z"
+    try:
+        event = events.validate_record(_record(event_ts=arabic_indic), now=NOW)
+    except events.InvalidEvent:
+        return  # rejected outright: fine
+    assert event["event_ts"].isascii()
