@@ -11,7 +11,12 @@ import pytest
 from apache_beam.runners.direct import transform_evaluator
 from apache_beam.transforms import userstate
 
-from beam_pipelines.direct_runner_tuning import is_tuned, restore_stock_runner, tune_bundle_based_direct_runner
+from beam_pipelines.direct_runner_tuning import (
+    PULL_MAX_MESSAGES,
+    is_tuned,
+    restore_stock_runner,
+    tune_bundle_based_direct_runner,
+)
 from beam_pipelines.transforms.dedupe import DeduplicateEventsStatefulFn
 from beam_pipelines.transforms.enrich import EnrichEventFn
 
@@ -68,3 +73,34 @@ def test_restore_gives_back_the_stock_runner(tuned):
     assert transform_evaluator.get_dofn_specs is userstate.get_dofn_specs
     assert not hasattr(userstate.get_dofn_specs, "__wrapped__")  # functools.wraps marks the tuned ones
     assert not hasattr(transform_evaluator._ParDoEvaluator.__init__, "__wrapped__")
+    reader = transform_evaluator._PubSubReadEvaluator
+    assert reader.__dict__["_get_subscriber_client"].__func__.__name__ == "_get_subscriber_client"
+
+
+class _RecordingSubscriber:
+    def __init__(self):
+        self.calls = []
+
+    def pull(self, **kwargs):
+        self.calls.append(kwargs)
+        return "response"
+
+    def acknowledge(self, **kwargs):
+        return "acked"
+
+
+def test_tuned_pubsub_reads_ask_for_larger_pulls(tuned):
+    # The runner's own evaluator calls pull(subscription=..., max_messages=10, timeout=30);
+    # here the client it gets back is called the same way.
+    reader = transform_evaluator._PubSubReadEvaluator
+    real, transform = _RecordingSubscriber(), _RecordingSubscriber()  # any weak-referenceable key
+    reader._subscriber_client_cache[transform] = type("State", (), {"client": real})()
+    try:
+        client = reader._get_subscriber_client(transform)
+        assert client.pull(subscription="projects/p/subscriptions/s", max_messages=10, timeout=30) == "response"
+        assert client.acknowledge(subscription="s", ack_ids=[]) == "acked"  # everything else passes through
+    finally:
+        del reader._subscriber_client_cache[transform]
+    assert real.calls == [
+        {"subscription": "projects/p/subscriptions/s", "max_messages": PULL_MAX_MESSAGES, "timeout": 30}
+    ]
