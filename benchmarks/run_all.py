@@ -28,6 +28,11 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("batch_hourly_chain", ["--events", "1000000", "--repeats", "3"], ["--events", "100000", "--repeats", "1"]),
     ("publisher_throughput", [], []),
     ("streaming_throughput", [], []),
+    (
+        "job_memory",
+        [],
+        ["--records", "10000,100000", "--hourly_records", "2000,10000", "--stream_messages", "1000,3000"],
+    ),
 ]
 
 
