@@ -77,7 +77,8 @@ class InsertRowsPerBundleFn(beam.DoFn):
 
     ``WriteToBigQuery``'s streaming path without its reshuffle: no insert ids are
     committed first, so use it only where bundles are not retried (the local
-    BundleBasedDirectRunner). Yields ``(destination, row, errors)`` for every row BigQuery
+    BundleBasedDirectRunner and FnApiRunner) or a row inserted twice does no harm (the
+    hourly job's staging tables: every MERGE keeps one row per key). Yields ``(destination, row, errors)`` for every row BigQuery
     refused, the shape of ``WriteToBigQuery(...).failed_rows_with_errors``, so the same
     :class:`FailedRowToDeadLetterFn` turns them into dead letters. Errors whose reason is
     transient are retried with backoff (``RetryStrategy.RETRY_ON_TRANSIENT_ERROR``, like
@@ -165,10 +166,11 @@ class WriteRowsToTable(beam.PTransform):
       pipeline: job name stored in the dead-letter rows (``dead_letter.pipeline``).
       per_bundle_inserts: if true (STREAMING_INSERTS only), insert each bundle's rows
         directly with :class:`InsertRowsPerBundleFn` (one step) instead of
-        ``beam.io.WriteToBigQuery`` (ten steps around a reshuffle). For the local
-        BundleBasedDirectRunner only, where every step costs a fixed few milliseconds
-        per 10-message Pub/Sub bundle and no bundle is retried (see docs/streaming.md).
-        On Dataflow leave it off: the reshuffle is what keeps retried inserts idempotent.
+        ``beam.io.WriteToBigQuery`` (ten steps around a reshuffle). For local runners,
+        which retry no bundle: on the BundleBasedDirectRunner every step costs a fixed
+        few milliseconds per Pub/Sub bundle (docs/streaming.md), and the in-memory
+        FnApiRunner holds the reshuffle's whole input (docs/benchmarks.md). On Dataflow
+        leave it off: the reshuffle is what keeps retried inserts idempotent.
       **write_kwargs: passed to ``beam.io.WriteToBigQuery`` (``batch_size``,
         ``triggering_frequency``, ``with_auto_sharding``, ``custom_gcs_temp_location``...).
 
