@@ -21,7 +21,7 @@ difference the growth per record.
   emulators (dimensions from the lake snapshot, ``--dims_lake_root``); the simulator
   publishes in steps (5 % duplicates, 3 % malformed) and after each step, once every
   row and dead letter is in BigQuery, the job's ``VmHWM`` (peak RSS) and ``VmRSS`` are
-  read from ``/proc``. It drains ~200 events/s here, so it is measured at thousands,
+  read from ``/proc``. It drains ~1,000 events/s here, so it is measured at thousands,
   not millions, of events.
 
 Generated sources are cached under ``.local/bench/job_memory/``. Run::
