@@ -78,8 +78,9 @@ class InsertRowsPerBundleFn(beam.DoFn):
     ``WriteToBigQuery``'s streaming path without its reshuffle: no insert ids are
     committed first, so use it only where bundles are not retried (the local
     BundleBasedDirectRunner and FnApiRunner) or a row inserted twice does no harm (the
-    hourly job's staging tables: every MERGE keeps one row per key). Yields ``(destination, row, errors)`` for every row BigQuery
-    refused, the shape of ``WriteToBigQuery(...).failed_rows_with_errors``, so the same
+    hourly job's staging tables: every MERGE keeps one row per key). Yields
+    ``(destination, row, errors)`` for every row BigQuery refused, the shape of
+    ``WriteToBigQuery(...).failed_rows_with_errors``, so the same
     :class:`FailedRowToDeadLetterFn` turns them into dead letters. Errors whose reason is
     transient are retried with backoff (``RetryStrategy.RETRY_ON_TRANSIENT_ERROR``, like
     the ``WriteToBigQuery`` path) up to ``max_retries`` times, then dead-lettered rather
