@@ -7,8 +7,8 @@ and to ``.local/bench/results/run_all-<UTC time>.txt``.
 
 Usage::
 
-    .venv/bin/python -m benchmarks.run_all                      # full size (1M events; ~10 min)
-    .venv/bin/python -m benchmarks.run_all --quick              # 100k events, 1 repeat (~1 min)
+    .venv/bin/python -m benchmarks.run_all                      # full size (1M events; batch chain alone ~15 min)
+    .venv/bin/python -m benchmarks.run_all --quick              # small sizes, 1 repeat
     .venv/bin/python -m benchmarks.run_all --only batch_hourly_chain
 """
 
