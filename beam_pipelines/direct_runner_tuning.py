@@ -81,7 +81,7 @@ class _LargerPulls:
 
 
 def tune_bundle_based_direct_runner() -> None:
-    """Apply the two changes above in this process (idempotent)."""
+    """Apply the three changes above in this process (idempotent)."""
     if _originals:
         return
     from apache_beam.runners.direct import transform_evaluator

@@ -199,24 +199,23 @@ class _RecentIds:
     def __init__(self):
         self._expiry: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
 
     def forget_expired(self, now: float) -> None:
-        heap, expiry = self._heap, self._expiry
-        while heap and heap[0][0] <= now:
-            when, event_id = heapq.heappop(heap)
-            if expiry.get(event_id) == when:
-                del expiry[event_id]
+        with self._lock:
+            heap, expiry = self._heap, self._expiry
+            while heap and heap[0][0] <= now:
+                when, event_id = heapq.heappop(heap)
+                if expiry.get(event_id) == when:
+                    del expiry[event_id]
 
     def first_sighting(self, event_id: str, expires_at: float) -> bool:
-        if event_id in self._expiry:
-            return False
-        self._expiry[event_id] = expires_at
-        heapq.heappush(self._heap, (expires_at, event_id))
-        return True
-
-    def __len__(self) -> int:
-        return len(self._expiry)
+        with self._lock:
+            if event_id in self._expiry:
+                return False
+            self._expiry[event_id] = expires_at
+            heapq.heappush(self._heap, (expires_at, event_id))
+            return True
 
 
 # One _RecentIds per applied DeduplicateEventsInProcess, by its token. Module-level
@@ -242,14 +241,11 @@ class DeduplicateEventsInProcessFn(beam.DoFn):
     def start_bundle(self):
         self._ids = _recent_ids(self._token)
         # Between bundles, like the stateful variant's timers on that runner.
-        with self._ids.lock:
-            self._ids.forget_expired(self._clock())
+        self._ids.forget_expired(self._clock())
         self._dropped = 0
 
     def process(self, event):
-        with self._ids.lock:
-            first = self._ids.first_sighting(event["event_id"], event["event_time"] + self._horizon)
-        if first:
+        if self._ids.first_sighting(event["event_id"], event["event_time"] + self._horizon):
             yield event
         else:
             self._dropped += 1
