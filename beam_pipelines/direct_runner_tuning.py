@@ -23,6 +23,10 @@ pipeline is built and on every other runner. Nothing else changes: same evaluato
 watermarks, state, timers and acknowledgement (at pull time, so a killed local job
 loses up to one pull of in-flight messages, as before but per 100).
 
+The same pull wrapper lets a clean local stop (``streaming.run_until_stopped``) pause
+pulling: :func:`pause_pulls` makes every later pull return no messages, so nothing
+more is acknowledged while what was pulled drains into BigQuery and the lake.
+
 It is applied, process-wide, by the streaming job's ``run()`` on that runner (unless
 ``--stock_direct_runner``) and by the streaming benchmark to the cases it measures
 as the job runs. The streaming transform tests run each TestStream case on the stock
@@ -34,6 +38,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 import weakref
 from typing import Any
 
@@ -44,6 +50,9 @@ _LOG = logging.getLogger(__name__)
 PULL_MAX_MESSAGES = 100
 # The replaced originals while the tuning is applied, else empty.
 _originals: dict[str, Any] = {}
+_pulls_paused = threading.Event()
+# How long a paused pull waits before answering "no messages" (the runner asks again at once).
+PAUSED_PULL_SECONDS = 0.2
 
 
 def _memoised_per_dofn(get_dofn_specs):
@@ -73,6 +82,11 @@ class _LargerPulls:
         self._max_messages = max_messages
 
     def pull(self, *args: Any, **kwargs: Any) -> Any:
+        if _pulls_paused.is_set():
+            from google.pubsub_v1 import PullResponse
+
+            time.sleep(PAUSED_PULL_SECONDS)
+            return PullResponse()
         kwargs["max_messages"] = self._max_messages
         return self._client.pull(*args, **kwargs)
 
@@ -129,7 +143,20 @@ def restore_stock_runner() -> None:
     transform_evaluator._ParDoEvaluator.__init__ = _originals["par_do_init"]
     transform_evaluator._PubSubReadEvaluator._get_subscriber_client = _originals["subscriber_client"]
     _originals.clear()
+    resume_pulls()
 
 
 def is_tuned() -> bool:
     return bool(_originals)
+
+
+def pause_pulls() -> bool:
+    """Make every later Pub/Sub pull of a tuned runner return no messages; False when untuned."""
+    if not _originals:
+        return False
+    _pulls_paused.set()
+    return True
+
+
+def resume_pulls() -> None:
+    _pulls_paused.clear()

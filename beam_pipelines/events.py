@@ -10,20 +10,27 @@ Wire format (Pub/Sub message data, UTF-8 JSON object)::
      "user_id": 42, "session_id": "s-9a7e...", "product_id": 1017, "price": "19.99",
      "quantity": 2, "order_id": null}
 
-Attributes: ``event_id`` and ``event_ts`` (same values) so Dataflow can deduplicate
-(``id_label``) and use event time (``timestamp_attribute``).
+Attributes: ``event_id`` and ``event_ts``, copies of the payload's, set by the
+publisher for consumers that route on attributes. They are optional; the payload is
+authoritative. When one is present it must agree with the payload (:func:`check_attributes`):
+a message whose attributes contradict its payload is a dead letter, never a guess.
 
 Rules (each broken rule is a :class:`InvalidEvent` with a stage and reason):
-  * payload at most :data:`MAX_PAYLOAD_BYTES`, UTF-8, a JSON object;
-  * ``event_id``: non-empty string, at most 128 characters;
+  * payload at most :data:`MAX_PAYLOAD_BYTES` bytes, strict UTF-8, a JSON object;
+  * ids (``event_id``, ``session_id``, ``order_id``): a string or an integer (stored as
+    its decimal text), surrounding whitespace trimmed, then non-empty, at most 128
+    characters, no control characters (C0, DEL, C1) and no lone surrogates;
   * ``event_name``: one of :data:`EVENT_NAMES`;
   * ``event_ts``: ISO-8601 with a UTC offset (``Z``, ``+02:00`` or `` UTC``), not before
-    2000-01-01 and at most :data:`MAX_FUTURE_SKEW` ahead of processing time;
-  * ``user_id``, ``product_id``: positive integers (digit strings accepted);
-  * ``price``: finite number >= 0 and < 1e9 (the unit price; numeric strings accepted);
+    2000-01-01 and at most :data:`MAX_FUTURE_SKEW` ahead of the time the message was
+    received (its Pub/Sub publish time where known, else processing time);
+  * ``user_id``, ``product_id``: positive integers that fit INT64 (ASCII digit strings
+    accepted);
+  * ``price``: a JSON number or an ASCII decimal string (``"7"``, ``"19.5"``, ``"1e2"``),
+    >= 0, rounded half-even to cents, and < 1e9 after rounding; ``-0`` becomes ``0.00``;
   * ``quantity``: integer 1..10000, default 1;
   * ``order_id``: required for ``order`` and ``return``, dropped for other events;
-  * ``session_id``: optional string, at most 128 characters.
+  * ``session_id``: optional (null or blank means none).
 
 Order lines have deterministic ids on every source: ``<order_id>:<line_number>`` for
 the order and ``<order_id>:<line_number>:return`` for its return, so the same
@@ -35,8 +42,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 EVENT_NAMES = ("view", "wishlist", "add_to_cart", "order", "return")
@@ -52,6 +60,12 @@ CENTS = Decimal("0.01")
 # only taken where the slow path would give the same string: tests/foundation/test_events.py).
 _CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
 _CANONICAL_PRICE = re.compile(r"(?:0|[1-9]\d{0,8})\.\d\d", re.ASCII)
+# What a numeric string may look like: Decimal() alone would also take "1_000", "NaN",
+# "Infinity" and non-ASCII digits ("\u0661\u0662"), which no other reader of the lake would.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
+_DIGITS = re.compile(r"\d{1,19}", re.ASCII)  # int() of longer text is never an INT64
+# Control characters (Unicode category Cc): C0, DEL and C1.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # Dead-letter stages, shared by every job.
 STAGE_PARSE = "parse"
@@ -92,12 +106,18 @@ def parse_ts(value: Any) -> datetime:
     if not isinstance(value, str) or not value:
         raise ValueError("event_ts must be an ISO-8601 string")
     text = value.strip()
+    if _CONTROL.search(text):
+        # datetime.fromisoformat stops reading at a NUL: "...Z\x00garbage" would parse.
+        raise ValueError(f"event_ts {value!r:.60} contains a control character")
     if text.endswith(" UTC"):
         text = text[:-4] + "+00:00"
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
-        raise ValueError(f"event_ts {value!r} has no UTC offset (use 'Z' or '+00:00')")
-    return dt.astimezone(UTC)
+        raise ValueError(f"event_ts {value!r:.60} has no UTC offset (use 'Z' or '+00:00')")
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 and 9999-12-31T23:59-01:00 leave datetime's range
+        raise ValueError(f"event_ts {value!r:.60} is outside the years 1..9999 in UTC") from None
 
 
 def _positive_int(record: dict[str, Any], key: str, *, default: int | None = None, maximum: int | None = None) -> int:
@@ -108,7 +128,7 @@ def _positive_int(record: dict[str, Any], key: str, *, default: int | None = Non
         raise InvalidEvent(STAGE_VALIDATE, f"missing {key}")
     if isinstance(value, bool):
         raise InvalidEvent(STAGE_VALIDATE, f"{key} must be an integer, got a boolean")
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = int(value.strip())
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -123,17 +143,22 @@ def _positive_int(record: dict[str, Any], key: str, *, default: int | None = Non
 
 
 def _short_string(record: dict[str, Any], key: str, *, required: bool) -> str | None:
+    """An id: str or int, trimmed, non-empty, <= MAX_ID_LENGTH, no control characters."""
     value = record.get(key)
-    if value is None or value == "":
-        if required:
-            raise InvalidEvent(STAGE_VALIDATE, f"missing {key}")
-        return None
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str):
+    elif isinstance(value, str):
+        value = value.strip()
+    elif value is not None:
         raise InvalidEvent(STAGE_VALIDATE, f"{key} must be a string, got {type(value).__name__}")
+    if not value:
+        if required:
+            raise InvalidEvent(STAGE_VALIDATE, f"missing {key}" if value is None else f"{key} is blank")
+        return None
     if len(value) > MAX_ID_LENGTH:
         raise InvalidEvent(STAGE_VALIDATE, f"{key} longer than {MAX_ID_LENGTH} characters")
+    if _CONTROL.search(value):
+        raise InvalidEvent(STAGE_VALIDATE, f"{key} contains a control character: {value!r:.60}")
     if not value.isascii():
         try:
             value.encode("utf-8")
@@ -153,13 +178,14 @@ def _price(record: dict[str, Any]) -> str:
         raise InvalidEvent(STAGE_VALIDATE, f"price must be a number, got {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidEvent(STAGE_VALIDATE, f"price must be finite, got {value}")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidEvent(STAGE_VALIDATE, f"price is not numeric: {value!r:.40}") from None
-    if not amount.is_finite() or amount < 0 or amount >= MAX_PRICE:
+    text = str(value).strip()
+    if not _DECIMAL_TEXT.fullmatch(text):
+        raise InvalidEvent(STAGE_VALIDATE, f"price is not numeric: {value!r:.40}")
+    amount = Decimal(text)
+    # The range is checked on the value that is stored: 999999999.999 rounds to 1e9.
+    if amount < 0 or amount >= MAX_PRICE or (amount := amount.quantize(CENTS)) >= MAX_PRICE:
         raise InvalidEvent(STAGE_VALIDATE, f"price out of range [0, 1e9): {value!r:.40}")
-    return str(amount.quantize(CENTS))
+    return str(amount.copy_abs())  # "-0" passes the range check as "-0.00": store "0.00"
 
 
 def validate_record(record: Any, now: datetime | None = None) -> Event:
@@ -211,17 +237,72 @@ def parse_payload(payload: bytes | str, now: datetime | None = None) -> Event:
       InvalidEvent: ``stage='parse'`` for oversized, non-UTF-8 or non-JSON payloads,
         ``stage='validate'`` for contract violations.
     """
+    if isinstance(payload, str):
+        # The size limit and the UTF-8 rule are about bytes, whoever decoded the text first.
+        try:
+            payload = payload.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidEvent(STAGE_PARSE, "payload is not valid UTF-8 (lone surrogate)") from None
     size = len(payload)
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidEvent(STAGE_PARSE, f"payload of {size} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
         # Decode explicitly: json.loads(bytes) would also accept UTF-16/32 payloads.
-        record = json.loads(payload.decode("utf-8") if isinstance(payload, bytes) else payload)
+        record = json.loads(payload.decode("utf-8"))
     except UnicodeDecodeError:
         raise InvalidEvent(STAGE_PARSE, "payload is not valid UTF-8") from None
     except (ValueError, RecursionError) as exc:
         raise InvalidEvent(STAGE_PARSE, f"payload is not JSON: {exc}"[:300]) from None
     return validate_record(record, now)
+
+
+def check_attributes(event: Event, attributes: Mapping[str, Any] | None) -> None:
+    """Refuse a message whose ``event_id`` / ``event_ts`` attributes contradict its payload.
+
+    Absent attributes are fine (the payload is authoritative); a present one must name
+    the same id (after trimming) and the same instant (any ISO-8601 spelling).
+
+    Raises:
+      InvalidEvent: ``stage='validate'`` naming the attribute and both values.
+    """
+    if not attributes:
+        return
+    attr_ts = attributes.get("event_ts")
+    if attr_ts is not None and attr_ts != event["event_ts"]:
+        if not isinstance(attr_ts, str) or not attr_ts.strip():
+            raise InvalidEvent(STAGE_VALIDATE, f"event_ts attribute is empty or not text: {attr_ts!r:.60}")
+        try:
+            same = format_ts(parse_ts(attr_ts)) == event["event_ts"]
+        except (ValueError, TypeError):
+            raise InvalidEvent(STAGE_VALIDATE, f"event_ts attribute is not a timestamp: {attr_ts!r:.60}") from None
+        if not same:
+            raise InvalidEvent(
+                STAGE_VALIDATE,
+                f"event_ts attribute {attr_ts!r:.60} disagrees with the payload's {event['event_ts']}",
+            )
+    attr_id = attributes.get("event_id")
+    if attr_id is not None and (not isinstance(attr_id, str) or attr_id.strip() != event["event_id"]):
+        raise InvalidEvent(
+            STAGE_VALIDATE, f"event_id attribute {attr_id!r:.60} disagrees with the payload's {event['event_id']!r:.60}"
+        )
+
+
+def parse_message(
+    payload: bytes | str, attributes: Mapping[str, Any] | None = None, now: datetime | None = None
+) -> Event:
+    """The verdict on one message, payload and attributes: the event, or :class:`InvalidEvent`.
+
+    Every path that reads messages (the stream, the lake archive, a backfill file)
+    calls this, so one message gets one verdict wherever it is read.
+
+    Args:
+      payload: the message data.
+      attributes: its Pub/Sub attributes (None or empty when it had none).
+      now: when the message was received (its publish time), for the future-skew check.
+    """
+    event = parse_payload(payload, now)
+    check_attributes(event, attributes)
+    return event
 
 
 def line_amount(price: str, quantity: int) -> str:

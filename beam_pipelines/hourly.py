@@ -6,9 +6,12 @@ Inputs, for every hour H of the window (whole hours, any number of them):
     price = unit price; the row's price is the line amount), and each line of a
     ``returned`` order also a ``return`` event (event_ts = updated_at). Rows have
     ``source = 'api'``.
-  * ``raw/events/dt=../hour=H/*.jsonl``: stream events dropped there for backfills
-    (Pub/Sub wire format). Rows have ``source = 'stream'``; events outside the window
-    are dead letters.
+  * ``raw/events/dt=../hour=H/*.jsonl``: the streaming job's archive of every message
+    it read (``*.pubsub.jsonl``, envelopes with attributes and publish time:
+    :mod:`beam_pipelines.event_archive`) and plain payload files dropped there for
+    backfills (Pub/Sub wire format, one per line). Both are read as bytes and judged
+    by ``events.parse_message`` exactly as the stream judges them. Rows have
+    ``source = 'stream'``; events outside the window are dead letters.
   * ``dead_letter/orders/dt=../hour=H/*.jsonl``: the extract's dead letters, forwarded.
   * the latest ``products`` / ``users`` lake snapshots, as side inputs and to refresh
     the ``products`` / ``users`` tables.
@@ -212,7 +215,7 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
 
     # Stream events dropped into the lake for a backfill.
     event_lines = p | "ReadEventFiles" >> ReadLakeFiles(
-        _patterns(options.lake_root, hours, lake.RAW, lake.EVENTS, "*.jsonl")
+        _patterns(options.lake_root, hours, lake.RAW, lake.EVENTS, "*.jsonl"), binary=True
     )
     stream = event_lines | "ParseEventsInWindow" >> ParseEventsInWindow(start, end, JOB)
     stream_rows = (

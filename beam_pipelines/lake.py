@@ -135,10 +135,15 @@ def join(*parts: str) -> str:
     return "/".join([head.rstrip("/"), *(p.strip("/") for p in rest if p)])
 
 
+def partition_folder(hour: datetime) -> str:
+    """``dt=YYYY-MM-DD/hour=HH`` for the hour containing ``hour``."""
+    h = floor_hour(hour)
+    return f"dt={h:%Y-%m-%d}/hour={h:%H}"
+
+
 def partition_path(lake_root: str, table: str, hour: datetime, *, zone: str = RAW) -> str:
     """``<lake_root>/<zone>/<table>/dt=YYYY-MM-DD/hour=HH`` for the hour containing ``hour``."""
-    h = floor_hour(hour)
-    return join(lake_root, zone, table, f"dt={h:%Y-%m-%d}", f"hour={h:%H}")
+    return join(lake_root, zone, table, partition_folder(hour))
 
 
 def window_file_name(prefix: str, start: datetime, end: datetime, shard: int) -> str:
@@ -191,15 +196,22 @@ def write_jsonl(path: str, records: Iterable[Any]) -> int:
 
 
 def iter_lines(path: str) -> Iterator[str]:
-    """Non-blank lines of a text file, newline stripped."""
+    """Non-blank lines of a text file this project wrote, newline stripped."""
+    for raw in iter_raw_lines(path):
+        yield raw.decode("utf-8", errors="replace")
+
+
+def iter_raw_lines(path: str) -> Iterator[bytes]:
+    """Non-blank lines of a file as bytes, newline stripped: for files strangers wrote,
+    whose bytes are judged by the event contract (strict UTF-8), not repaired here."""
     with FileSystems.open(path) as f:
         for raw in f:
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            line = raw.rstrip(b"\r\n")
             if line.strip():
                 yield line
 
 
-def _ensure_dir(path: str) -> None:
+def ensure_dir(path: str) -> None:
     # Object stores have no directories; a local rename needs its target folder.
     if "://" in path:
         return
@@ -254,7 +266,7 @@ def replace_window_files(
     _delete([wf.path for wf in existing if start <= wf.start and wf.end <= end])
     final = [join(partition, window_file_name(prefix, start, end, i)) for i in range(len(new_files))]
     if new_files:
-        _ensure_dir(partition)
+        ensure_dir(partition)
         FileSystems.rename(list(new_files), final)
     return final
 

@@ -2,8 +2,10 @@
 
 Pipeline::
 
-    ReadEvents (Pub/Sub, event time from the event_ts attribute)
-      -> ParseEvents -> DeduplicateEvents (first delivery per event_id within --dedup_horizon_minutes)
+    ReadEvents (Pub/Sub, no attribute parsed by the reader: one bad message cannot fail a pull)
+      -> ParseEvents (event time from the payload's event_ts; attributes must agree with it)
+           -> every message, valid or not -> ArchiveMessages (lake raw/events/dt=/hour=)
+      -> DeduplicateEvents (first delivery per event_id within --dedup_horizon_minutes)
       -> EnrichWithDimensions (products/users side inputs reloaded every --dims_refresh_seconds)
       -> WriteUserBehavior
     deduplicated events -> ComputeEngagement (1-minute windows, late panes) -> WriteEngagement
@@ -17,24 +19,36 @@ Run locally (emulators from ``python -m beam_pipelines.local up``; ``env`` print
       --output_table local-ecommerce:ecommerce.user_behavior \\
       --dead_letter_table local-ecommerce:ecommerce.dead_letter \\
       --engagement_table local-ecommerce:ecommerce.engagement_minutely \\
-      --products_table local-ecommerce:ecommerce.products --users_table local-ecommerce:ecommerce.users
+      --products_table local-ecommerce:ecommerce.products --users_table local-ecommerce:ecommerce.users \\
+      --lake_root .local/lake
 
-On Dataflow add ``--runner DataflowRunner --region ... --temp_location gs://... --setup_file ./setup.py``
-(see docs/streaming.md for ``--update`` and drain). Step labels are stable: renaming one
+Ctrl-C or SIGTERM stops a local run cleanly: it stops pulling, lets what it pulled reach
+BigQuery and the lake, and prints the job's counters (docs/streaming.md).
+
+On Dataflow add ``--runner DataflowRunner --region ... --temp_location gs://...
+--setup_file ./setup.py`` (see docs/streaming.md for ``--update`` and drain). Step labels are stable: renaming one
 breaks ``--update`` compatibility.
 """
 
 from __future__ import annotations
 
 import re
+import signal
+import sys
+import threading
+import time
+from typing import TextIO
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineState
 from apache_beam.transforms import window
 
-from beam_pipelines import bq_local, events, runners
+from beam_pipelines import batch_run, bq_local, direct_runner_tuning, events, lake, runners
 from beam_pipelines.direct_runner_tuning import tune_bundle_based_direct_runner
 from beam_pipelines.logs import configure_job_logging
+from beam_pipelines.transforms import METRICS_NAMESPACE
+from beam_pipelines.transforms.archive import ARCHIVED_MESSAGES, WriteMessageArchive
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
 from beam_pipelines.transforms.dedupe import DeduplicateEventsInProcess, DeduplicateEventsStateful
 from beam_pipelines.transforms.dimensions import (
@@ -45,12 +59,16 @@ from beam_pipelines.transforms.dimensions import (
     RefreshedDimension,
 )
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
-from beam_pipelines.transforms.parse import DEAD_LETTERS, EVENTS, ParseEvents
+from beam_pipelines.transforms.parse import ARCHIVE, DEAD_LETTERS, EVENTS, ParseEvents
 from beam_pipelines.transforms.windows import EngagementMetrics
 
 PIPELINE = "streaming"
 _SUBSCRIPTION = re.compile(r"^projects/[^/]+/subscriptions/[^/]+$")
 _TABLE = re.compile(r"^[^:.]+:[^:.]+\.[^:.]+$")
+# Locally a clean stop waits for the archive's next firing (the runner has no drain).
+LOCAL_ARCHIVE_FLUSH_SECONDS = 5
+# What a clean local stop allows beyond one archive flush for the last rows to land.
+STOP_GRACE_SECONDS = 15
 
 
 class StreamingOptions(PipelineOptions):
@@ -67,6 +85,18 @@ class StreamingOptions(PipelineOptions):
         parser.add_argument(
             "--dims_lake_root", help="read products/users from the lake's newest snapshots instead of BigQuery"
         )
+        parser.add_argument(
+            "--lake_root",
+            help="lake root (/path or gs://bucket/prefix): every message read is archived under raw/events/",
+        )
+        parser.add_argument(
+            "--archive_flush_seconds",
+            type=float,
+            default=None,
+            help="processing time between archive files per hour folder (default 60 on Dataflow, 5 locally, "
+            "where it also bounds how long a clean stop waits)",
+        )
+        parser.add_argument("--archive_shards", type=int, default=1, help="archive files per hour folder and flush")
         parser.add_argument("--dims_refresh_seconds", type=float, default=300, help="side-input reload interval")
         parser.add_argument("--dedup_horizon_minutes", type=float, default=60, help="how long event_ids are kept")
         parser.add_argument("--allowed_lateness_minutes", type=float, default=10, help="late data for engagement")
@@ -97,6 +127,10 @@ class StreamingOptions(PipelineOptions):
             raise ValueError(
                 f"--input_subscription must be projects/<p>/subscriptions/<s>, got {self.input_subscription!r}"
             )
+        if not self.lake_root:
+            raise ValueError("--lake_root is required (e.g. .local/lake or gs://my-lake): every message is archived")
+        if (self.archive_flush_seconds is not None and self.archive_flush_seconds <= 0) or self.archive_shards <= 0:
+            raise ValueError("--archive_flush_seconds and --archive_shards must be > 0")
         for name in ("output_table", "dead_letter_table", "engagement_table"):
             if not _TABLE.match(getattr(self, name) or ""):
                 raise ValueError(f"--{name} must be project:dataset.table, got {getattr(self, name)!r}")
@@ -178,15 +212,21 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
     engagement_kwargs = {k: v for k, v in write_kwargs.items() if k != "per_bundle_inserts"}
     dead_letter_kwargs = {k: v for k, v in write_kwargs.items() if k == "per_bundle_inserts"}
 
-    messages = p | "ReadEvents" >> beam.io.ReadFromPubSub(
-        subscription=opts.input_subscription,
-        with_attributes=True,
-        timestamp_attribute="event_ts",
-        # Dataflow drops Pub/Sub redeliveries by this attribute; the DirectRunner raises
-        # NotImplementedError for id_label, and DeduplicateEvents covers it there.
-        id_label=None if local else "event_id",
+    # No timestamp_attribute: the reader would parse it before any DoFn, and one bad
+    # value fails the whole pull, which is never acknowledged and fails again at every
+    # ack deadline, with every good message pulled with it. Element times start as the
+    # publish time (also the watermark's basis); ParseEvents re-stamps events with
+    # their payload's event_ts. No id_label either: Dataflow would drop messages by
+    # an attribute the contract does not trust, uncounted; DeduplicateEvents removes
+    # redeliveries on every runner, keyed on the payload's event_id, and counts them.
+    messages = p | "ReadEvents" >> beam.io.ReadFromPubSub(subscription=opts.input_subscription, with_attributes=True)
+    parsed = messages | "ParseEvents" >> ParseEvents(PIPELINE, archive=True)
+    _ = parsed[ARCHIVE] | "ArchiveMessages" >> WriteMessageArchive(
+        opts.lake_root,
+        lake.new_run_id(),
+        flush_seconds=opts.archive_flush_seconds or (LOCAL_ARCHIVE_FLUSH_SECONDS if local else 60),
+        shards=opts.archive_shards,
     )
-    parsed = messages | "ParseEvents" >> ParseEvents(PIPELINE)
     unique = parsed[EVENTS] | "DeduplicateEvents" >> deduplicator(options)
 
     # PeriodicImpulse does not expand on the BundleBasedDirectRunner (see transforms/dimensions.py).
@@ -240,6 +280,105 @@ def run(argv=None) -> beam.runners.runner.PipelineResult:
     return p.run()
 
 
-if __name__ == "__main__":
+def conservation(values: dict[str, int]) -> tuple[dict[str, int], bool]:
+    """The counters' own account of every message read: ``records_in = rows + dead letters + duplicates``.
+
+    ``rows`` are the enriched rows BigQuery accepted (its refusals are dead letters too).
+    """
+    parsed_dead = sum(v for k, v in values.items() if k.startswith("dead_letters_"))
+    refused = values.get("bigquery_failed_rows", 0)
+    enriched = values.get("enriched_rows", 0)
+    account = {
+        "records_in": values.get("records_in", 0),
+        "rows_written": enriched - refused,
+        "dead_letters": parsed_dead + refused,
+        "duplicates_removed": values.get("duplicates_removed", 0),
+        "archived": values.get(ARCHIVED_MESSAGES, 0),
+    }
+    holds = account["records_in"] == enriched + parsed_dead + account["duplicates_removed"]
+    return account, holds
+
+
+def _drained(result, previous: dict[str, int] | None) -> tuple[bool, dict[str, int]]:
+    values = batch_run.counters(result)
+    archived_all = values.get(ARCHIVED_MESSAGES, 0) >= values.get("records_in", 0)
+    return archived_all and values == previous, values
+
+
+def run_until_stopped(
+    result, stop: threading.Event, flush_seconds: float = LOCAL_ARCHIVE_FLUSH_SECONDS, out: TextIO = sys.stdout
+) -> dict[str, int]:
+    """Wait for ``stop`` (set by SIGINT/SIGTERM), stop a local run cleanly, print its counters.
+
+    The stop pauses Pub/Sub pulls (nothing more is acknowledged), waits until every
+    message read is in the lake and the counters stand still (at most the archive's
+    flush interval plus :data:`STOP_GRACE_SECONDS`), then cancels the pipeline.
+    """
+    while not stop.wait(0.5):
+        if result.state in (PipelineState.FAILED, PipelineState.DONE, PipelineState.CANCELLED):
+            print(f"streaming: the pipeline ended on its own ({result.state})", file=out, flush=True)
+            return _report(result, out)
+    paused = direct_runner_tuning.pause_pulls()
+    limit = flush_seconds + STOP_GRACE_SECONDS
+    print(
+        "streaming: stopping: "
+        + (
+            f"pulls paused; waiting up to {limit:.0f} s for pulled messages to reach BigQuery and the lake"
+            if paused
+            else "--stock_direct_runner cannot pause its pulls; cancelling now"
+        ),
+        file=out,
+        flush=True,
+    )
+    deadline = time.monotonic() + limit
+    values = None
+    while paused and time.monotonic() < deadline:
+        done, values = _drained(result, values)
+        if done:
+            break
+        time.sleep(1.0)
+    else:
+        if paused:
+            print("streaming: warning: the run did not drain in time; counters below may miss in-flight work", file=out)
+    result.cancel()
+    direct_runner_tuning.resume_pulls()
+    print("streaming: stopped", file=out, flush=True)
+    return _report(result, out)
+
+
+def _report(result, out: TextIO) -> dict[str, int]:
+    values = batch_run.counters(result)
+    print(f"streaming: metrics ({METRICS_NAMESPACE})", file=out)
+    for name, value in values.items():
+        print(f"  {name:40s} {value}", file=out)
+    account, holds = conservation(values)
+    print(
+        f"streaming: records_in {account['records_in']} = rows {account['rows_written']} + dead letters "
+        f"{account['dead_letters']} + duplicates {account['duplicates_removed']}: "
+        f"{'holds' if holds else 'DOES NOT HOLD'}; archived {account['archived']}",
+        file=out,
+        flush=True,
+    )
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run the job; locally until SIGINT/SIGTERM, then stop cleanly (exit 0)."""
     configure_job_logging()
-    run().wait_until_finish()
+    stop = threading.Event()
+    # Set explicitly: a job started in the background of a non-interactive shell
+    # inherits SIGINT as ignored, and Python would leave it so.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    options = make_options(argv)
+    result = run(argv)
+    if not runners.is_local(options.view_as(StandardOptions).runner or ""):
+        result.wait_until_finish()
+        return 0
+    flush_seconds = options.view_as(StreamingOptions).archive_flush_seconds or LOCAL_ARCHIVE_FLUSH_SECONDS
+    values = run_until_stopped(result, stop, flush_seconds)
+    return 0 if conservation(values)[1] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

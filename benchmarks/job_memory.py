@@ -261,7 +261,7 @@ def case_streaming(steps: list[int], cache: Path, work: Path, services: Services
     table = lambda name: f"{PROJECT}:{dataset}.{name}"  # noqa: E731
     env = {**services.bigquery.env, **services.pubsub.env, "NO_GCE_CHECK": "true"}
     argv = [sys.executable, "-m", "beam_pipelines.streaming", "--project", PROJECT]
-    argv += ["--input_subscription", subscription, "--dims_lake_root", lake_root]
+    argv += ["--input_subscription", subscription, "--dims_lake_root", lake_root, "--lake_root", lake_root]
     argv += ["--output_table", table("user_behavior"), "--dead_letter_table", table("dead_letter")]
     argv += ["--engagement_table", table("engagement_minutely")]
     argv += ["--products_table", table("products"), "--users_table", table("users")]

@@ -208,6 +208,7 @@ def _job_args(subscription, dataset, extra):
         f"--engagement_table={t('engagement_minutely')}",
         f"--products_table={t('products')}",
         f"--users_table={t('users')}",
+        f"--lake_root={tempfile.mkdtemp(prefix='stream-bench-lake-')}",
         *extra,
     ]
 

@@ -194,17 +194,24 @@ class ReadLakeFiles(beam.PTransform):
 
     Patterns are expanded at run time, so no pattern may fail the job for lack of
     files (an hour without event files is normal).
+
+    Args:
+      patterns: file patterns (``*`` stops at ``/``).
+      binary: lines as ``bytes``, exactly as stored (event files, which the contract
+        judges byte for byte); default ``str`` for the files this project writes.
     """
 
-    def __init__(self, patterns: list[str]):
+    def __init__(self, patterns: list[str], binary: bool = False):
         super().__init__()
         self._patterns = list(patterns)
+        self._iter = lake.iter_raw_lines if binary else lake.iter_lines
 
     def expand(self, pbegin):
+        iter_lines = self._iter
         return (
             pbegin
             | "CreatePatterns" >> beam.Create(self._patterns)
             | "MatchFiles" >> beam.FlatMap(lake.list_files)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadLines" >> beam.FlatMap(lambda path: ((path, line) for line in lake.iter_lines(path)))
+            | "ReadLines" >> beam.FlatMap(lambda path: ((path, line) for line in iter_lines(path)))
         )

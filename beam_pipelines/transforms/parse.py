@@ -5,9 +5,13 @@ Both transforms return a tagged result::
     result = messages | "ParseEvents" >> ParseEvents(pipeline="streaming")
     result[EVENTS]        # event dicts (beam_pipelines.events.Event), timestamped with event_ts
     result[DEAD_LETTERS]  # dead_letter rows (stage parse/validate, reason, raw payload, attributes)
+    result[ARCHIVE]       # with archive=True: (hour folder, envelope line) for every message
 
 Nothing raises on bad input: a record that cannot be parsed for any reason becomes a
 dead letter and is counted, so ``records_in = valid_events + dead letters`` holds.
+Event time is taken here, from the payload's ``event_ts``, not by the Pub/Sub reader:
+a reader that parses a timestamp attribute fails the whole pull on one bad value
+(docs/streaming.md).
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import TimestampedValue
 
-from beam_pipelines import events
+from beam_pipelines import event_archive, events, lake
 from beam_pipelines.transforms import METRICS_NAMESPACE
 
 EVENTS = "events"
 DEAD_LETTERS = "dead_letters"
+ARCHIVE = "archive"
 
 # Stage used when an unexpected exception escapes the contract functions: the record
 # is still dead-lettered rather than failing the bundle (and retrying it forever).
@@ -35,12 +40,16 @@ STAGE_INTERNAL = "parse_internal"
 _LOG = logging.getLogger(__name__)
 
 
-def _split_message(element: Any) -> tuple[bytes | str | None, dict[str, str] | None]:
-    """(payload, attributes) of a PubsubMessage, bytes or str element."""
+Message = tuple[bytes | str, dict[str, Any] | None, datetime | None]
+"""(payload, attributes, publish time) of one message."""
+
+
+def _split_message(element: Any) -> Message:
+    """(payload, attributes, publish time) of a PubsubMessage, bytes or str element."""
     if isinstance(element, PubsubMessage):
-        return element.data, dict(element.attributes or {})
+        return element.data, dict(element.attributes or {}), element.publish_time
     if isinstance(element, (bytes, str)):
-        return element, None
+        return element, None, None
     raise events.InvalidEvent(events.STAGE_PARSE, f"unsupported element type {type(element).__name__}")
 
 
@@ -102,24 +111,46 @@ class _CountingFn(beam.DoFn):
 
 
 class ParseEventFn(_CountingFn):
-    """PubsubMessage | bytes | str -> event (main) or dead-letter row (DEAD_LETTERS)."""
+    """PubsubMessage | bytes | str -> event (main) or dead-letter row (DEAD_LETTERS).
+
+    With ``archive=True`` every message is also emitted to ``ARCHIVE`` as
+    ``(hour folder, envelope line)`` (:mod:`beam_pipelines.event_archive`), whatever
+    its verdict, so the lake holds everything the job read.
+    """
+
+    def __init__(self, pipeline: str, archive: bool = False):
+        super().__init__(pipeline)
+        self._archive = archive
+
+    def _message(self, element: Any) -> Message:
+        return _split_message(element)
+
+    def _raw(self, element: Any) -> Any:
+        """What a dead letter keeps of an element whose message could not be read."""
+        return element
 
     def process(self, element):
         self._in_bundle += 1
-        attributes = None
-        payload: Any = element
+        attributes = publish_time = event = None
+        payload: Any = self._raw(element)
         try:
-            payload, attributes = _split_message(element)
-            event = events.parse_payload(payload, self._now)
+            payload, attributes, publish_time = self._message(element)
+            # The future-skew check is against the time the message was received, so
+            # the stream and a later read of the archive give the same verdict.
+            event = events.parse_message(payload, attributes, publish_time or self._now)
         except events.InvalidEvent as exc:
             yield self._dead_letter(exc.stage, exc.reason, payload, attributes, _attribute_ts(attributes))
-            return
         except Exception as exc:  # never fail the bundle on one record: dead-letter it instead
             _LOG.warning("unexpected parse failure: %r", exc)
             payload = payload if isinstance(payload, (bytes, str)) else repr(payload)
             yield self._dead_letter(STAGE_INTERNAL, f"{type(exc).__name__}: {exc}", payload, attributes, None)
-            return
-        yield self._valid_event(event)
+        else:
+            yield self._valid_event(event)
+        if self._archive:
+            hour = event_archive.partition_hour(event, publish_time, self._now)
+            message_id = getattr(element, "message_id", None)
+            line = event_archive.encode(payload, attributes, publish_time, message_id)
+            yield beam.pvalue.TaggedOutput(ARCHIVE, (lake.partition_folder(hour), line))
 
 
 class ValidateRecordFn(_CountingFn):
@@ -144,17 +175,19 @@ class ParseEvents(beam.PTransform):
 
     Args:
       pipeline: job name written to ``dead_letter.pipeline`` (e.g. ``"streaming"``).
+      archive: also emit every message to ``[ARCHIVE]`` for the lake.
 
     Returns:
-      A ``DoOutputsTuple``: ``[EVENTS]`` event dicts, ``[DEAD_LETTERS]`` dead-letter rows.
+      A ``DoOutputsTuple``: ``[EVENTS]`` event dicts timestamped with their ``event_ts``,
+      ``[DEAD_LETTERS]`` dead-letter rows, ``[ARCHIVE]`` (empty unless ``archive``).
     """
 
-    def __init__(self, pipeline: str):
+    def __init__(self, pipeline: str, archive: bool = False):
         super().__init__()
-        self._fn = ParseEventFn(pipeline)
+        self._fn = ParseEventFn(pipeline, archive)
 
     def expand(self, messages):
-        return messages | "ParseMessages" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTERS, main=EVENTS)
+        return messages | "ParseMessages" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTERS, ARCHIVE, main=EVENTS)
 
 
 class ValidateRecords(beam.PTransform):

@@ -32,7 +32,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 import bigquery_schemas
-from beam_pipelines import events
+from beam_pipelines import event_archive, events
 from beam_pipelines.transforms import METRICS_NAMESPACE, parse
 from beam_pipelines.transforms.dims import dim_table
 from beam_pipelines.transforms.parse import DEAD_LETTERS
@@ -219,9 +219,22 @@ class ParseEventsInWindowFn(parse.ParseEventFn):
         self._window = _window_label(start, end)
         self._outside = Metrics.counter(METRICS_NAMESPACE, "dead_letters_window")
 
-    def process(self, element):
-        # ReadLakeFiles yields (path, line); the path plays no part in the event.
-        return super().process(element[1] if isinstance(element, tuple) else element)
+    def _message(self, element):
+        # ReadLakeFiles yields (path, line). A line of the streaming job's archive is a
+        # message envelope (payload, attributes, publish time): judged as the stream
+        # judged it. Any other line is one payload without attributes.
+        if not isinstance(element, tuple):
+            return super()._message(element)
+        path, line = element
+        if not event_archive.is_archive_file(path):
+            return line, None, None
+        try:
+            return event_archive.decode(line)
+        except ValueError as exc:
+            raise events.InvalidEvent(events.STAGE_PARSE, f"{exc} ({path})") from None
+
+    def _raw(self, element):
+        return element[1] if isinstance(element, tuple) else element
 
     def _valid_event(self, event: events.Event):
         if self._start <= event["event_time"] < self._end:

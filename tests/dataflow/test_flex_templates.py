@@ -30,14 +30,15 @@ CONTRACT_OPTIONS = {
                "users_table", "orders_table", "temp_gcs_location"},
     "streaming": {"input_subscription", "output_table", "dead_letter_table", "engagement_table", "products_table",
                   "users_table", "dims_lake_root", "dims_refresh_seconds", "dedup_horizon_minutes",
-                  "allowed_lateness_minutes", "window_seconds"},
+                  "allowed_lateness_minutes", "window_seconds", "lake_root", "archive_flush_seconds",
+                  "archive_shards"},
 }  # fmt: skip
 REQUIRED = {
     "extract_orders": {"api_base_url", "window_start", "window_end", "lake_root"},
     "extract_dims": {"lake_root"},
     "hourly": {"window_start", "window_end", "lake_root", "output_table", "dead_letter_table", "products_table",
                "users_table", "orders_table"},
-    "streaming": {"input_subscription", "output_table", "dead_letter_table", "engagement_table"},
+    "streaming": {"input_subscription", "output_table", "dead_letter_table", "engagement_table", "lake_root"},
 }  # fmt: skip
 
 

@@ -75,11 +75,13 @@ JOBS: dict[str, dict[str, Any]] = {
         "options": {
             "input_subscription": f"projects/{PROJECT}/subscriptions/user-events-dataflow",
             "engagement_table": f"{PROJECT}:ecommerce.engagement_minutely",
+            "lake_root": LAKE,
             **TABLES,
         },
         "steps": [
             "ReadEvents",
             "ParseEvents",
+            "ArchiveMessages",
             "DeduplicateEvents",
             "EnrichWithDimensions",
             "WriteUserBehavior",

@@ -69,7 +69,7 @@ def test_valid_record_becomes_the_canonical_event():
         (_payload(product_id="12a"), "validate", "product_id must be a positive integer"),
         (_payload(product_id=2**63), "validate", "does not fit INT64"),
         (_payload(price=-0.01), "validate", "price out of range"),
-        (_payload(price="NaN"), "validate", "price out of range"),
+        (_payload(price="NaN"), "validate", "price is not numeric"),
         (_payload(price="ten"), "validate", "not numeric"),
         (_payload(price=...), "validate", "missing price"),
         (_payload(quantity=10_001), "validate", "quantity out of range"),

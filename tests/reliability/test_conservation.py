@@ -15,14 +15,17 @@ from datetime import timedelta
 import apache_beam as beam
 import pytest
 from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipelines import events
+from beam_pipelines import events, lake
 from beam_pipelines.batch_run import counters
+from beam_pipelines.transforms.archive import WriteMessageArchive
 from beam_pipelines.transforms.dedupe import DeduplicateEvents, DeduplicateEventsStateful
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
-from beam_pipelines.transforms.parse import DEAD_LETTERS, EVENTS, ParseEvents
-from beam_pipelines.transforms.unify import KeepEventsInWindow
+from beam_pipelines.transforms.lake_io import ReadLakeFiles
+from beam_pipelines.transforms.parse import ARCHIVE, DEAD_LETTERS, EVENTS, ParseEvents
+from beam_pipelines.transforms.unify import KeepEventsInWindow, ParseEventsInWindow
 from tests.reliability import hostile
 from tests.reliability.hostile import DEAD, VALID
 
@@ -31,17 +34,18 @@ def _expected_row_ids() -> list[str]:
     return sorted(events.parse_payload(p)["event_id"] for p in hostile.payloads(VALID))
 
 
-def test_every_hostile_payload_has_its_outcome_and_none_raises():
+def test_every_hostile_message_has_its_outcome_and_none_raises():
+    assert len(hostile.message_cases()) >= 300
     outcomes = {}
-    for name, payload, _ in hostile.CORPUS:
+    for name, payload, attributes, _ in hostile.message_cases():
         try:
-            events.parse_payload(payload)
+            events.parse_message(payload, attributes)
             outcomes[name] = VALID
         except events.InvalidEvent as exc:
             assert exc.stage in (events.STAGE_PARSE, events.STAGE_VALIDATE)
             assert exc.reason
             outcomes[name] = DEAD
-    assert outcomes == {name: outcome for name, _, outcome in hostile.CORPUS}
+    assert outcomes == {name: outcome for name, _, _, outcome in hostile.message_cases()}
 
 
 def test_dead_letter_rows_of_hostile_payloads_are_storable():
@@ -75,11 +79,16 @@ def _dims(p):
 
 def test_streaming_chain_conserves_the_hostile_corpus():
     data, expected = hostile.stream_input()
-    # Hostile attributes too: a garbage event_ts attribute must not change the outcome.
-    messages = [
-        PubsubMessage(payload, {"event_id": "x", "event_ts": "not-a-time"} if i % 3 == 0 else {})
-        for i, payload in enumerate(data)
-    ]
+    # Attributes that agree with the payload (as the simulator sets them) on every third
+    # message: they must not change any outcome. Contradicting ones are their own cases.
+    messages = []
+    for i, payload in enumerate(data):
+        try:
+            event = events.parse_payload(payload)
+        except events.InvalidEvent:
+            event = None
+        attrs = {"event_id": event["event_id"], "event_ts": event["event_ts"]} if event and i % 3 == 0 else {}
+        messages.append(PubsubMessage(payload, attrs))
     p = beam.Pipeline(runner="FnApiRunner")
     parsed = p | beam.Create(messages) | "ParseEvents" >> ParseEvents("streaming")
     products, users = _dims(p)
@@ -102,6 +111,71 @@ def test_streaming_chain_conserves_the_hostile_corpus():
     assert dead == expected["dead"]
     assert metrics["enriched_rows"] == expected["rows"]
     assert expected["in"] == metrics["enriched_rows"] + dead + metrics["duplicates_removed"]
+
+
+def _verdict(element) -> tuple:
+    """A row or a dead letter, as comparable data (insert_ts, the wall clock, left out)."""
+    if "stage" in element:
+        return ("dead", element["stage"], element["error"], element["payload"], element["attributes"])
+    return ("row", json.dumps(element, sort_keys=True))
+
+
+def _expected_verdicts(cases) -> list[tuple]:
+    out = []
+    for _, payload, attributes, _ in cases:
+        try:
+            event = events.parse_message(payload, attributes)
+        except events.InvalidEvent as exc:
+            row = events.dead_letter_row(
+                pipeline="p", stage=exc.stage, error=exc.reason, payload=payload, attributes=attributes
+            )
+            out.append(_verdict(row))
+        else:
+            out.append(_verdict(event))
+    return out
+
+
+def test_one_verdict_per_message_on_the_stream_and_from_the_lake(tmp_path):
+    """Every kind of message: the stream's verdict, then the lake archive the stream wrote,
+    read back by the hourly job's reader, gives the same rows and the same dead letters
+    (stage, reason, payload, attributes), and nothing is left out of the archive."""
+    cases = hostile.message_cases()
+    expected = _expected_verdicts(cases)
+    assert sum(v[0] == "dead" for v in expected) > 100 and sum(v[0] == "row" for v in expected) > 100
+    lake_root = str(tmp_path / "lake")
+
+    # The archive's processing-time trigger needs a runner with a clock: the streaming job's.
+    p = beam.Pipeline(runner="BundleBasedDirectRunner", options=PipelineOptions(streaming=True))
+    messages = p | beam.Create([PubsubMessage(payload, attrs) for _, payload, attrs, _ in cases])
+    parsed = messages | "ParseEvents" >> ParseEvents("p", archive=True)
+    _ = parsed[ARCHIVE] | "Archive" >> WriteMessageArchive(lake_root, "test-run", flush_seconds=1)
+    stream = (parsed[EVENTS], parsed[DEAD_LETTERS]) | "FlattenStream" >> beam.Flatten()
+    assert_that(stream | "StreamVerdicts" >> beam.Map(_verdict), equal_to(expected), label="Stream")
+    assert "dead_letters_parse_internal" not in _run(p)
+
+    # Every message is in the archive once (the files, not the counters: this runner may
+    # return from wait_until_finish before the last bundle's counters are committed).
+    archive_files = lake.list_files(lake.join(lake_root, "raw/events/*/*/*.pubsub.jsonl"))
+    assert sum(1 for f in archive_files for _ in lake.iter_raw_lines(f)) == len(cases)
+    assert {f.rsplit("/", 3)[-3] + "/" + f.rsplit("/", 3)[-2] for f in archive_files} >= {
+        lake.partition_folder(hostile.HOUR)
+    }
+    # Plain backfill files hold one payload per line: every case that fits on one line.
+    plain = [pl for _, pl, attrs, _ in cases if not attrs and pl.strip() and b"\n" not in pl and b"\r" not in pl]
+    plain_dir = tmp_path / "lake/raw/events" / lake.partition_folder(hostile.HOUR)
+    (plain_dir / "backfill.jsonl").write_bytes(b"\n".join(plain) + b"\n")
+
+    start, end = hostile.HOUR, hostile.HOUR + timedelta(hours=1)
+    folders = sorted({f.rsplit("/", 1)[0] for f in archive_files})
+    q = beam.Pipeline(runner="FnApiRunner")
+    lines = q | ReadLakeFiles([lake.join(d, "*.jsonl") for d in folders], binary=True)
+    read_back = lines | ParseEventsInWindow(start, end, "p")
+    from_lake = (read_back[EVENTS], read_back[DEAD_LETTERS]) | "FlattenLake" >> beam.Flatten()
+    plain_expected = _expected_verdicts([(None, pl, None, None) for pl in plain])
+    assert_that(from_lake | "LakeVerdicts" >> beam.Map(_verdict), equal_to(expected + plain_expected), label="Lake")
+    lake_counters = _run(q)
+    assert lake_counters["records_in"] == len(cases) + len(plain)
+    assert "dead_letters_window" not in lake_counters and "dead_letters_parse_internal" not in lake_counters
 
 
 def test_hourly_stream_chain_conserves_the_hostile_corpus_and_keeps_its_window():

@@ -161,7 +161,9 @@ def test_duplicates_collapse_and_malformed_messages_reach_dead_letters(dedupe):
         .add_elements([PubsubMessage(raw, attrs), PubsubMessage(b"{oops", {"event_ts": good["event_ts"]})])
         .advance_watermark_to(W0 + 30)
         .add_elements([PubsubMessage(raw, attrs)])  # redelivery of "a"
-        .add_elements([PubsubMessage(raw.replace(b'"a"', b'"b"'), attrs)])
+        .add_elements([PubsubMessage(raw.replace(b'"a"', b'"b"'), {**attrs, "event_id": "b"})])
+        # Attributes that contradict the payload: a dead letter, not a guess.
+        .add_elements([PubsubMessage(raw.replace(b'"a"', b'"c"'), attrs)])
         .advance_watermark_to_infinity()
     )
     _NOW[0] = W0 + 30
@@ -175,7 +177,9 @@ def test_duplicates_collapse_and_malformed_messages_reach_dead_letters(dedupe):
     )
     assert_that(
         parsed[DEAD_LETTERS] | beam.Map(lambda r: (r["stage"], r["payload"], r["event_ts"])),
-        equal_to([("parse", "{oops", good["event_ts"])]),
+        equal_to(
+            [("parse", "{oops", good["event_ts"]), ("validate", raw.replace(b'"a"', b'"c"').decode(), good["event_ts"])]
+        ),
         label="CheckDeadLetters",
     )
     # Not asserted here: the BundleBasedDirectRunner reports only the first bundle's counters
