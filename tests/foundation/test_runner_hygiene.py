@@ -1,6 +1,9 @@
 """Local runs pick a pinned local runner and never reach beyond 127.0.0.1."""
 
+import os
 import socket
+import subprocess
+import sys
 
 import apache_beam as beam
 import pytest
@@ -28,6 +31,21 @@ def test_local_runs_never_ask_for_direct_runner_by_name(argv, expected):
     options = PipelineOptions(argv)
     assert resolve_runner(options) == expected
     assert options.view_as(StandardOptions).runner == expected
+
+
+@pytest.mark.parametrize("mode, why", [("multi_threading", "loses elements"), ("multi_processing", "no progress")])
+@pytest.mark.parametrize("job", ["hourly", "extract_dims", "streaming"])
+def test_running_modes_that_lose_or_hang_are_refused_by_every_job(tmp_path, job, mode, why):
+    """Through the job's real entry point, before any pipeline is built."""
+    argv = [sys.executable, "-m", f"beam_pipelines.{job}", f"--direct_running_mode={mode}", "--direct_num_workers=2"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**os.environ, "NO_GCE_CHECK": "true"})
+    assert done.returncode != 0
+    assert f"--direct_running_mode={mode} is refused" in done.stderr and why in done.stderr
+
+
+def test_in_memory_mode_is_still_accepted():
+    options = PipelineOptions(["--direct_running_mode=in_memory"])
+    assert resolve_runner(options) == BATCH_RUNNER
 
 
 def test_the_guard_itself_blocks_external_addresses(no_external_network):
