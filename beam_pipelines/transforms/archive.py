@@ -4,11 +4,13 @@
 
     <lake_root>/raw/events/dt=YYYY-MM-DD/hour=HH/stream_<run_id>_<pane>-<shard>.pubsub.jsonl
 
-Windowing: one global window per (hour folder, shard), fired every
-``flush_seconds`` of processing time or every ``max_lines`` lines, whichever comes
-first, and once more when the job drains (the window's final pane). Processing-time
-panes, not event-time windows, because an archive must never drop a message as late:
-a replayed or backlogged message is as much part of the record as a fresh one.
+Windowing: one global window per (hour folder, shard), fired every ``flush_seconds``
+of processing time after its first unwritten message, and once more when the job
+drains (the window's final pane). Processing-time panes, not event-time windows,
+because an archive must never drop a message as late: a replayed or backlogged
+message is as much part of the record as a fresh one. (``AfterAny(AfterCount(n),
+AfterProcessingTime(s))`` would also bound a file's size, but on the local runner it
+fired once and never again: measured, Beam 2.77.)
 
 Names are unique per firing (``pane`` is the firing's index for that folder and
 shard) and per run (``run_id``), and deterministic within a run: a retried bundle
@@ -25,6 +27,7 @@ archive would lose files silently (Beam 2.77, ``_MoveTempFilesIntoFinalDestinati
 
 from __future__ import annotations
 
+import logging
 import zlib
 
 import apache_beam as beam
@@ -36,6 +39,7 @@ from beam_pipelines import event_archive, lake
 from beam_pipelines.transforms import METRICS_NAMESPACE
 
 ARCHIVED_MESSAGES = "archive_messages_written"
+_LOG = logging.getLogger(__name__)
 
 
 class _WriteArchiveFileFn(beam.DoFn):
@@ -61,6 +65,7 @@ class _WriteArchiveFileFn(beam.DoFn):
         FileSystems.rename([temp], [final])
         self._messages.inc(len(lines))
         self._files.inc()
+        _LOG.info("archived %d messages to %s", len(lines), final)
         yield final
 
 
@@ -71,25 +76,21 @@ class WriteMessageArchive(beam.PTransform):
       lake_root: ``/path/lake`` or ``gs://bucket/prefix``.
       run_id: unique per launch of the job (file names never collide across runs).
       flush_seconds: processing time between firings per folder and shard.
-      max_lines: lines after which a firing comes early.
       shards: files per folder and firing (spreads a busy hour over workers).
 
     Returns:
       PCollection of the final file paths.
     """
 
-    def __init__(
-        self, lake_root: str, run_id: str, flush_seconds: float = 60, max_lines: int = 50_000, shards: int = 1
-    ):
+    def __init__(self, lake_root: str, run_id: str, flush_seconds: float = 60, shards: int = 1):
         super().__init__()
         if not lake_root or not run_id:
             raise ValueError("lake_root and run_id are required, e.g. gs://my-lake and 20261122T100000-1a2b3c4d")
-        if flush_seconds <= 0 or max_lines <= 0 or shards <= 0:
-            raise ValueError("flush_seconds, max_lines and shards must be > 0")
+        if flush_seconds <= 0 or shards <= 0:
+            raise ValueError("flush_seconds and shards must be > 0")
         self._lake_root = lake_root
         self._run_id = run_id
         self._flush = flush_seconds
-        self._max_lines = max_lines
         self._shards = shards
 
     def expand(self, records):
@@ -100,9 +101,7 @@ class WriteMessageArchive(beam.PTransform):
             | "WindowArchive"
             >> beam.WindowInto(
                 window.GlobalWindows(),
-                trigger=trigger.Repeatedly(
-                    trigger.AfterAny(trigger.AfterCount(self._max_lines), trigger.AfterProcessingTime(self._flush))
-                ),
+                trigger=trigger.Repeatedly(trigger.AfterProcessingTime(self._flush)),
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
             )
             | "GroupArchiveLines" >> beam.GroupByKey()
