@@ -32,7 +32,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms import window
 
-from beam_pipelines import bq_local, events, runners
+from beam_pipelines import bq_local, events, runners, service_watch
 from beam_pipelines.direct_runner_tuning import tune_bundle_based_direct_runner
 from beam_pipelines.logs import configure_job_logging
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
@@ -237,7 +237,7 @@ def run(argv=None) -> beam.runners.runner.PipelineResult:
         tune_bundle_based_direct_runner()
     p = beam.Pipeline(options=options)
     build_pipeline(p, options)
-    return p.run()
+    return service_watch.watch_while_running(p.run(), options)  # warns while services are unreachable
 
 
 if __name__ == "__main__":
