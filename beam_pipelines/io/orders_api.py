@@ -274,7 +274,7 @@ class OrdersApiClient:
             else:
                 status = resp.status_code
                 if status == 200:
-                    body = _json_or_none(resp)
+                    body = _json_body(resp)
                     problem = contract_violation(body)
                     if problem is None:
                         return Page(body["orders"], body["next_page_token"], attempt + 1)
@@ -325,11 +325,10 @@ class OrdersApiClient:
                 # The bad token came with the previous page: ask for it again for a new one.
                 seen.discard(token)
                 token = self.fetch_page(updated_since, updated_before, parent, page_number=number - 1).next_page_token
-                if token is None or token in seen:
-                    raise OrdersApiError(
-                        f"{where}: page {number - 1} asked again answered next_page_token {token!r}, "
-                        f"which ends or repeats the range it had continued; stopping"
-                    )
+                if token is None:
+                    return  # that page is the last one now: its orders were yielded already
+                if token in seen:
+                    raise OrdersApiError(f"{where}: page {number - 1} asked again repeated token {token!r}; stopping")
                 seen.add(token)
                 continue
             stalls = 0
@@ -363,7 +362,8 @@ class OrdersApiClient:
         return None
 
 
-def _json_or_none(resp: requests.Response) -> Any:
+def _json_body(resp: requests.Response) -> Any:
+    """The decoded JSON body, or ``_NOT_JSON`` (a JSON ``null`` body is None, and wrong too)."""
     try:
         return resp.json()
     except ValueError:
