@@ -5,8 +5,8 @@ with the emulator gone the job just stops moving, and nothing says why. A
 :class:`ServiceWatch` probes each endpoint the job uses with a TCP connect every
 few seconds, in a daemon thread of the job's own process, and logs
 
-* ``WARNING <service> at <host:port> is unreachable (<reason>)`` when it goes away
-  (and again every ``repeat_seconds`` while it stays away);
+* ``WARNING <service> at <host:port> is unreachable (<reason>)`` when it goes away,
+  and ``... is still unreachable after <n> s`` every ``repeat_seconds`` while it stays away;
 * ``INFO <service> at <host:port> is reachable again after <n> s`` when it is back.
 
 A TCP connect is the cheapest probe that tells "process gone" (refused) or "host
@@ -117,17 +117,22 @@ class ServiceWatch:
                     _LOG.info("%s at %s is reachable again after %.0f s", endpoint.service, endpoint.address, down_for)
                 continue
             if endpoint not in self._down_since:
-                self._down_since[endpoint] = now
-            elif now - self._warned_at[endpoint] < self._repeat:
-                continue
-            self._warned_at[endpoint] = now
-            _LOG.warning(
-                "%s at %s is unreachable (%s) for %.0f s; the job waits and retries",
-                endpoint.service,
-                endpoint.address,
-                reason,
-                now - self._down_since[endpoint],
-            )
+                self._down_since[endpoint] = self._warned_at[endpoint] = now
+                _LOG.warning(
+                    "%s at %s is unreachable (%s); the job waits and retries",
+                    endpoint.service,
+                    endpoint.address,
+                    reason,
+                )
+            elif now - self._warned_at[endpoint] >= self._repeat:
+                self._warned_at[endpoint] = now
+                _LOG.warning(
+                    "%s at %s is still unreachable after %.0f s (%s)",
+                    endpoint.service,
+                    endpoint.address,
+                    now - self._down_since[endpoint],
+                    reason,
+                )
 
     def run(self, stop: Callable[[], bool], interval: float = 5.0) -> None:
         """Check every ``interval`` seconds until ``stop()`` is true."""
