@@ -32,7 +32,7 @@ from bigquery_schemas.tables import ensure_all
 pytestmark = pytest.mark.integration
 
 WINDOW = (datetime(2025, 8, 4, 14, tzinfo=UTC), datetime(2025, 8, 4, 15, tzinfo=UTC))
-TTL_MINUTES = 0.3  # 18 s: longer than a run takes to reach its sweep, short enough to wait out
+TTL_MINUTES = 0.5  # 30 s: more than the re-run needs to reach its sweep step, short enough to wait out
 TOKEN_ENV = "KILL_TEST_API_TOKEN"
 
 
