@@ -12,7 +12,11 @@ the data; the hourly job forwards them to the ``dead_letter`` table. Keeping thi
 free of BigQuery means an extract never depends on the warehouse being reachable.
 
 The window is split into sub-ranges (``--split_minutes``) read in parallel, each
-page by page with retries (429/5xx, ``Retry-After``, exponential backoff + jitter).
+page by page with retries (429/5xx, transport errors, ``Retry-After``, exponential
+backoff + jitter). A page that breaks the API's contract (no ``next_page_token`` key,
+not JSON, a cursor that does not move) fails the job after its retries, before any
+lake file of the window is replaced: the job never exits 0 on a page it did not
+understand (:mod:`beam_pipelines.io.orders_api`).
 
 Run locally::
 

@@ -35,7 +35,10 @@ Re-running a window leaves exactly the rows of one run. MERGE works on BigQuery 
 on bqemulator; the staging writes use streaming inserts, which the emulator supports
 (file loads would need the GCS emulator). Dead letters are appended to
 ``dead_letter`` as an audit log of every run, each stamped with ``job_name`` = the
-run id, so a re-run's rejections can be told apart.
+run id, so a re-run's rejections can be told apart. Staging tables expire
+``--staging_ttl_minutes`` after the run starts, and each run drops the staging tables
+older than that of runs killed before their merge (``DropStaleStagingTables``; the
+emulator ignores expirations, so locally this sweep is what removes them).
 
 Conservation (Beam counters, printed at the end of a local run):
 ``lake_order_records_read = orders_exploded + dead_letters_order_parse + dead_letters_explode``;
@@ -55,6 +58,7 @@ Run locally (after ``python -m beam_pipelines.local up`` and ``eval $(... env)``
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -78,6 +82,7 @@ from beam_pipelines.transforms.orders import (
 )
 from beam_pipelines.transforms.unify import (
     DEAD_LETTERS,
+    DropStaleStagingTables,
     ForwardLakeDeadLetterFn,
     MergeStagingTables,
     MergeTarget,
@@ -154,6 +159,14 @@ class HourlyOptions(PipelineOptions):
         )
         add_argument_once(
             parser,
+            "--staging_ttl_minutes",
+            type=float,
+            default=360.0,
+            help="Lifetime of the per-run staging tables, in minutes (default 360): they expire then, and "
+            "each run drops other runs' staging tables older than this. Must exceed the longest run.",
+        )
+        add_argument_once(
+            parser,
             "--run_id",
             default=None,
             help="Identifier of this run: staging table suffix and dead_letter.job_name (default: time + random).",
@@ -188,6 +201,11 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
     }
     dead_letter_table = TableRef.parse(options.dead_letter_table, "dead_letter_table")
     targets = {kind: MergeTarget(kind, ref, ref.staging(run_id)) for kind, ref in tables.items()}
+    if not options.staging_ttl_minutes or options.staging_ttl_minutes <= 0:
+        raise ValueError(f"--staging_ttl_minutes must be a positive number, got {options.staging_ttl_minutes}")
+    staging_ttl = timedelta(minutes=options.staging_ttl_minutes)
+    # Fixed when the job is built: a killed run's tables expire one TTL after its start.
+    staging_expires = datetime.now(UTC) + staging_ttl
     # Local runs insert each bundle's staging rows directly instead of through
     # WriteToBigQuery's insert-id reshuffle, which the in-memory FnApiRunner holds whole:
     # at 100k events 58 s and 524 MiB instead of 168 s and 675 MiB (benchmarks.job_memory).
@@ -195,7 +213,13 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
     local = runners.is_local(options.view_as(StandardOptions).runner or "")
 
     def stage(kind: str) -> WriteRowsToTable:
-        return WriteRowsToTable(targets[kind].staging.beam, kind, pipeline=JOB, per_bundle_inserts=local)
+        return WriteRowsToTable(
+            targets[kind].staging.beam, kind, pipeline=JOB, per_bundle_inserts=local, expires_at=staging_expires
+        )
+
+    _ = p | "DropStaleStagingTables" >> DropStaleStagingTables(
+        list(targets.values()), tables["user_behavior"].project, staging_ttl
+    )
 
     products = p | "ReadProductsSnapshot" >> ReadDimension(options.lake_root, "products", dim_table("products").key)
     users = p | "ReadUsersSnapshot" >> ReadDimension(options.lake_root, "users", dim_table("users").key)

@@ -67,6 +67,11 @@ def parse_window(start: str | datetime, end: str | datetime, *, whole_hours: boo
       end: same format, strictly after ``start``.
       whole_hours: require both ends on an hour boundary (the hourly job).
 
+    Bounds must be whole seconds: lake file names carry a window's bounds to the second
+    (``orders_<start>_<end>``), so ``23:07:00.000001`` would name the window of
+    ``23:07:00`` and a later step could no longer place its records (it once failed
+    deep in the job with "range ... outside the window").
+
     Raises:
       ValueError: naming the expected format.
     """
@@ -80,6 +85,10 @@ def parse_window(start: str | datetime, end: str | datetime, *, whole_hours: boo
     s, e = s.astimezone(UTC), e.astimezone(UTC)
     if e <= s:
         raise ValueError(f"window_end {e.isoformat()} must be after window_start {s.isoformat()}")
+    if s.microsecond or e.microsecond:
+        raise ValueError(
+            f"window bounds must be whole seconds, e.g. 2026-11-22T23:07:00Z; got {s.isoformat()} .. {e.isoformat()}"
+        )
     if whole_hours and (s != floor_hour(s) or e != floor_hour(e)):
         raise ValueError(
             f"window must be whole hours, e.g. 2026-11-22T10:00:00Z .. 2026-11-22T12:00:00Z; "
@@ -211,6 +220,11 @@ def iter_raw_lines(path: str) -> Iterator[bytes]:
                 yield line
 
 
+def count_lines(path: str) -> int:
+    """Number of non-blank lines of a text file (records of a JSONL file)."""
+    return sum(1 for _ in iter_raw_lines(path))
+
+
 def ensure_dir(path: str) -> None:
     # Object stores have no directories; a local rename needs its target folder.
     if "://" in path:
@@ -242,6 +256,11 @@ def window_files(partition: str, prefix: str) -> list[WindowFile]:
     return out
 
 
+def files_inside(files: list[WindowFile], start: datetime, end: datetime) -> list[WindowFile]:
+    """The window files whose window lies inside ``[start, end)``: what a re-run of it replaces."""
+    return [wf for wf in files if start <= wf.start and wf.end <= end]
+
+
 def replace_window_files(
     partition: str, prefix: str, start: datetime, end: datetime, new_files: list[str]
 ) -> list[str]:
@@ -263,7 +282,7 @@ def replace_window_files(
                 f"[{start.isoformat()}, {end.isoformat()}): re-extract with the same window boundaries "
                 "or a window that covers the whole file"
             )
-    _delete([wf.path for wf in existing if start <= wf.start and wf.end <= end])
+    _delete([wf.path for wf in files_inside(existing, start, end)])
     final = [join(partition, window_file_name(prefix, start, end, i)) for i in range(len(new_files))]
     if new_files:
         ensure_dir(partition)

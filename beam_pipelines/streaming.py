@@ -44,7 +44,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineState
 from apache_beam.transforms import window
 
-from beam_pipelines import batch_run, bq_local, direct_runner_tuning, events, lake, runners
+from beam_pipelines import batch_run, bq_local, direct_runner_tuning, events, lake, runners, service_watch
 from beam_pipelines.direct_runner_tuning import tune_bundle_based_direct_runner
 from beam_pipelines.logs import configure_job_logging
 from beam_pipelines.transforms import METRICS_NAMESPACE
@@ -277,7 +277,7 @@ def run(argv=None) -> beam.runners.runner.PipelineResult:
         tune_bundle_based_direct_runner()
     p = beam.Pipeline(options=options)
     build_pipeline(p, options)
-    return p.run()
+    return service_watch.watch_while_running(p.run(), options)  # warns while services are unreachable
 
 
 def conservation(values: dict[str, int]) -> tuple[dict[str, int], bool]:

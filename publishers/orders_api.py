@@ -16,9 +16,15 @@ carries its lines; decimal amounts are JSON strings. Errors: 400 ``{"error": ...
 bad or unknown parameters, 401 for a missing or wrong token, 429 with ``Retry-After``
 when rate limited. ``GET /healthz`` needs no token.
 
-Fault injection for testing clients: ``--fault-rate-5xx`` and ``--fault-rate-429``
-(fractions of authorised requests answered 503 / 429), ``--slow-ms`` (added latency),
-``--rate-limit-per-second`` (token bucket; 0 = unlimited).
+Fault injection for testing clients, each a fraction of authorised requests:
+``--fault-rate-5xx`` / ``--fault-rate-429`` (answered 503 / 429), and page faults that
+break the contract while answering 200 (:data:`PAGE_FAULTS`):
+``--fault-rate-missing-token`` (the body has no ``next_page_token`` key),
+``--fault-rate-repeat-token`` (a page after the first hands out a fresh token that
+points back at its own start, so the next page repeats it),
+``--fault-rate-truncated`` (``Content-Length`` of the whole body, half of it sent),
+``--fault-rate-html`` (a ``text/html`` proxy error page). Also ``--slow-ms`` (added
+latency) and ``--rate-limit-per-second`` (token bucket; 0 = unlimited).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from beam_pipelines.events import CENTS, format_ts, parse_ts
 from beam_pipelines.io import sql
@@ -54,6 +60,10 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 QUERY_PARAMS = frozenset({"updated_since", "updated_before", "page_size", "page_token"})
 _TOKEN_VERSION = 1
+MISSING_TOKEN, REPEAT_TOKEN, TRUNCATED, HTML = "missing_token", "repeat_token", "truncated", "html"
+PAGE_FAULTS = (MISSING_TOKEN, REPEAT_TOKEN, TRUNCATED, HTML)
+"""Faults of a 200 answer, each drawn with its own rate (``create_app(page_fault_rates=...)``)."""
+HTML_ERROR_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 
 
 class BadRequest(ValueError):
@@ -89,11 +99,18 @@ class RateLimiter:
 # ---------------------------------------------------------------------------- page tokens
 
 
-def encode_page_token(updated_at: str, order_id: str, since: str | None, before: str | None) -> str:
-    """Opaque keyset cursor: the last (updated_at, order_id) plus the filters it belongs to."""
-    body = json.dumps(
-        {"v": _TOKEN_VERSION, "u": updated_at, "o": order_id, "s": since, "b": before}, separators=(",", ":")
-    )
+def encode_page_token(
+    updated_at: str, order_id: str, since: str | None, before: str | None, nonce: int | None = None
+) -> str:
+    """Opaque keyset cursor: the last (updated_at, order_id) plus the filters it belongs to.
+
+    ``nonce`` (ignored when decoding) makes tokens of the same position differ: the
+    ``repeat_token`` fault uses it to hand out new tokens that do not advance.
+    """
+    fields = {"v": _TOKEN_VERSION, "u": updated_at, "o": order_id, "s": since, "b": before}
+    if nonce is not None:
+        fields["n"] = nonce
+    body = json.dumps(fields, separators=(",", ":"))
     return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
 
 
@@ -224,11 +241,22 @@ def create_app(
     slow_ms: int = 0,
     rate_limit_per_second: float = 0.0,
     fault_seed: int | None = None,
+    page_fault_rates: dict[str, float] | None = None,
 ) -> FastAPI:
-    """The API as an ASGI app (``uvicorn`` serves it; tests can use ``TestClient``)."""
+    """The API as an ASGI app (``uvicorn`` serves it; tests can use ``TestClient``).
+
+    ``page_fault_rates`` maps names of :data:`PAGE_FAULTS` to the fraction of
+    answers that get that fault (see the module docstring).
+    """
     if not token:
         raise ValueError(f"an API token is required (set {TOKEN_ENV})")
-    for name, rate in (("fault_rate_5xx", fault_rate_5xx), ("fault_rate_429", fault_rate_429)):
+    page_fault_rates = {k: v for k, v in (page_fault_rates or {}).items() if v}
+    unknown = sorted(set(page_fault_rates) - set(PAGE_FAULTS))
+    if unknown:
+        raise ValueError(f"unknown page fault(s) {', '.join(unknown)}; known: {', '.join(PAGE_FAULTS)}")
+    rates = {"fault_rate_5xx": fault_rate_5xx, "fault_rate_429": fault_rate_429}
+    rates.update({f"fault_rate_{k}": v for k, v in page_fault_rates.items()})
+    for name, rate in rates.items():
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be within [0, 1], got {rate}")
     sql.parse_url(database_url)  # fail now on a bad URL, not on the first request
@@ -285,9 +313,34 @@ def create_app(
             return _error(400, str(exc))
         if slow_ms:
             await asyncio.sleep(slow_ms / 1000)
-        return JSONResponse(fetch_orders_page(database(), params))
+        body = fetch_orders_page(database(), params)
+        drawn = [name for name in PAGE_FAULTS if name in page_fault_rates and faults.random() < page_fault_rates[name]]
+        return _faulty_page(body, params, drawn[0]) if drawn else JSONResponse(body)
 
     return app
+
+
+def _faulty_page(body: dict[str, Any], params: dict[str, Any], fault: str) -> Response:
+    """A 200 answer for ``body`` that breaks the contract in the way ``fault`` names."""
+    if fault == MISSING_TOKEN:
+        return JSONResponse({"orders": body["orders"]})
+    if fault == HTML:
+        return HTMLResponse(HTML_ERROR_PAGE)
+    if fault == TRUNCATED:
+        # Declares the whole body and sends half: the server closes the connection
+        # short of Content-Length, as a proxy dying mid-response does.
+        data = json.dumps(body).encode()
+        return Response(
+            data[: len(data) // 2], media_type="application/json", headers={"Content-Length": str(len(data))}
+        )
+    # REPEAT_TOKEN: a fresh token for the position this page started from. A first
+    # page has no such position, so it is served as it is.
+    if params["cursor"] is None or body["next_page_token"] is None:
+        return JSONResponse(body)
+    cursor_ts, cursor_id = params["cursor"]
+    nonce = random.getrandbits(32)
+    token = encode_page_token(format_ts(cursor_ts), cursor_id, params["since_s"], params["before_s"], nonce)
+    return JSONResponse({**body, "next_page_token": token})
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -316,6 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fraction of authorised requests answered 429 with Retry-After: 1 (default 0)",
     )
+    for fault, what in (
+        (MISSING_TOKEN, "answered without the next_page_token key"),
+        (REPEAT_TOKEN, "after the first page answered with a new token that repeats the page"),
+        (TRUNCATED, "answered with half the body and the whole body's Content-Length"),
+        (HTML, "answered 200 with an HTML error page"),
+    ):
+        serve.add_argument(
+            f"--fault-rate-{fault.replace('_', '-')}",
+            type=fraction,
+            default=0.0,
+            help=f"fraction of authorised requests {what} (default 0)",
+        )
     serve.add_argument("--slow-ms", type=int, default=0, help="extra latency per orders request, ms (default 0)")
     serve.add_argument(
         "--rate-limit-per-second",
@@ -362,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         slow_ms=args.slow_ms,
         rate_limit_per_second=args.rate_limit_per_second,
         fault_seed=args.fault_seed,
+        page_fault_rates={fault: getattr(args, f"fault_rate_{fault}") for fault in PAGE_FAULTS},
     )
     print(f"orders API on http://{args.host}:{args.port} (database {sql.redact(args.database_url)})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")

@@ -3,7 +3,9 @@
 Each service starts on free loopback ports and describes itself as a
 :class:`ServiceInfo`: its pid, endpoints and the environment variables that point
 clients at it (``PUBSUB_EMULATOR_HOST``, ``BIGQUERY_EMULATOR_HOST``,
-``STORAGE_EMULATOR_HOST``).
+``STORAGE_EMULATOR_HOST``). Every starter also takes the ports a previous start
+recorded (``ServiceInfo.ports()``): a service restarted after it died must come back
+where running jobs and publishers still send their requests.
 """
 
 from __future__ import annotations
@@ -11,11 +13,20 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from beam_pipelines.local.processes import LOOPBACK, StackError, free_port, http_ok, pid_alive, start_process
+from beam_pipelines.local.processes import (
+    LOOPBACK,
+    StackError,
+    free_port,
+    http_ok,
+    pid_alive,
+    port_free,
+    start_process,
+)
 from bigquery_schemas.client import EMULATOR_ENV, EMULATOR_GRPC_ENV
 
 
@@ -30,6 +41,10 @@ class ServiceInfo:
 
     def alive(self) -> bool:
         return pid_alive(self.pid)
+
+    def ports(self) -> dict[str, int]:
+        """The port of each endpoint (``{"rest": 9050, "grpc": 9060}``), to restart on."""
+        return {name: int(url.rsplit(":", 1)[1].split("/", 1)[0]) for name, url in self.endpoints.items()}
 
     def describe_endpoints(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.endpoints.items())
@@ -74,8 +89,24 @@ def pubsub_launcher() -> Path:
     return launcher
 
 
-def start_pubsub(state_dir: Path, project: str) -> ServiceInfo:
-    port = free_port()
+def _port(recorded: dict[str, int] | None, endpoint: str, service: str) -> int:
+    """The recorded port of ``endpoint`` when it is free again, a free one when none was recorded."""
+    port = (recorded or {}).get(endpoint)
+    if port is None:
+        return free_port()
+    deadline = time.monotonic() + 5
+    while not port_free(port) and time.monotonic() < deadline:
+        time.sleep(0.1)  # a server that just died may hold its socket a moment longer
+    if not port_free(port):
+        raise StackError(
+            f"{service}: port {port}, where it ran before (recorded in state.json), is taken by another "
+            "process; clients still point there. Stop that process, or run 'down' then 'up' for new ports."
+        )
+    return port
+
+
+def start_pubsub(state_dir: Path, project: str, ports: dict[str, int] | None = None) -> ServiceInfo:
+    port = _port(ports, "grpc", "pubsub")
     launcher = pubsub_launcher()
     data_dir = state_dir / "pubsub-data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -135,9 +166,9 @@ def install_duckdb_extensions(root: Path) -> list[Path]:
     return installed
 
 
-def start_bigquery(state_dir: Path, project: str, root: Path) -> ServiceInfo:
+def start_bigquery(state_dir: Path, project: str, root: Path, ports: dict[str, int] | None = None) -> ServiceInfo:
     install_duckdb_extensions(root)
-    rest, grpc = free_port(), free_port()
+    rest, grpc = _port(ports, "rest", "bigquery"), _port(ports, "grpc", "bigquery")
     exe = Path(sys.executable).with_name("bqemulator")
     url = f"http://{LOOPBACK}:{rest}"
     proc = start_process(
@@ -178,8 +209,8 @@ def start_bigquery(state_dir: Path, project: str, root: Path) -> ServiceInfo:
 # --------------------------------------------------------------------------- Cloud Storage
 
 
-def start_storage(state_dir: Path, bucket: str) -> ServiceInfo:
-    port = free_port()
+def start_storage(state_dir: Path, bucket: str, ports: dict[str, int] | None = None) -> ServiceInfo:
+    port = _port(ports, "http", "storage")
     exe = Path(sys.executable).with_name("gcp-storage-emulator")
     url = f"http://{LOOPBACK}:{port}"
     proc = start_process(
@@ -216,6 +247,7 @@ def start_orders_api(
     token: str | None = None,
     flags: dict[str, Any] | None = None,
     create_schema: bool = True,
+    ports: dict[str, int] | None = None,
 ) -> ServiceInfo:
     """The local orders REST API (``publishers.orders_api``) over the SQL source.
 
@@ -225,6 +257,7 @@ def start_orders_api(
       token: bearer token; default: the stack's token in ``state_dir``.
       flags: extra ``serve`` options, e.g. ``{"fault_rate_5xx": 0.2}`` -> ``--fault-rate-5xx 0.2``.
       create_schema: create the source tables first (idempotent) so an empty database serves.
+      ports: ``{"http": port}`` to restart where it ran before; default a free port.
     """
     token = token or orders_api_token(state_dir)
     if create_schema:
@@ -234,7 +267,7 @@ def start_orders_api(
             capture_output=True,
             timeout=120,
         )
-    port = free_port()
+    port = _port(ports, "http", "orders_api")
     url = f"http://{LOOPBACK}:{port}"
     argv = [
         sys.executable,

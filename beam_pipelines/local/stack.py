@@ -1,7 +1,10 @@
 """The whole local stack as one object, with its state kept in ``.local/stack/state.json``.
 
 ``up`` is idempotent: services that are already running and healthy are reused,
-dead ones are restarted. ``down`` stops everything this stack started.
+dead ones are restarted on the ports recorded for them (a running streaming job or
+publisher keeps the address it was given, so a service that came back on a new port
+would stay unreachable to it). ``down`` stops everything this stack started and
+forgets the ports.
 """
 
 from __future__ import annotations
@@ -55,13 +58,14 @@ class StackConfig:
         return self.database_url or self.sqlite_url
 
 
-ServiceStarter = Callable[[StackConfig], ServiceInfo]
+ServiceStarter = Callable[[StackConfig, "dict[str, int] | None"], ServiceInfo]
+"""(config, recorded ports or None) -> the started service."""
 
 SERVICES: dict[str, ServiceStarter] = {
-    "pubsub": lambda c: start_pubsub(c.state_dir, c.project),
-    "bigquery": lambda c: start_bigquery(c.state_dir, c.project, c.root),
-    "storage": lambda c: start_storage(c.state_dir, c.bucket),
-    "orders_api": lambda c: start_orders_api(c.state_dir, c.source_url),
+    "pubsub": lambda c, ports: start_pubsub(c.state_dir, c.project, ports),
+    "bigquery": lambda c, ports: start_bigquery(c.state_dir, c.project, c.root, ports),
+    "storage": lambda c, ports: start_storage(c.state_dir, c.bucket, ports),
+    "orders_api": lambda c, ports: start_orders_api(c.state_dir, c.source_url, ports=ports),
 }
 
 
@@ -99,8 +103,11 @@ class LocalStack:
             if info and info.alive():
                 progress(f"  {name:10s} already running (pid {info.pid})")
                 continue
-            progress(f"  {name:10s} starting ...")
-            running[name] = SERVICES[name](self.config)
+            if info:
+                progress(f"  {name:10s} died (pid {info.pid}); restarting on {info.describe_endpoints()} ...")
+            else:
+                progress(f"  {name:10s} starting ...")
+            running[name] = SERVICES[name](self.config, info.ports() if info else None)
             self._save(running)
             progress(f"  {name:10s} up: {running[name].describe_endpoints()}")
         self._save(running)

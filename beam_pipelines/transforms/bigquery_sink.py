@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import apache_beam as beam
@@ -87,11 +88,23 @@ class InsertRowsPerBundleFn(beam.DoFn):
     than retried forever. No timers: rows never wait for a later bundle.
     """
 
-    def __init__(self, table: str, schema_table_name: str, batch_size: int, max_retries: int = 5):
+    def __init__(
+        self,
+        table: str,
+        schema_table_name: str,
+        batch_size: int,
+        max_retries: int = 5,
+        create_parameters: dict[str, Any] | None = None,
+    ):
         self._table = table
         self._name = schema_table_name
         self._batch_size = batch_size
         self._max_retries = max_retries
+        self._create_parameters = (
+            create_parameters
+            if create_parameters is not None
+            else bigquery_schemas.beam_additional_bq_parameters(schema_table_name)
+        )
         self._batches = Metrics.distribution(METRICS_NAMESPACE, "bigquery_insert_batch_rows")
 
     def setup(self):
@@ -111,7 +124,7 @@ class InsertRowsPerBundleFn(beam.DoFn):
                 bigquery_tools.get_bq_tableschema(bigquery_schemas.beam_schema(self._name)),
                 beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
                 beam.io.BigQueryDisposition.WRITE_APPEND,
-                additional_create_parameters=bigquery_schemas.beam_additional_bq_parameters(self._name),
+                additional_create_parameters=self._create_parameters,
             )
             _KNOWN_TABLES.add(self._table)
 
@@ -165,6 +178,8 @@ class WriteRowsToTable(beam.PTransform):
       method: ``STREAMING_INSERTS`` (default; reports failed rows) or ``FILE_LOADS``
         (batch; needs ``temp_gcs_location`` or ``--temp_location`` on GCS).
       pipeline: job name stored in the dead-letter rows (``dead_letter.pipeline``).
+      expires_at: when the table, if this write creates it, expires (BigQuery deletes it
+        then; per-run staging tables). None: never.
       per_bundle_inserts: if true (STREAMING_INSERTS only), insert each bundle's rows
         directly with :class:`InsertRowsPerBundleFn` (one step) instead of
         ``beam.io.WriteToBigQuery`` (ten steps around a reshuffle). For local runners,
@@ -187,6 +202,7 @@ class WriteRowsToTable(beam.PTransform):
         *,
         pipeline: str = "unspecified",
         per_bundle_inserts: bool = False,
+        expires_at: datetime | None = None,
         **write_kwargs: Any,
     ):
         super().__init__()
@@ -200,11 +216,20 @@ class WriteRowsToTable(beam.PTransform):
         self._pipeline = pipeline
         self._per_bundle = per_bundle_inserts
         self._write_kwargs = write_kwargs
+        self._create_parameters = bigquery_schemas.beam_additional_bq_parameters(schema_table_name)
+        if expires_at is not None:
+            # Table.expirationTime: milliseconds since the epoch.
+            self._create_parameters["expirationTime"] = int(expires_at.timestamp() * 1000)
 
     def expand(self, rows):
         if self._per_bundle:
             failed = rows | "InsertRows" >> beam.ParDo(
-                InsertRowsPerBundleFn(self._table, self._name, self._write_kwargs.get("batch_size") or 500)
+                InsertRowsPerBundleFn(
+                    self._table,
+                    self._name,
+                    self._write_kwargs.get("batch_size") or 500,
+                    create_parameters=self._create_parameters,
+                )
             )
             return failed | "FailedRowsToDeadLetters" >> beam.ParDo(FailedRowToDeadLetterFn(self._pipeline))
         kwargs = dict(self._write_kwargs)
@@ -215,7 +240,7 @@ class WriteRowsToTable(beam.PTransform):
         result = rows | "WriteToBigQuery" >> beam.io.WriteToBigQuery(
             self._table,
             schema=bigquery_schemas.beam_schema(self._name),
-            additional_bq_parameters=bigquery_schemas.beam_additional_bq_parameters(self._name),
+            additional_bq_parameters=self._create_parameters,
             create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
             write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
             method=self._method,

@@ -52,18 +52,46 @@ class _WriteTempFileFn(beam.DoFn):
 
 
 class _ReplacePartitionFn(beam.DoFn):
-    """piece_key -> the partition's files for that window replaced by the new temp files."""
+    """piece_key -> the partition's files for that window replaced by the new temp files.
+
+    A re-run that writes fewer records for a window than the files it replaces held
+    is never silent: it is counted (``lake_<zone>_<table>_windows_shrunk``, and the
+    records gone in ``..._shrunk_records``) and logged with both counts. Shrinking can
+    be legitimate (an order updated again has moved to the window of its new
+    ``updated_at``), but it is also what a source that silently ended a read early
+    looks like, so an operator has to be able to see it.
+    """
 
     def __init__(self, lake_root: str, zone: str, table: str, prefix: str):
         self._lake_root = lake_root
         self._zone = zone
         self._table = table
         self._prefix = prefix
+        self._shrunk = Metrics.counter(METRICS_NAMESPACE, f"lake_{zone}_{table}_windows_shrunk")
+        self._shrunk_records = Metrics.counter(METRICS_NAMESPACE, f"lake_{zone}_{table}_shrunk_records")
 
     def process(self, piece, temp_files):
         start, end = parse_window_key(piece)
         partition = lake.partition_path(self._lake_root, self._table, start, zone=self._zone)
-        final = lake.replace_window_files(partition, self._prefix, start, end, sorted(temp_files[piece]))
+        replaced = lake.files_inside(lake.window_files(partition, self._prefix), start, end)
+        before = sum(lake.count_lines(wf.path) for wf in replaced)
+        new_files = sorted(temp_files[piece])
+        after = sum(lake.count_lines(path) for path in new_files)
+        final = lake.replace_window_files(partition, self._prefix, start, end, new_files)
+        if after < before:
+            self._shrunk.inc()
+            self._shrunk_records.inc(before - after)
+            _LOG.warning(
+                "%s/%s window %s..%s in %s shrank on re-run: %d records now, %d in the files it replaced "
+                "(legitimate only for records that moved to a later window, e.g. orders updated again)",
+                self._zone,
+                self._table,
+                lake.compact_ts(start),
+                lake.compact_ts(end),
+                partition,
+                after,
+                before,
+            )
         yield piece, final
 
 

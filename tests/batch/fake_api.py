@@ -19,9 +19,14 @@ TOKEN = "test-token"
 
 
 class FakeOrdersApi:
-    def __init__(self, orders: list[Any], faults: list[tuple[int, dict[str, str]]] | None = None):
+    def __init__(
+        self, orders: list[Any], faults: list[tuple[int, dict[str, str]]] | None = None, repeat_tokens: int = 0
+    ):
         self.orders = orders
         self.faults = list(faults or [])  # served, in order, before any real answer
+        # The first ``repeat_tokens`` answers to a page_token hand out a fresh token for
+        # the same offset (``<offset>#<n>``), so the next page repeats this one.
+        self.repeat_tokens = repeat_tokens
         self.requests: list[dict[str, list[str]]] = []
         self._lock = threading.Lock()
         api = self
@@ -52,7 +57,8 @@ class FakeOrdersApi:
                     return self._send(fault[0], {"error": "injected"}, fault[1])
                 since, before = parse_ts(q["updated_since"][0]), parse_ts(q["updated_before"][0])
                 size = int(q["page_size"][0])
-                offset = int(q.get("page_token", ["0"])[0])
+                token = q.get("page_token", ["0"])[0]
+                offset = int(token.split("#")[0])
                 match = [
                     o for o in api.orders if not isinstance(o, dict) or since <= parse_ts(o["updated_at"]) < before
                 ]
@@ -61,6 +67,10 @@ class FakeOrdersApi:
                     match = [o for o in match if isinstance(o, dict)]
                 page = match[offset : offset + size]
                 nxt = str(offset + size) if offset + size < len(match) else None
+                with api._lock:
+                    if nxt and "page_token" in q and api.repeat_tokens > 0:
+                        api.repeat_tokens -= 1
+                        nxt = f"{offset}#{api.repeat_tokens}"
                 return self._send(200, {"orders": page, "next_page_token": nxt})
 
         self.first_since = None

@@ -90,6 +90,17 @@ def test_extract_orders_rejects_bad_options(tmp_path):
                 "--window_end=2026-11-21T11:00:00Z",
             ]
         )
+    # Refused before anything runs, not deep in the job ("range ... outside the window").
+    with pytest.raises(ValueError, match="window bounds must be whole seconds"):
+        extract_orders.run(
+            [
+                "--runner=FnApiRunner",
+                "--api_base_url=http://127.0.0.1:1",
+                f"--lake_root={tmp_path}",
+                "--window_start=2026-11-21T23:07:00.000001Z",
+                "--window_end=2026-11-21T23:30:00Z",
+            ]
+        )
 
 
 def test_key_ranges_cover_every_key_once():

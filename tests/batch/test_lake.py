@@ -19,6 +19,10 @@ def test_parse_window_accepts_iso_utc_and_rejects_bad_bounds():
         lake.parse_window("yesterday", "2026-11-21T10:00:00Z")
     with pytest.raises(ValueError, match="whole hours"):
         lake.parse_window("2026-11-21T10:30:00Z", "2026-11-21T12:00:00Z", whole_hours=True)
+    with pytest.raises(ValueError, match="whole seconds"):
+        lake.parse_window("2026-11-21T23:07:00.000001Z", "2026-11-21T23:10:00Z")
+    with pytest.raises(ValueError, match="whole seconds"):
+        lake.parse_window("2026-11-21T23:07:00Z", "2026-11-21T23:10:00.5Z")
 
 
 def test_hour_pieces_and_split_range_never_cross_an_hour():

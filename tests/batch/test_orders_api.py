@@ -92,3 +92,40 @@ def test_client_validates_arguments():
         OrdersApiClient("localhost:8080", TOKEN)
     with pytest.raises(ValueError, match="page_size"):
         OrdersApiClient("http://127.0.0.1:1", TOKEN, page_size=0)
+
+
+def test_a_body_that_breaks_the_contract_is_retried_then_read():
+    # 200 {"error": ...}: no orders list, no next_page_token key.
+    with FakeOrdersApi(ORDERS, faults=[(200, {}), (200, {})]) as api:
+        sleeps = []
+        pages = list(_client(api, sleeps, page_size=5).iter_pages(START, END))
+    assert [len(p.orders) for p in pages] == [5] and pages[0].attempts == 3 and len(sleeps) == 2
+
+
+def test_a_body_that_keeps_breaking_the_contract_fails_naming_url_page_and_reason():
+    with FakeOrdersApi(ORDERS, faults=[(200, {})] * 3) as api:
+        client = _client(api, [], page_size=5, retry=RetryPolicy(max_attempts=3))
+        with pytest.raises(OrdersApiError) as err:
+            list(client.iter_pages(START, END))
+    message = str(err.value)
+    assert message.startswith(f"orders API {api.url}/v1/orders page 1 of [2026-11-21T10:00:00.000000Z, ")
+    assert "failed after 3 attempts: HTTP 200 (application/json) but body has no 'orders' list" in message
+    assert "\n" not in message
+
+
+def test_a_repeating_token_is_answered_by_asking_its_page_again():
+    with FakeOrdersApi(ORDERS, repeat_tokens=1) as api:
+        sleeps = []
+        pages = list(_client(api, sleeps, page_size=2).iter_pages(START, END))
+        tokens = [r.get("page_token", [None])[0] for r in api.requests]
+    assert [o["order_id"] for p in pages for o in p.orders] == ["o0", "o1", "o2", "o3", "o4"]  # each once
+    # page 2 handed out "2#0" (same offset), page 3 repeated page 2; page 2 asked again gave "4".
+    assert tokens == [None, "2", "2#0", "2", "4"] and len(sleeps) == 1
+
+
+def test_a_cursor_that_never_advances_fails_instead_of_looping():
+    with FakeOrdersApi(ORDERS, repeat_tokens=100) as api:
+        client = _client(api, [], page_size=2, retry=RetryPolicy(max_attempts=3))
+        with pytest.raises(OrdersApiError, match=r"page 3 of .*cursor did not advance .* 3 times; stopping"):
+            list(client.iter_pages(START, END))
+        assert len(api.requests) < 10

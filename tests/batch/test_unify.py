@@ -1,11 +1,15 @@
 """Table references and the MERGE statements of the hourly job (pure functions)."""
 
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
 import pytest
 
 from beam_pipelines.transforms.unify import (
     MergeTarget,
     TableRef,
     dimension_merge_sql,
+    is_stale_staging,
     orders_merge_sql,
     user_behavior_merge_sql,
 )
@@ -45,3 +49,13 @@ def test_orders_merge_only_moves_forward_and_dims_merge_deletes_missing_rows():
     dims = dimension_merge_sql(_target("products"), "product_id")
     assert "on t.product_id = s.product_id" in dims
     assert dims.endswith("when not matched by source then delete")
+
+
+def test_a_staging_table_is_stale_once_expired_or_older_than_the_ttl():
+    now = datetime(2026, 11, 21, 12, tzinfo=UTC)
+    ttl = timedelta(hours=6)
+    table = lambda created, expires=None: SimpleNamespace(created=created, expires=expires)  # noqa: E731
+    assert not is_stale_staging(table(now - timedelta(hours=5, minutes=59)), now, ttl)  # may still be running
+    assert is_stale_staging(table(now - ttl), now, ttl)  # older than any run lives (the emulator's case)
+    assert is_stale_staging(table(now - timedelta(minutes=1), now - timedelta(seconds=1)), now, ttl)  # expired
+    assert not is_stale_staging(table(None, now + timedelta(hours=1)), now, ttl)

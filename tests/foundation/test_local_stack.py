@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from beam_pipelines.local.processes import StackError, free_port, http_ok
+from beam_pipelines.local.processes import StackError, free_port, http_ok, pid_alive
 from beam_pipelines.local.services import pubsub_launcher
 from beam_pipelines.local.stack import DEFAULT_ROOT, LocalStack, StackConfig
 
@@ -41,6 +41,53 @@ def test_up_status_down_cycle(tmp_path, monkeypatch):
         stack.down(progress=lines.append)
     assert {row["state"] for row in stack.status()} == {"stopped"}
     assert not stack.state_file.exists()
+
+
+@pytest.mark.integration
+def test_a_dead_service_comes_back_on_its_recorded_port(tmp_path):
+    import signal
+    import socket
+    import time
+
+    def kill(pid: int) -> None:
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:  # the signal is delivered asynchronously
+            time.sleep(0.05)
+
+    stack = LocalStack(StackConfig(root=tmp_path, project="stack-test-project", dataset="stack_test"))
+    lines: list[str] = []
+    try:
+        first = stack.up(["storage", "orders_api"], progress=lines.append)
+        for info in first.values():
+            kill(info.pid)
+        lines.clear()
+        again = stack.up(["storage", "orders_api"], progress=lines.append)
+        for name, info in again.items():
+            assert info.pid != first[name].pid
+            assert info.endpoints == first[name].endpoints  # where clients still send their requests
+        assert http_ok(again["orders_api"].endpoints["http"] + "/healthz")
+        assert http_ok(again["storage"].endpoints["http"] + "/storage/v1/b")
+        assert sum("died" in line and "restarting on" in line for line in lines) == 2
+        assert stack.load()["storage"].endpoints == first["storage"].endpoints  # and recorded again
+        # Someone else on the recorded port: refused with the reason, never moved silently.
+        kill(again["storage"].pid)
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            deadline = time.monotonic() + 10
+            while True:  # the dead server's socket may take a moment to go
+                try:
+                    squatter.bind(("127.0.0.1", again["storage"].ports()["http"]))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            squatter.listen()
+            with pytest.raises(StackError, match=r"port \d+, where it ran before .* is taken"):
+                stack.up(["storage"], progress=lines.append)
+    finally:
+        stack.down(progress=lines.append)
 
 
 def test_missing_java_is_explained(monkeypatch, tmp_path):

@@ -194,6 +194,33 @@ def test_fault_injection_flags(orders_api):
         assert set(codes) == {200, 503} and 8 <= codes.count(503) <= 32
 
 
+def test_page_fault_flags_break_the_contract_as_named(orders_api):
+    token = "t0ken"
+    headers = {"Authorization": f"Bearer {token}"}
+    params = {"page_size": "5"}
+    app = lambda fault: create_app(orders_api.database_url, token, page_fault_rates={fault: 1.0})  # noqa: E731
+    with TestClient(app("missing_token")) as client:
+        body = client.get("/v1/orders", headers=headers, params=params).json()
+        assert set(body) == {"orders"} and len(body["orders"]) == 5
+    with TestClient(app("html")) as client:
+        resp = client.get("/v1/orders", headers=headers, params=params)
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    with TestClient(app("repeat_token")) as client, TestClient(create_app(orders_api.database_url, token)) as clean:
+        first = clean.get("/v1/orders", headers=headers, params=params).json()  # a first page is served as it is
+        second = client.get("/v1/orders", headers=headers, params={**params, "page_token": first["next_page_token"]})
+        third = client.get(
+            "/v1/orders", headers=headers, params={**params, "page_token": second.json()["next_page_token"]}
+        )
+        assert third.json()["orders"] == second.json()["orders"]  # the same page again ...
+        assert third.json()["next_page_token"] != second.json()["next_page_token"]  # ... under a new token
+    with pytest.raises(ValueError, match="unknown page fault"):
+        create_app(orders_api.database_url, token, page_fault_rates={"teapot": 1.0})
+    with pytest.raises(ValueError, match=r"fault_rate_html must be within \[0, 1\]"):
+        create_app(orders_api.database_url, token, page_fault_rates={"html": 2.0})
+    # The truncated body is a transport fault: it is driven over real HTTP in
+    # tests/reliability/test_api_contract.py (TestClient does not go through a socket).
+
+
 def test_postgresql_source_serves_the_same_pages_as_sqlite(orders_api, postgres_url, generated_world):
     world = generated_world(postgres_url, 4, 100, 50, 300, WINDOW)
     token = "pg-token"
