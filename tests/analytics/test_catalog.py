@@ -20,12 +20,25 @@ EXPECTED_QUERIES = [
     "category_summary",
     "conversion_funnel_daily",
     "daily_traffic_by_event",
+    "dead_letters_by_stage",
+    "engagement_coverage",
+    "kpi_summary",
     "orders_revenue_by_date",
+    "pipeline_freshness",
+    "retention_cohorts",
     "top_products_by_returns",
     "top_products_by_units",
     "top_products_by_wishlists",
     "unique_visitors",
 ]
+# Business questions count real-world events, so they read the dedup view only; the
+# report's health and retention queries read what the jobs and refresh-profile wrote.
+OTHER_INPUTS = {
+    "dead_letters_by_stage": ("dead_letter",),
+    "engagement_coverage": ("engagement_minutely", "user_behavior"),
+    "pipeline_freshness": ("dead_letter", "engagement_minutely", "user_behavior"),
+    "retention_cohorts": ("user_profile",),
+}
 KEYWORDS = [
     "select", "from", "where", "with", "as", "group", "by", "order", "limit", "join", "left", "cross", "on",
     "and", "or", "not", "in", "is", "null", "between", "case", "when", "then", "else", "end", "union", "all",
@@ -64,7 +77,10 @@ def test_queries_are_date_ranged_and_read_only_the_dedup_view(name):
     entry = analytics.get(name)
     assert entry.parameters[:2] == ("start_date", "end_date")
     assert ("limit" in entry.parameters) == name.startswith("top_products")
-    assert set(re.findall(r"`([^`]+)`", entry.body)) == {"{project}.{dataset}.user_behavior_dedup"}
+    assert set(re.findall(r"`([^`]+)`", entry.body)) == {
+        f"{{project}}.{{dataset}}.{t}" for t in OTHER_INPUTS.get(name, ("user_behavior_dedup",))
+    }
+    assert entry.inputs == OTHER_INPUTS.get(name, ("user_behavior_dedup",))
 
 
 @pytest.mark.parametrize("name", sorted(analytics.catalog()))
