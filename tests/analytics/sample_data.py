@@ -31,7 +31,8 @@ they are defined.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import random
+from datetime import UTC, datetime, timedelta
 
 from beam_pipelines.events import SOURCE_API, SOURCE_STREAM, dead_letter_row, order_line_event_id, user_behavior_row
 
@@ -357,3 +358,57 @@ ENGAGEMENT = [
     _engagement("2026-11-21T11:00:00Z", "view", 1),
     _engagement("2026-11-22T00:02:00Z", "add_to_cart", 1),
 ]
+
+
+# --- A busy month for the report's layout (generated, not hand-checked: tests compare the
+# page with the queries' answers). Long product names, 30 days, a few hundred events.
+LONG_PRODUCTS = {
+    201: ("Ergonomic Stainless-Steel Espresso Machine with Dual Milk Frother", "Kitchen", "249.00"),
+    202: ("Linen Duvet Cover", "Home", "59.90"),
+    203: ("Noise-Cancelling Over-Ear Wireless Headphones (2026 Edition, Midnight Blue)", "Audio", "179.00"),
+    204: ("Mug", "Kitchen", "7.50"),
+    205: ("Hand-Thrown Stoneware Serving Bowl, Extra Large, Speckled Oat Glaze", "Kitchen", "42.00"),
+    206: ("Desk Lamp", "Home", "35.00"),
+    207: ("Trail Running Shoes", "Sport", "119.00"),
+    208: ("Organic Cotton Bath Towel Set of Six in Assorted Coastal Colours", "Home", "64.00"),
+    209: ("Yoga Mat", "Sport", "25.00"),
+    210: ("Cast-Iron Dutch Oven", "Kitchen", "89.00"),
+    211: ("USB-C Charger", "Audio", "19.99"),
+    212: ("Bamboo Cutting Board", "Kitchen", "22.00"),
+}
+
+
+def month_rows(year: int = 2026, month: int = 11, seed: int = 15) -> list[dict]:
+    """Sessions every day of the month: views, carts, orders (stream + API copies), some API-only."""
+    rng = random.Random(seed)
+    ids = list(LONG_PRODUCTS)
+    rows: list[dict] = []
+
+    def row(event_id, name, ts, user, session, pid, quantity=1, order_id=None, source=SOURCE_STREAM):
+        product_name, category, price = LONG_PRODUCTS[pid]
+        event = {"event_id": event_id, "event_name": name, "event_ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "user_id": user, "session_id": session, "product_id": pid, "price": price,
+                 "quantity": quantity, "order_id": order_id}  # fmt: skip
+        ingest = (ts + timedelta(seconds=2 if source == SOURCE_STREAM else 1800)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        product = {"product_name": product_name, "category": category}
+        rows.append(user_behavior_row(event, product, {"user_name": f"user {user}"}, source, ingest))
+
+    for day in range(1, 31):
+        for s in range(rng.randint(3, 9)):
+            user, session = rng.randint(1, 60), f"M{day:02d}-{s}"
+            ts = datetime(year, month, day, rng.randint(0, 22), rng.randint(0, 59), tzinfo=UTC)
+            pid = rng.choice(ids)
+            order_id = f"m{day:02d}{s}"
+            api_only = rng.random() < 0.1
+            if not api_only:
+                row(f"{session}-v", "view", ts, user, session, pid)
+                if rng.random() < 0.6:
+                    row(f"{session}-c", "add_to_cart", ts + timedelta(minutes=2), user, session, pid)
+            if api_only or rng.random() < 0.5:
+                qty = rng.randint(1, 3)
+                oid = order_line_event_id(order_id, 1, "order")
+                order_ts = ts + timedelta(minutes=5)
+                if not api_only:
+                    row(oid, "order", order_ts, user, session, pid, qty, order_id)
+                row(oid, "order", order_ts, user, session, pid, qty, order_id, SOURCE_API)
+    return rows

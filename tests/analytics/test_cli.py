@@ -110,9 +110,21 @@ def test_refresh_profile_and_report(target, tmp_path):
     rc, _ = _cli("report", *_where(target), *RANGE, "--output", str(report))
     assert rc == 0
     html = report.read_text()
-    assert html.count("<svg") == 3 and "<script" not in html
-    assert "<title>2026-11-21 wishlist: 3</title>" in html  # daily traffic bar with its exact count
+    # revenue, orders, top products, funnel; no dead letters or engagement rows: no chart for them
+    assert html.count("<svg") == 4 and "<script" not in html
+    assert "data-kpi='revenue' data-current='202.50'" in html  # 45.00 + 157.50
     assert "Mug #102" in html and ">157.50<" in html  # top product label; revenue table cell
+
+
+def test_report_before_refresh_profile_says_how_to_build_it(target, tmp_path):
+    _cli("create-views", *_where(target))
+    report = tmp_path / "report.html"
+    rc, _ = _cli("report", *_where(target), *RANGE, "--output", str(report))
+    assert rc == 0
+    assert (
+        f"{target.table_id('user_profile')} has not been built yet: run python -m bigquery_schemas.analytics "
+        f"refresh-profile --project {target.project} --dataset {target.dataset}"
+    ) in report.read_text()
 
 
 def test_missing_view_is_a_clear_error(target, capsys):
