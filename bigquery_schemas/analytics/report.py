@@ -297,11 +297,25 @@ KPIS = (
 )
 
 
-def _kpi_section(rows: Sequence[Mapping[str, Any]]) -> str:
+def _range_has_data(kpi_rows: Sequence[Mapping[str, Any]]) -> bool:
+    current = next((r for r in kpi_rows if r["period"] == "current"), None)
+    return current is not None and bool(current["visitors"] or current["orders"])
+
+
+def _newest_event_hint(fresh: Sequence[Mapping[str, Any]]) -> str:
+    """Where the data is, for a range without any: an empty report was issue 15's first surprise."""
+    newest = max((r["latest_event_ts"] for r in fresh if r["feed"] in ("stream", "api") and r["latest_event_ts"]),
+                 default=None)  # fmt: skip
+    if newest is None:
+        return " user_behavior has no rows yet."
+    return f" The newest event in user_behavior is from {timestamp(newest)}."
+
+
+def _kpi_section(rows: Sequence[Mapping[str, Any]], fresh: Sequence[Mapping[str, Any]]) -> str:
     by_period = {r["period"]: r for r in rows}
     current, previous = by_period.get("current"), by_period.get("previous")
-    if current is None or (current["visitors"] == 0 and current["orders"] == 0):
-        return f"<section id='kpis'><h2>Key figures</h2>{_empty()}</section>"
+    if current is None or not _range_has_data(rows):
+        return f"<section id='kpis'><h2>Key figures</h2>{_empty(NO_DATA + _newest_event_hint(fresh))}</section>"
     prev_range = f"{previous['first_day'].isoformat()} to {previous['last_day'].isoformat()}" if previous else ""
     tiles = []
     for key, label, fmt in KPIS:
@@ -516,7 +530,7 @@ def build_report(
     """
     missing = missing or {}
     sections = [
-        _kpi_section(results["kpi_summary"]),
+        _kpi_section(results["kpi_summary"], results["pipeline_freshness"]),
         _trend_section(results["orders_revenue_by_date"]),
         "<div class='grid2'>",
         _top_products_section(results["top_products_by_units"], width=560),
@@ -532,6 +546,8 @@ def build_report(
         for name in DETAIL_TABLES
         if name in results
     ]
+    if not _range_has_data(results["kpi_summary"]):
+        details = [_empty()]  # the tables would only repeat zeros for each day
     if details:
         sections.append(f"<section id='details'><h2>All query results</h2>{''.join(details)}</section>")
     title = f"User behaviour analytics {start.isoformat()} to {end.isoformat()}"

@@ -223,8 +223,11 @@ def test_empty_range_says_so_instead_of_drawing_charts(loaded, chromium):
     page = _open(chromium, path, "report-empty-range-1280")
     assert page.evaluate(LAYOUT_JS) == []
     assert page.evaluate("document.querySelectorAll('svg').length") == 0
-    for section in ("kpis", "trend", "top-products", "funnel", "retention"):
+    for section in ("kpis", "trend", "top-products", "funnel", "retention", "details"):
         assert "No data in this range." in _section_text(page, section), section
+    assert page.evaluate("document.querySelectorAll('table').length") == 1  # freshness only
+    # the user is told where the data is
+    assert "The newest event in user_behavior is from 2026-11-22 00:30 UTC." in _section_text(page, "kpis")
     health = _section_text(page, "health")
     assert "No dead letters in this range." in health and "No data in this range." in health
     # freshness is about all history, so it still shows the feeds' latest times
