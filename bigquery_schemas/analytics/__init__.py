@@ -1,8 +1,11 @@
 """BigQuery SQL analytics on ``user_behavior``: one query per ``.sql`` file beside this module.
 
 Every file opens with a comment block (first line: a one-line description; then the
-question, parameters and definitions) and reads from the view ``user_behavior_dedup``
-(one row per event_id), created by :func:`create_views`. Table names in the files are
+question, parameters and definitions). Business questions read the view
+``user_behavior_dedup`` (one row per event_id), created by :func:`create_views`; the
+report's health queries read what the jobs wrote (``dead_letter``,
+``engagement_minutely``, raw ``user_behavior``) and ``retention_cohorts`` reads
+``user_profile`` (:func:`refresh_profile`). Table names in the files are
 written ``{project}.{dataset}.<table>``; :func:`render` substitutes validated
 identifiers there and nothing else. Values (dates, limits) are always BigQuery named
 query parameters (``@start_date``, ``@end_date``, ``@limit``), never text in the SQL.
