@@ -97,8 +97,8 @@ def percent(value: Any) -> str:
     return DASH if value is None else f"{float(value) * 100:.1f}%"
 
 
-def timestamp(value: dt.datetime | None) -> str:
-    return "never" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+def timestamp(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def cell(column: str, value: Any) -> str:
@@ -116,7 +116,7 @@ def cell(column: str, value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
-        return count(value)
+        return str(value) if column.endswith("_id") else count(value)  # no "1,024" for an id
     if isinstance(value, float):
         # Not a rate: an average of money the emulator returns as FLOAT64 (docs/analytics.md).
         return f"{value:,.2f}"

@@ -55,12 +55,21 @@ final as (
         cohorts.retained_d1,
         cohorts.retained_d7,
         cohorts.retained_d30,
-        if(date_add(cohorts.cohort_date, interval 1 day) <= horizon.data_through,
-            round(safe_divide(cohorts.retained_d1, cohorts.new_users), 4), null) as rate_d1,
-        if(date_add(cohorts.cohort_date, interval 7 day) <= horizon.data_through,
-            round(safe_divide(cohorts.retained_d7, cohorts.new_users), 4), null) as rate_d7,
-        if(date_add(cohorts.cohort_date, interval 30 day) <= horizon.data_through,
-            round(safe_divide(cohorts.retained_d30, cohorts.new_users), 4), null) as rate_d30,
+        if(
+            date_add(cohorts.cohort_date, interval 1 day) <= horizon.data_through,
+            round(safe_divide(cohorts.retained_d1, cohorts.new_users), 4),
+            null
+        ) as rate_d1,
+        if(
+            date_add(cohorts.cohort_date, interval 7 day) <= horizon.data_through,
+            round(safe_divide(cohorts.retained_d7, cohorts.new_users), 4),
+            null
+        ) as rate_d7,
+        if(
+            date_add(cohorts.cohort_date, interval 30 day) <= horizon.data_through,
+            round(safe_divide(cohorts.retained_d30, cohorts.new_users), 4),
+            null
+        ) as rate_d30,
         cohorts.buyers,
         cohorts.repeat_buyers,
         horizon.data_through

@@ -61,6 +61,9 @@ LAYOUT_JS = r"""
     if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) {
       if (!scrolls(el)) problems.push(`overflows its box: ${name(el)} ${el.scrollWidth} > ${el.clientWidth}`);
     }
+    const clipsY = !['visible', 'auto', 'scroll'].includes(cs.overflowY);
+    if (clipsY && el.clientHeight > 0 && el.scrollHeight > el.clientHeight + 1)
+      problems.push(`clipped at the bottom: ${name(el)} ${el.scrollHeight} > ${el.clientHeight}`);
     if (!hasText) continue;
     const r = el.getBoundingClientRect();
     if (!inScrollBox(el) && (r.left < -0.5 || r.right > vw + 0.5))
@@ -273,6 +276,7 @@ BROKEN_PAGE = """<!DOCTYPE html><html><body style="margin:0">
 <svg width="300" height="40" data-chart="old_top_products"><text x="40" y="20" text-anchor="end">
 A product name far too long for its label column #102</text></svg>
 <div style="width:200px; white-space:nowrap">a sentence that cannot wrap and runs out of its box</div>
+<div style="height:12px; overflow:hidden">a note<br>whose second line is hidden</div>
 <table style="width:1500px"><tr><td>a table wider than the window</td></tr></table>
 <svg width="300" height="40" data-chart="crowded"><text x="10" y="20">11-20</text><text x="20" y="20">11-21</text></svg>
 </body></html>"""
@@ -287,3 +291,4 @@ def test_layout_checker_catches_clipped_overflowing_and_overlapping_text(chromiu
     assert any(p.startswith('overflows its box: <div> "a sentence that cannot wrap') for p in problems)
     assert any(p.startswith('outside the window: <td> "a table wider') for p in problems)
     assert any(p.startswith("labels overlap in crowded") for p in problems)
+    assert any(p.startswith('clipped at the bottom: <div> "a note') for p in problems)
