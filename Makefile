@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export NO_GCE_CHECK := true
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: venv demo test test-fast lint format lock stack-up stack-down stack-status bench clean
+.PHONY: venv browser demo test test-fast lint format lock stack-up stack-down stack-status bench clean
 
 venv: $(STAMP)
 
@@ -28,8 +28,12 @@ $(STAMP): requirements.lock setup.py
 demo: venv
 	$(PY) -m beam_pipelines.demo
 
-test: venv
+test: venv browser
 	$(PY) -m pytest
+
+# Chromium for the report's browser test, installed where missing (.ci/install-browser says how).
+browser:
+	@.ci/install-browser
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

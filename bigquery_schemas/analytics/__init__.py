@@ -1,8 +1,11 @@
 """BigQuery SQL analytics on ``user_behavior``: one query per ``.sql`` file beside this module.
 
 Every file opens with a comment block (first line: a one-line description; then the
-question, parameters and definitions) and reads from the view ``user_behavior_dedup``
-(one row per event_id), created by :func:`create_views`. Table names in the files are
+question, parameters and definitions). Business questions read the view
+``user_behavior_dedup`` (one row per event_id), created by :func:`create_views`; the
+report's health queries read what the jobs wrote (``dead_letter``,
+``engagement_minutely``, raw ``user_behavior``) and ``retention_cohorts`` reads
+``user_profile`` (:func:`refresh_profile`). Table names in the files are
 written ``{project}.{dataset}.<table>``; :func:`render` substitutes validated
 identifiers there and nothing else. Values (dates, limits) are always BigQuery named
 query parameters (``@start_date``, ``@end_date``, ``@limit``), never text in the SQL.
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 SQL_DIR = Path(__file__).resolve().parent
@@ -49,6 +53,19 @@ _DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _PARAM_RE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 _STRING_RE = re.compile(r"'(?:[^'\\]|\\.)*'")
 _DECLARED_RE = re.compile(r"^\s*@([A-Za-z_][A-Za-z0-9_]*)\s+([A-Z0-9]+)\b")
+_TABLE_RE = re.compile(r"`\{project\}\.\{dataset\}\.(\w+)`")
+
+
+class MissingTableError(ValueError):
+    """A query's input table does not exist yet, and a command of this package builds it.
+
+    A ``ValueError`` so the command line prints it as one ``error:`` line (exit code 2):
+    it is a step the user skipped, not a BigQuery failure.
+    """
+
+    def __init__(self, query: str, table: str, fix: str) -> None:
+        super().__init__(f"{query} reads {table}, which does not exist yet: run '{fix}' first")
+        self.query, self.table, self.fix = query, table, fix
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,7 @@ class AnalyticsSql:
     body: str
     parameters: tuple[str, ...]
     declared_parameters: tuple[tuple[str, str], ...]
+    inputs: tuple[str, ...]  # tables and views the statement reads (or writes), by name
 
     def render(self, project: str, dataset: str) -> str:
         """The statement to send, with ``{project}`` and ``{dataset}`` substituted.
@@ -111,6 +129,7 @@ def _parse(path: Path) -> AnalyticsSql:
         body=body,
         parameters=used,
         declared_parameters=declared,
+        inputs=tuple(sorted(set(_TABLE_RE.findall(code)))),
     )
 
 
@@ -205,9 +224,18 @@ def run_query(
     entry = get(name)
     if entry.kind != KIND_QUERY:
         raise ValueError(f"{name} is a {entry.kind}, not a query (use create-views / refresh-profile)")
-    sql = entry.render(project or client.project, dataset)
+    project = project or client.project
+    sql = entry.render(project, dataset)
     params = query_parameters(entry, start_date, end_date, limit)
-    return [dict(row.items()) for row in _execute(client, sql, params)]
+    try:
+        return [dict(row.items()) for row in _execute(client, sql, params)]
+    except NotFound as exc:
+        # user_profile is built by this package's refresh-profile, which a new dataset has
+        # not run yet: a skipped step with a known fix. Any other 404 stays BigQuery's.
+        if USER_PROFILE in entry.inputs and USER_PROFILE in str(exc):
+            fix = f"python -m bigquery_schemas.analytics refresh-profile --project {project} --dataset {dataset}"
+            raise MissingTableError(name, f"{project}.{dataset}.{USER_PROFILE}", fix) from exc
+        raise
 
 
 def create_views(client: bigquery.Client, dataset: str, project: str | None = None) -> list[str]:

@@ -153,11 +153,10 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
             table = analytics.refresh_profile(client, args.dataset, project=args.project)
             print(f"rebuilt table {table}", file=out)
         elif args.command == "report":
-            from bigquery_schemas.analytics.report import build_report
+            from bigquery_schemas.analytics.report import generate_report
 
             client = make_client(args.project, args.endpoint)
-            results = analytics.run_all(client, args.dataset, args.start, args.end, args.limit, project=args.project)
-            html = build_report(results, args.start, args.end, f"{args.project}.{args.dataset}")
+            html = generate_report(client, args.dataset, args.start, args.end, args.limit, project=args.project)
             _write(html, args.output, out)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,9 +7,14 @@
 --   @start_date DATE  first day, inclusive (UTC date of the session's first event)
 --   @end_date   DATE  last day, inclusive
 -- Definitions:
---   session    a non-NULL session_id. It counts on the UTC date of its first event
---              (all history), so a session spanning midnight counts once, on the day
---              it started, with all its events, even those after @end_date.
+--   session    a non-NULL session_id with at least one event from the clickstream
+--              (source = 'stream' after dedup). It counts on the UTC date of its first
+--              event (all history), so a session spanning midnight counts once, on the
+--              day it started, with all its events, even those after @end_date.
+--   sessions_without_clickstream  session_ids whose every event came from the orders
+--              API (an order booked while the stream was down or its clickstream was
+--              not loaded). They are no funnel session: counting them would show
+--              sessions that ordered without a view. Dated like sessions.
 --   viewed     sessions with at least one view event.
 --   carted     sessions with a view and an add_to_cart event.
 --   ordered    sessions with a view, an add_to_cart and an order event.
@@ -24,6 +29,7 @@ with session_events as (
     select
         session_id,
         event_name,
+        source,
         event_ts
     from `{project}.{dataset}.user_behavior_dedup`
     where session_id is not null
@@ -40,7 +46,8 @@ sessions as (
         date(min(event_ts)) as session_date,
         logical_or(event_name = 'view') as has_view,
         logical_or(event_name = 'add_to_cart') as has_cart,
-        logical_or(event_name = 'order') as has_order
+        logical_or(event_name = 'order') as has_order,
+        logical_or(source = 'stream') as has_clickstream
     from session_events
     group by session_id
 ),
@@ -48,10 +55,11 @@ sessions as (
 daily as (
     select
         session_date,
-        count(*) as sessions,
-        countif(has_view) as viewed,
-        countif(has_view and has_cart) as carted,
-        countif(has_view and has_cart and has_order) as ordered
+        countif(has_clickstream) as sessions,
+        countif(has_clickstream and has_view) as viewed,
+        countif(has_clickstream and has_view and has_cart) as carted,
+        countif(has_clickstream and has_view and has_cart and has_order) as ordered,
+        countif(not has_clickstream) as sessions_without_clickstream
     from sessions
     where session_date between @start_date and @end_date
     group by session_date
@@ -66,7 +74,8 @@ final as (
         coalesce(daily.ordered, 0) as ordered,
         round(safe_divide(daily.carted, daily.viewed), 4) as view_to_cart,
         round(safe_divide(daily.ordered, daily.carted), 4) as cart_to_order,
-        round(safe_divide(daily.ordered, daily.sessions), 4) as session_conversion
+        round(safe_divide(daily.ordered, daily.sessions), 4) as session_conversion,
+        coalesce(daily.sessions_without_clickstream, 0) as sessions_without_clickstream
     from calendar
     left join daily
         on daily.session_date = calendar.day

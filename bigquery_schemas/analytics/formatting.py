@@ -1,4 +1,8 @@
-"""Rendering query rows for people and files: aligned text, CSV, JSON (CLI and report share it)."""
+"""Rendering query rows for the command line and files: aligned text, CSV, JSON.
+
+Exact and machine-friendly (rates as fractions, money without separators); the HTML
+report formats for reading instead (percentages, thousands separators) in report.py.
+"""
 
 from __future__ import annotations
 

@@ -1,156 +1,585 @@
 """A static, self-contained HTML report of the analytics queries, with inline SVG charts.
 
-No JavaScript, stylesheet or font is fetched from anywhere: the file opens offline and
-can be mailed or stored as a build artefact. Built by
-``python -m bigquery_schemas.analytics report --output report.html`` from the rows of
-:func:`bigquery_schemas.analytics.run_all`.
+Contract:
+  * one HTML file, no JavaScript, no stylesheet, image or font fetched from anywhere: it
+    opens offline and can be mailed or kept as a build artefact;
+  * every number on the page comes from a query file of this package (no arithmetic on
+    the page except sums over a query's own rows and period-over-period deltas);
+  * each chart is an ``<svg data-chart=NAME>`` whose marks carry ``data-key`` and
+    ``data-value`` (the exact query value), so a test can compare them with the query;
+  * a section with nothing to show says "No data in this range." instead of drawing an
+    empty chart; money has 2 decimals and thousands separators, rates are percentages;
+  * the layout fits a 1280-px wide window: labels are sized or shortened to fit their
+    chart, wide tables wrap, and a table still too wide scrolls inside its own box.
+
+Built by ``python -m bigquery_schemas.analytics report --output report.html``
+(:func:`generate_report` runs the queries, :func:`build_report` only renders rows).
+Tested in headless Chromium by ``tests/analytics/test_report_browser.py``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from html import escape
 from typing import Any
 
-from bigquery_schemas import analytics
-from bigquery_schemas.analytics.formatting import cell_text
+from google.cloud import bigquery
 
-EVENT_ORDER = ("view", "wishlist", "add_to_cart", "order", "return")
+from bigquery_schemas import analytics
+
 # Colour-blind-safe palette (Okabe-Ito).
 COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9")
+NO_DATA = "No data in this range."
+# Typographic dash for a NULL value and minus sign for a fall: written as escapes for ruff.
+DASH, MINUS = "\u2013", "\u2212"
+
+# Rate columns of the query files (FLOAT64 fractions), shown as percentages.
+RATE_COLUMNS = frozenset(
+    {"view_to_cart", "cart_to_order", "session_conversion", "return_rate", "conversion", "coverage"}
+    | {"rate_d1", "rate_d7", "rate_d30"}
+)
+
+_PRODUCT_LABEL_CHARS = 34  # a third of a half-width chart; longer names end in "…"
+
+# Width of one character of 11-12 px DejaVu Sans / Liberation Sans, rounded up: SVG text
+# cannot be measured in Python, so label space is reserved from this and the browser test
+# checks that every label stays inside its chart.
+_CHAR_PX = 7.2
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
-h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 2rem; }
-table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0 1rem; }
-th, td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
-th { background: #f3f3f3; } td.t { text-align: left; }
-p.note { color: #555; font-size: 0.85rem; max-width: 60rem; }
-svg text { font-size: 11px; fill: #222; }
+*, *::before, *::after { box-sizing: border-box; }
+body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; margin: 0; color: #1f2328;
+       background: #f6f7f9; font-size: 14px; }
+main { max-width: 1240px; margin: 0 auto; padding: 16px 20px 40px; }
+h1 { font-size: 22px; margin: 8px 0 4px; } h2 { font-size: 17px; margin: 0 0 10px; }
+h3 { font-size: 14px; margin: 12px 0 6px; }
+p { margin: 4px 0; } .note { color: #57606a; font-size: 12.5px; }
+section { background: #fff; border: 1px solid #d8dee4; border-radius: 6px; padding: 14px 16px;
+          margin: 14px 0; min-width: 0; }
+.grid2 { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 14px; }
+.grid2 > div { min-width: 0; }
+.kpis { display: grid; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 12px; }
+.kpi { background: #fff; border: 1px solid #d8dee4; border-radius: 6px; padding: 10px 12px; min-width: 0; }
+.kpi .label { color: #57606a; font-size: 12.5px; }
+.kpi .value { font-size: 24px; font-weight: bold; margin: 2px 0; overflow-wrap: break-word; }
+.kpi .prev { font-size: 12px; color: #57606a; overflow-wrap: break-word; }
+.up { color: #1a7f37; } .down { color: #cf222e; }
+.empty { color: #57606a; font-style: italic; padding: 8px 0; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; font-size: 12.5px; margin: 4px 0 8px; }
+th, td { border: 1px solid #d8dee4; padding: 3px 8px; text-align: right; vertical-align: top; }
+th { background: #f3f4f6; font-weight: 600; }
+td.t { text-align: left; overflow-wrap: break-word; }
+td.wide { min-width: 16em; }
+svg { display: block; max-width: 100%; height: auto; }
+svg text { font-size: 11px; fill: #1f2328; }
+svg .axis { stroke: #8c959f; } svg .grid { stroke: #eaeef2; }
 """
 
 
-def _cell(value: Any) -> str:
-    return escape(cell_text(value))
+# ----------------------------------------------------------------------------- formatting
 
 
-def _html_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    if not rows:
-        return "<p class='note'>(no rows)</p>"
-    cols = list(rows[0])
-    head = "".join(f"<th>{escape(c)}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(f"<td{' class=t' if isinstance(r[c], str) else ''}>{_cell(r[c])}</td>" for c in cols) + "</tr>"
-        for r in rows
+def money(value: Any) -> str:
+    """An amount with 2 decimals and thousands separators (NUMERIC is always money here)."""
+    return f"{Decimal(value):,.2f}"
+
+
+def count(value: Any) -> str:
+    return f"{int(value):,}"
+
+
+def percent(value: Any) -> str:
+    """A FLOAT64 fraction as a percentage with one decimal; NULL (no denominator) as a dash."""
+    return DASH if value is None else f"{float(value) * 100:.1f}%"
+
+
+def timestamp(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def cell(column: str, value: Any) -> str:
+    """One table cell as text: rates as %, money with 2 decimals, UTC times, a dash for NULL."""
+    if value is None:
+        return DASH
+    if column in RATE_COLUMNS:
+        return percent(value)
+    if isinstance(value, Decimal):
+        return money(value)
+    if isinstance(value, dt.datetime):
+        return timestamp(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value) if column.endswith("_id") else count(value)  # no "1,024" for an id
+    if isinstance(value, float):
+        # Not a rate: an average of money the emulator returns as FLOAT64 (docs/analytics.md).
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def _data_value(value: Any) -> str:
+    """The exact query value for a ``data-value`` attribute (what the browser test compares)."""
+    if isinstance(value, Decimal):
+        return str(value.quantize(Decimal("0.01")))
+    return "" if value is None else str(value)
+
+
+def _fit(label: str, max_chars: int) -> str:
+    return label if len(label) <= max_chars else label[: max_chars - 1].rstrip() + "…"
+
+
+def _text_px(text: str) -> float:
+    return len(text) * _CHAR_PX
+
+
+# ----------------------------------------------------------------------------- charts
+
+
+def _svg_open(chart: str, width: int, height: int, title: str) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" data-chart="{escape(chart)}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def hbar_chart(labels: Sequence[str], values: Sequence[float], title: str, width: int = 640) -> str:
-    """Horizontal bars, one per label, with the value written after each bar."""
-    bar_h, gap, left, right = 20, 6, 190, 60
-    height = len(labels) * (bar_h + gap) + 30
-    top = max(values, default=0) or 1
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-        f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
-    ]
-    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
-        y = 20 + i * (bar_h + gap)
-        w = (width - left - right) * float(value) / float(top)
-        parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{escape(label)}</text>')
-        parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{COLOURS[0]}"/>')
-        parts.append(f'<text x="{left + w + 4:.1f}" y="{y + 14}">{escape(_plain(value))}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def grouped_bar_chart(
-    categories: Sequence[str], series: Mapping[str, Sequence[float]], title: str, width: int = 720, height: int = 260
+def hbar_chart(
+    chart: str,
+    bars: Sequence[tuple[str, Any, str]],
+    title: str,
+    width: int = 580,
+    max_label_chars: int = 34,
+    shown_labels: Sequence[str] | None = None,
 ) -> str:
-    """Vertical bars grouped by category (e.g. date), one colour per series, with a legend."""
-    left, bottom, top_pad = 40, 40, 30
-    plot_w, plot_h = width - left - 10, height - bottom - top_pad
-    top = max((v for vals in series.values() for v in vals), default=0) or 1
-    group_w = plot_w / max(len(categories), 1)
-    bar_w = group_w * 0.8 / max(len(series), 1)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-        f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
-        f'<line x1="{left}" y1="{top_pad + plot_h}" x2="{width - 10}" y2="{top_pad + plot_h}" stroke="#999"/>',
-        f'<text x="{left - 4}" y="{top_pad + 4}" text-anchor="end">{escape(_plain(top))}</text>',
-        f'<text x="{left - 4}" y="{top_pad + plot_h}" text-anchor="end">0</text>',
-    ]
-    for s, (name, vals) in enumerate(series.items()):
-        colour = COLOURS[s % len(COLOURS)]
-        parts.append(f'<rect x="{left + s * 110}" y="4" width="10" height="10" fill="{colour}"/>')
-        parts.append(f'<text x="{left + s * 110 + 14}" y="13">{escape(name)}</text>')
-        for c, value in enumerate(vals):
-            h = plot_h * float(value) / float(top)
-            x = left + c * group_w + group_w * 0.1 + s * bar_w
-            parts.append(
-                f'<rect x="{x:.1f}" y="{top_pad + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-                f'fill="{colour}"><title>{escape(f"{categories[c]} {name}: {_plain(value)}")}</title></rect>'
-            )
-    for c, label in enumerate(categories):
-        x = left + c * group_w + group_w / 2
-        parts.append(f'<text x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle">{escape(label)}</text>')
+    """Horizontal bars: ``(label, value, shown text)`` each, label left, shown text after the bar.
+
+    The label column is as wide as the longest label needs (up to ``max_label_chars``;
+    longer labels end in "…", or are given shortened as ``shown_labels``, and keep their
+    full text in the bar's tooltip and ``data-label``), so no label runs off the left edge.
+    """
+    bar_h, gap, top_pad = 20, 8, 6
+    labels = list(shown_labels) if shown_labels is not None else [_fit(lb, max_label_chars) for lb, _, _ in bars]
+    left = int(max((_text_px(label) for label in labels), default=0)) + 14
+    right = int(max((_text_px(shown) for _, _, shown in bars), default=0)) + 12
+    plot_w = max(width - left - right, 40)
+    height = top_pad * 2 + len(bars) * (bar_h + gap)
+    top = max((float(v) for _, v, _ in bars), default=0) or 1.0
+    parts = [_svg_open(chart, width, height, title)]
+    for i, ((label, value, shown), short) in enumerate(zip(bars, labels, strict=True)):
+        y = top_pad + i * (bar_h + gap)
+        w = plot_w * float(value) / top
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 14}" text-anchor="end" data-label="{escape(label)}">{escape(short)}</text>'
+            f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{COLOURS[0]}" '
+            f'data-key="{escape(label)}" data-value="{escape(_data_value(value))}">'
+            f"<title>{escape(f'{label}: {shown}')}</title></rect>"
+            f'<text x="{left + w + 4:.1f}" y="{y + 14}" data-shown="{escape(label)}">{escape(shown)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _plain(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def _nice_step(value: float) -> float:
+    """The smallest 1/2/5 x 10^n at or above ``value``: gridlines at round numbers."""
+    if value <= 0:
+        return 1.0
+    exp = 10 ** math.floor(math.log10(value))
+    return next(m * exp for m in (1, 2, 5, 10) if m * exp >= value * (1 - 1e-9))
 
 
-def _traffic_chart(rows: Sequence[Mapping[str, Any]]) -> str:
-    dates = sorted({r["date"] for r in rows})
-    counts = {(r["date"], r["event_name"]): r["events"] for r in rows}
-    names = [n for n in EVENT_ORDER if any(r["event_name"] == n for r in rows)]
-    series = {n: [counts.get((d, n), 0) for d in dates] for n in names}
-    return grouped_bar_chart([d.isoformat() for d in dates], series, "Daily events by type")
+def column_chart(
+    chart: str,
+    points: Sequence[tuple[str, Any]],
+    title: str,
+    fmt: Callable[[Any], str],
+    colour: str = COLOURS[0],
+    width: int = 580,
+    height: int = 230,
+    integer: bool = False,
+) -> str:
+    """Vertical bars over time: ``(ISO date, value)`` each; y-axis and labels through ``fmt``.
+
+    Values are written above the bars when there is room for them; x labels are thinned
+    to every n-th day so they never overlap; every bar's tooltip has its date and value.
+    """
+    highest = max((float(v or 0) for _, v in points), default=0)
+    step = _nice_step(highest / 4)
+    if integer:
+        step = max(step, 1.0)  # counts: no gridline at 0.25 orders
+    top = step * max(math.ceil(highest / step - 1e-9), 1)
+    ticks = [step * i for i in range(round(top / step) + 1)]
+    tick_labels = [fmt(Decimal(str(t)) if fmt is money else t) for t in ticks]
+    left = int(max(_text_px(t) for t in tick_labels)) + 10
+    bottom, top_pad, right = 30, 18, 8  # x labels clear of the y-axis "0"
+    plot_w, plot_h = width - left - right, height - bottom - top_pad
+    slot = plot_w / max(len(points), 1)
+    shown = [fmt(v) for _, v in points]
+    label_values = all(_text_px(s) + 4 <= slot for s in shown)
+    every = max(1, math.ceil(_text_px("11-20") * 1.6 / slot))
+    parts = [_svg_open(chart, width, height, title)]
+    for t, text in zip(ticks, tick_labels, strict=True):
+        y = top_pad + plot_h - plot_h * t / top
+        parts.append(
+            f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{escape(text)}</text>'
+        )
+    for i, ((key, value), text) in enumerate(zip(points, shown, strict=True)):
+        h = plot_h * float(value or 0) / top
+        x = left + i * slot + slot * 0.15
+        y = top_pad + plot_h - h
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" fill="{colour}" '
+            f'data-key="{escape(key)}" data-value="{escape(_data_value(value))}">'
+            f"<title>{escape(f'{key}: {text}')}</title></rect>"
+        )
+        cx = left + i * slot + slot / 2
+        if label_values:
+            parts.append(f'<text x="{cx:.1f}" y="{y - 3:.1f}" text-anchor="middle">{escape(text)}</text>')
+        if i % every == 0:
+            parts.append(
+                f'<text x="{cx:.1f}" y="{height - 6}" text-anchor="middle">{escape(key[5:])}</text>'
+            )  # MM-DD: the year is in the heading
+    parts.append(
+        f'<line class="axis" x1="{left}" y1="{top_pad + plot_h}" x2="{width - right}" y2="{top_pad + plot_h}"/></svg>'
+    )
+    return "".join(parts)
 
 
-def _funnel_chart(rows: Sequence[Mapping[str, Any]]) -> str:
-    steps = ("sessions", "viewed", "carted", "ordered")
-    totals = [sum(r[s] for r in rows) for s in steps]
-    return hbar_chart(steps, totals, "Sessions reaching each funnel step (whole range)")
+# ----------------------------------------------------------------------------- sections
 
 
-def _top_products_chart(rows: Sequence[Mapping[str, Any]]) -> str:
-    labels = [f"{r['product_name'] or '(unknown)'} #{r['product_id']}" for r in rows]
-    return hbar_chart(labels, [r["units_sold"] for r in rows], "Top products by units sold")
+def _empty(text: str = NO_DATA) -> str:
+    return f"<p class='empty'>{escape(text)}</p>"
 
 
-def build_report(results: Mapping[str, Sequence[Mapping[str, Any]]], start: dt.date, end: dt.date, target: str) -> str:
-    """The HTML page: three charts, then every query's table under its description.
+def html_table(rows: Sequence[Mapping[str, Any]], wide: Sequence[str] = ()) -> str:
+    """Rows as a table in a box that scrolls sideways if the table cannot wrap to fit."""
+    if not rows:
+        return _empty()
+    cols = list(rows[0])
+    head = "".join(f"<th>{escape(c.replace('_', ' '))}</th>" for c in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for c in cols:
+            classes = " ".join(k for k, on in (("t", isinstance(r[c], str)), ("wide", c in wide)) if on)
+            cells.append(f"<td{f' class={classes!r}' if classes else ''}>{escape(cell(c, r[c]))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+def _delta(current: Any, previous: Any, is_rate: bool) -> str:
+    if current is None or previous is None:
+        return ""
+    if is_rate:
+        diff = (float(current) - float(previous)) * 100
+        text, sign = f"{diff:+.1f} pp", diff
+    elif float(previous) == 0:
+        return ""
+    else:
+        sign = (float(current) - float(previous)) / float(previous) * 100
+        text = f"{sign:+.1f}%"
+    cls = "up" if sign > 0 else "down" if sign < 0 else ""
+    return f" <span class='{cls}'>{escape(text.replace('-', MINUS))}</span>"
+
+
+KPIS = (
+    ("revenue", "Revenue (gross)", money),
+    ("orders", "Orders", count),
+    ("avg_order_value", "Average order value", lambda v: DASH if v is None else money(v)),
+    ("visitors", "Visitors", count),
+    ("conversion", "Conversion", percent),
+)
+
+
+def _range_has_data(kpi_rows: Sequence[Mapping[str, Any]]) -> bool:
+    current = next((r for r in kpi_rows if r["period"] == "current"), None)
+    return current is not None and bool(current["visitors"] or current["orders"])
+
+
+def _newest_event_hint(fresh: Sequence[Mapping[str, Any]]) -> str:
+    """Where the data is, for a range without any: an empty report was issue 15's first surprise."""
+    newest = max((r["latest_event_ts"] for r in fresh if r["feed"] in ("stream", "api") and r["latest_event_ts"]),
+                 default=None)  # fmt: skip
+    if newest is None:
+        return " user_behavior has no rows yet."
+    return f" The newest event in user_behavior is from {timestamp(newest)}."
+
+
+def _kpi_section(rows: Sequence[Mapping[str, Any]], fresh: Sequence[Mapping[str, Any]]) -> str:
+    by_period = {r["period"]: r for r in rows}
+    current, previous = by_period.get("current"), by_period.get("previous")
+    if current is None or not _range_has_data(rows):
+        return f"<section id='kpis'><h2>Key figures</h2>{_empty(NO_DATA + _newest_event_hint(fresh))}</section>"
+    prev_range = f"{previous['first_day'].isoformat()} to {previous['last_day'].isoformat()}" if previous else ""
+    tiles = []
+    for key, label, fmt in KPIS:
+        cur, prev = current[key], previous[key] if previous else None
+        tiles.append(
+            f"<div class='kpi' data-kpi='{key}' data-current='{escape(_data_value(cur))}' "
+            f"data-previous='{escape(_data_value(prev))}'><div class='label'>{escape(label)}</div>"
+            f"<div class='value'>{escape(fmt(cur))}</div>"
+            f"<div class='prev'>previous: {escape(fmt(prev))}{_delta(cur, prev, key == 'conversion')}</div></div>"
+        )
+    return (
+        "<section id='kpis'><h2>Key figures</h2>"
+        f"<div class='kpis'>{''.join(tiles)}</div>"
+        f"<p class='note'>Previous period: {escape(prev_range)} (same number of days). Net revenue after "
+        f"refunds: {escape(money(current['net_revenue']))} (previous {escape(money(previous['net_revenue']))}). "
+        "Conversion: clickstream sessions started in the period with an order event, over all of them.</p>"
+        "</section>"
+    )
+
+
+def _trend_section(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not any(r["orders"] or r["gross_revenue"] for r in rows):
+        return f"<section id='trend'><h2>Revenue and orders over time</h2>{_empty()}</section>"
+    days = [r["date"].isoformat() for r in rows]
+    revenue = column_chart(
+        "revenue_by_date", list(zip(days, [r["gross_revenue"] for r in rows], strict=True)), "Gross revenue per day",
+        money,
+    )  # fmt: skip
+    orders = column_chart(
+        "orders_by_date", list(zip(days, [r["orders"] for r in rows], strict=True)), "Orders per day", count,
+        COLOURS[1], integer=True,
+    )  # fmt: skip
+    return (
+        "<section id='trend'><h2>Revenue and orders over time</h2><div class='grid2'>"
+        f"<div><h3>Gross revenue per day</h3>{revenue}</div><div><h3>Orders per day</h3>{orders}</div>"
+        "</div><p class='note'>Days in UTC; returns are netted on the day they happen (see the table "
+        "orders_revenue_by_date below).</p></section>"
+    )
+
+
+def _top_products_section(rows: Sequence[Mapping[str, Any]], width: int) -> str:
+    if not rows:
+        return f"<section id='top-products'><h2>Top products by units sold</h2>{_empty()}</section>"
+    # Long names are shortened before the id, so the id stays readable: "Linen Duvet… #202".
+    bars = [
+        (
+            f"{r['product_name'] or '(unknown product)'} #{r['product_id']}",
+            r["units_sold"],
+            f"{count(r['units_sold'])} unit{'s' if r['units_sold'] != 1 else ''} · {money(r['gross_revenue'])}",
+        )
+        for r in rows
+    ]
+    shown = [
+        f"{_fit(r['product_name'] or '(unknown product)', _PRODUCT_LABEL_CHARS - len(str(r['product_id'])) - 2)}"
+        f" #{r['product_id']}"
+        for r in rows
+    ]
+    chart = hbar_chart("top_products", bars, "Top products by units sold", width=width, shown_labels=shown)
+    return (
+        f"<section id='top-products'><h2>Top products by units sold</h2>{chart}"
+        "<p class='note'>Units of order lines in the range (returns not subtracted) and their gross "
+        "revenue.</p></section>"
+    )
+
+
+FUNNEL_STEPS = (("sessions", "Sessions"), ("viewed", "Viewed a product"), ("carted", "Added to cart"),
+                ("ordered", "Ordered"))  # fmt: skip
+
+
+def _funnel_section(rows: Sequence[Mapping[str, Any]]) -> str:
+    totals = {key: sum(r[key] for r in rows) for key, _ in FUNNEL_STEPS}
+    without = sum(r.get("sessions_without_clickstream") or 0 for r in rows)
+    note = (
+        f"<p class='note' data-sessions-without-clickstream='{without}'>{count(without)} "
+        f"{'session' if without == 1 else 'sessions'} without clickstream (only orders from the orders API) "
+        f"{'is' if without == 1 else 'are'} not counted in the funnel.</p>"
+    )
+    if not totals["sessions"]:
+        return f"<section id='funnel'><h2>Conversion funnel</h2>{_empty()}{note if without else ''}</section>"
+    bars = [
+        (label, totals[key], f"{count(totals[key])} ({percent(totals[key] / totals['sessions'])})")
+        for key, label in FUNNEL_STEPS
+    ]
+    chart = hbar_chart("funnel", bars, "Sessions reaching each funnel step")
+    return (
+        f"<section id='funnel'><h2>Conversion funnel</h2>{chart}"
+        "<p class='note'>Clickstream sessions started in the range; each step is a subset of the one above "
+        f"(percentages of all sessions).</p>{note}</section>"
+    )
+
+
+def _retention_section(rows: Sequence[Mapping[str, Any]] | None, missing: str | None) -> str:
+    head = "<section id='retention'><h2>Retention of new users</h2>"
+    if missing:
+        return f"{head}{_empty(missing)}</section>"
+    if not rows:
+        return f"{head}{_empty()}</section>"
+    shown = [
+        {
+            "first_seen": r["cohort_date"],
+            "new_users": r["new_users"],
+            "active_after_1_day": percent(r["rate_d1"]),
+            "active_after_7_days": percent(r["rate_d7"]),
+            "active_after_30_days": percent(r["rate_d30"]),
+            "buyers": r["buyers"],
+            "repeat_buyers": r["repeat_buyers"],
+        }
+        for r in rows
+    ]
+    return (
+        f"{head}{html_table(shown)}<p class='note'>From user_profile (refresh-profile), data through "
+        f"{escape(rows[0]['data_through'].isoformat())}: users first seen on the day, and the share still "
+        "active N or more days later; a dash where day N has not come yet.</p></section>"
+    )
+
+
+def _health_section(
+    dead: Sequence[Mapping[str, Any]],
+    fresh: Sequence[Mapping[str, Any]],
+    coverage: Sequence[Mapping[str, Any]],
+) -> str:
+    by_stage: dict[str, int] = {}
+    for r in dead:
+        key = f"{r['pipeline']} / {r['stage']}"
+        by_stage[key] = by_stage.get(key, 0) + r["dead_letters"]
+    if dead:
+        stages = hbar_chart(
+            "dead_letters_by_stage", [(k, v, count(v)) for k, v in by_stage.items()], "Dead letters by stage", 560
+        )
+        reasons = html_table(
+            [{k: r[k] for k in ("pipeline", "stage", "reason", "dead_letters", "last_insert_ts")} for r in dead],
+            wide=("reason",),
+        )
+        dead_chart, dead_reasons = stages, f"<h3>Dead letters by reason</h3>{reasons}"
+    else:
+        dead_chart, dead_reasons = _empty("No dead letters in this range."), ""
+    fresh_html = html_table(fresh)
+    event_minutes = sum(r["event_minutes"] for r in coverage)
+    covered = sum(r["covered_minutes"] for r in coverage)
+    if event_minutes:
+        # All-zero bars would be an empty chart: with nothing covered, the sentence says it all.
+        chart = (
+            column_chart(
+                "engagement_coverage",
+                [(r["date"].isoformat(), r["coverage"]) for r in coverage if r["event_minutes"]],
+                "Engagement coverage per day",
+                percent,
+                COLOURS[2],
+                width=560,
+                height=190,
+            )
+            if covered
+            else "<p class='empty'>No engagement rows for these minutes: is the streaming job running?</p>"
+        )
+        coverage_html = (
+            f"<p data-coverage='{covered}/{event_minutes}'><b>{escape(percent(covered / event_minutes))}</b> of "
+            f"{count(event_minutes)} minutes with clickstream events have engagement rows "
+            f"({count(covered)} covered).</p>{chart}"
+        )
+    else:
+        coverage_html = _empty()
+    return (
+        "<section id='health'><h2>Data quality and pipeline health</h2><div class='grid2'>"
+        f"<div><h3>Dead letters by stage</h3>{dead_chart}</div>"
+        f"<div><h3>Engagement coverage</h3>{coverage_html}</div></div>"
+        f"{dead_reasons}<h3>Freshness (all history)</h3>{fresh_html}"
+        "<p class='note'>Latest event time and latest write time of each feed; rows in range by the "
+        "feed's own date.</p></section>"
+    )
+
+
+# The queries the sections above read, in the order they are run.
+REPORT_QUERIES = (
+    "kpi_summary",
+    "orders_revenue_by_date",
+    "top_products_by_units",
+    "conversion_funnel_daily",
+    "retention_cohorts",
+    "dead_letters_by_stage",
+    "pipeline_freshness",
+    "engagement_coverage",
+)
+# Shown again as plain tables at the end, for the numbers behind the charts and the rest.
+DETAIL_TABLES = (
+    "orders_revenue_by_date",
+    "category_summary",
+    "top_products_by_returns",
+    "top_products_by_wishlists",
+    "avg_spend_per_session",
+    "unique_visitors",
+    "conversion_funnel_daily",
+    "daily_traffic_by_event",
+)
+
+
+def build_report(
+    results: Mapping[str, Sequence[Mapping[str, Any]]],
+    start: dt.date,
+    end: dt.date,
+    target: str,
+    missing: Mapping[str, str] | None = None,
+) -> str:
+    """The HTML page from query rows.
 
     Args:
-      results: rows by query name, as returned by ``analytics.run_all``.
+      results: rows by query name (``analytics.run_query``); every name of
+        :data:`REPORT_QUERIES` except those in ``missing``; detail tables where present.
       start, end: the inclusive date range the rows were computed for.
       target: ``project.dataset`` shown in the heading.
+      missing: query name -> message shown in its section instead of rows (e.g. the
+        user_profile table was not built yet).
     """
-    charts = []
-    if "daily_traffic_by_event" in results:
-        charts.append(("Daily traffic", _traffic_chart(results["daily_traffic_by_event"])))
-    if "conversion_funnel_daily" in results:
-        charts.append(("Conversion funnel", _funnel_chart(results["conversion_funnel_daily"])))
-    if "top_products_by_units" in results:
-        charts.append(("Top products", _top_products_chart(results["top_products_by_units"])))
-    sections = [f"<h2>{escape(title)}</h2>{svg}" for title, svg in charts]
-    for name, rows in results.items():
-        entry = analytics.get(name)
-        sections.append(
-            f"<h2 id='{escape(name)}'>{escape(entry.description)}</h2>"
-            f"<p class='note'>{escape(name)}.sql</p>{_html_table(rows)}"
-        )
+    missing = missing or {}
+    sections = [
+        _kpi_section(results["kpi_summary"], results["pipeline_freshness"]),
+        _trend_section(results["orders_revenue_by_date"]),
+        "<div class='grid2'>",
+        _top_products_section(results["top_products_by_units"], width=560),
+        _funnel_section(results["conversion_funnel_daily"]),
+        "</div>",
+        _retention_section(results.get("retention_cohorts"), missing.get("retention_cohorts")),
+        _health_section(results["dead_letters_by_stage"], results["pipeline_freshness"],
+                        results["engagement_coverage"]),
+    ]  # fmt: skip
+    details = [
+        f"<h3 id='{escape(name)}'>{escape(analytics.get(name).description)} "
+        f"<span class='note'>({escape(name)}.sql)</span></h3>{html_table(results[name])}"
+        for name in DETAIL_TABLES
+        if name in results
+    ]
+    if not _range_has_data(results["kpi_summary"]):
+        details = [_empty()]  # the tables would only repeat zeros for each day
+    if details:
+        sections.append(f"<section id='details'><h2>All query results</h2>{''.join(details)}</section>")
     title = f"User behaviour analytics {start.isoformat()} to {end.isoformat()}"
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body><main>"
         f"<h1>{escape(title)}</h1><p class='note'>Source: {escape(target)}.{analytics.DEDUP_VIEW} "
-        "(one row per event_id). Definitions are in each query's header comment.</p>"
-        + "".join(sections)
-        + "</body></html>\n"
+        "(one row per event_id). Dates are UTC and inclusive. Definitions are in each query's header "
+        "comment (bigquery_schemas/analytics/*.sql).</p>" + "".join(sections) + "</main></body></html>\n"
     )
+
+
+def generate_report(
+    client: bigquery.Client,
+    dataset: str,
+    start: dt.date,
+    end: dt.date,
+    limit: int | None = None,
+    project: str | None = None,
+) -> str:
+    """Run the report's queries and the detail tables, and render the page.
+
+    A missing ``user_profile`` (refresh-profile not run yet) does not stop the report:
+    the retention section says which command builds it. Any other error propagates.
+    """
+    project = project or client.project
+    results: dict[str, list[dict[str, Any]]] = {}
+    missing: dict[str, str] = {}
+    for name in dict.fromkeys((*REPORT_QUERIES, *DETAIL_TABLES)):
+        try:
+            results[name] = analytics.run_query(client, name, dataset, start, end, limit, project=project)
+        except analytics.MissingTableError as exc:
+            missing[name] = f"{exc.table} has not been built yet: run {exc.fix}"
+    return build_report(results, start, end, f"{project}.{dataset}", missing)

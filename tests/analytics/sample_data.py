@@ -23,11 +23,18 @@ The story (all times UTC; range under test: 2026-11-20 .. 2026-11-21):
   S5  user 4, 2026-11-22 00:30: view 102 (after the range).
 
 32 rows, 26 distinct event_id (6 event_ids arrive twice).
+
+For the funnel and the report: API_ONLY_SESSION_ROWS (an order whose session has no
+clickstream), DEAD_LETTERS and ENGAGEMENT (engagement_minutely rows), described where
+they are defined.
 """
 
 from __future__ import annotations
 
-from beam_pipelines.events import SOURCE_API, SOURCE_STREAM, order_line_event_id, user_behavior_row
+import random
+from datetime import UTC, datetime, timedelta
+
+from beam_pipelines.events import SOURCE_API, SOURCE_STREAM, dead_letter_row, order_line_event_id, user_behavior_row
 
 PRODUCTS = {
     101: {"product_name": "Lamp", "category": "Home"},
@@ -283,3 +290,125 @@ ROWS = [
     # --- S5, user 4, after the range
     _row("e-5v1", "view", "2026-11-22T00:30:00Z", 4, "S5", 102, "5.00", ingest_ts="2026-11-22T00:30:01Z"),
 ]
+
+# --- Extra rows for the funnel and the report (not part of ROWS: the hand-made answers above
+# stay valid). S7, user 4, 2026-11-21 14:00: an order the API booked whose clickstream never
+# arrived. The funnel must list it as a session without clickstream, not as a session that
+# ordered without a view.
+API_ONLY_SESSION_ROWS = [
+    _row(
+        _oid("o7", 1),
+        "order",
+        "2026-11-21T14:00:00Z",
+        4,
+        "S7",
+        102,
+        "5.00",
+        order_id="o7",
+        source=SOURCE_API,
+        ingest_ts="2026-11-21T15:00:00Z",
+    ),
+]
+
+
+def _dead_letter(pipeline: str, stage: str, error: str, insert_ts: str) -> dict:
+    return dead_letter_row(pipeline=pipeline, stage=stage, error=error, payload="{}", insert_ts=insert_ts)
+
+
+# Dead letters: two groups of two that differ only in a quoted value / number, one single,
+# and one written after the range.
+DEAD_LETTERS = [
+    _dead_letter("streaming", "parse", "invalid JSON at char 0", "2026-11-20T10:00:05Z"),
+    _dead_letter("streaming", "parse", "invalid JSON at char 17", "2026-11-21T09:00:05Z"),
+    _dead_letter("streaming", "validate", "price must be a number, got 'abc'", "2026-11-21T09:30:00Z"),
+    _dead_letter("streaming", "validate", "price must be a number, got 'x1'", "2026-11-21T10:30:00Z"),
+    _dead_letter("hourly", "explode", "order o9 has no lines", "2026-11-21T13:00:00Z"),
+    _dead_letter("streaming", "validate", "missing user_id", "2026-11-22T01:00:00Z"),
+]
+
+
+def _engagement(window_start: str, event_name: str, events: int, pane_index: int = 0) -> dict:
+    start = datetime.fromisoformat(window_start.replace("Z", "+00:00"))
+    end = start + timedelta(minutes=1)
+    return {
+        "window_start": window_start,
+        "window_end": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "event_name": event_name,
+        "events": events,
+        "unique_users": 1,
+        "unique_sessions": 1,
+        "revenue": "0",
+        "pane_timing": "ON_TIME" if pane_index else "EARLY",
+        "pane_index": pane_index,
+        "emitted_ts": (end + timedelta(seconds=5 + pane_index)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+# engagement_minutely: 4 of the 7 stream-event minutes of 2026-11-20 and 2 of the 9 of
+# 2026-11-21 have rows; 11:00 on the 21st has a window but no stream event; one window
+# lies after the range.
+ENGAGEMENT = [
+    _engagement("2026-11-20T10:00:00Z", "view", 1),
+    _engagement("2026-11-20T10:00:00Z", "view", 2, pane_index=1),
+    _engagement("2026-11-20T10:02:00Z", "view", 1),
+    _engagement("2026-11-20T10:05:00Z", "add_to_cart", 1),
+    _engagement("2026-11-20T10:10:00Z", "order", 2),
+    _engagement("2026-11-21T09:00:00Z", "view", 1),
+    _engagement("2026-11-21T09:01:00Z", "wishlist", 1),
+    _engagement("2026-11-21T11:00:00Z", "view", 1),
+    _engagement("2026-11-22T00:02:00Z", "add_to_cart", 1),
+]
+
+
+# --- A busy month for the report's layout (generated, not hand-checked: tests compare the
+# page with the queries' answers). Long product names, 30 days, a few hundred events.
+LONG_PRODUCTS = {
+    201: ("Ergonomic Stainless-Steel Espresso Machine with Dual Milk Frother", "Kitchen", "249.00"),
+    202: ("Linen Duvet Cover", "Home", "59.90"),
+    203: ("Noise-Cancelling Over-Ear Wireless Headphones (2026 Edition, Midnight Blue)", "Audio", "179.00"),
+    204: ("Mug", "Kitchen", "7.50"),
+    205: ("Hand-Thrown Stoneware Serving Bowl, Extra Large, Speckled Oat Glaze", "Kitchen", "42.00"),
+    206: ("Desk Lamp", "Home", "35.00"),
+    207: ("Trail Running Shoes", "Sport", "119.00"),
+    208: ("Organic Cotton Bath Towel Set of Six in Assorted Coastal Colours", "Home", "64.00"),
+    209: ("Yoga Mat", "Sport", "25.00"),
+    210: ("Cast-Iron Dutch Oven", "Kitchen", "89.00"),
+    211: ("USB-C Charger", "Audio", "19.99"),
+    212: ("Bamboo Cutting Board", "Kitchen", "22.00"),
+}
+
+
+def month_rows(year: int = 2026, month: int = 11, seed: int = 15) -> list[dict]:
+    """Sessions every day of the month: views, carts, orders (stream + API copies), some API-only."""
+    rng = random.Random(seed)
+    ids = list(LONG_PRODUCTS)
+    rows: list[dict] = []
+
+    def row(event_id, name, ts, user, session, pid, quantity=1, order_id=None, source=SOURCE_STREAM):
+        product_name, category, price = LONG_PRODUCTS[pid]
+        event = {"event_id": event_id, "event_name": name, "event_ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "user_id": user, "session_id": session, "product_id": pid, "price": price,
+                 "quantity": quantity, "order_id": order_id}  # fmt: skip
+        ingest = (ts + timedelta(seconds=2 if source == SOURCE_STREAM else 1800)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        product = {"product_name": product_name, "category": category}
+        rows.append(user_behavior_row(event, product, {"user_name": f"user {user}"}, source, ingest))
+
+    for day in range(1, 31):
+        for s in range(rng.randint(3, 9)):
+            user, session = rng.randint(1, 60), f"M{day:02d}-{s}"
+            ts = datetime(year, month, day, rng.randint(0, 22), rng.randint(0, 59), tzinfo=UTC)
+            pid = rng.choice(ids)
+            order_id = f"m{day:02d}{s}"
+            api_only = rng.random() < 0.1
+            if not api_only:
+                row(f"{session}-v", "view", ts, user, session, pid)
+                if rng.random() < 0.6:
+                    row(f"{session}-c", "add_to_cart", ts + timedelta(minutes=2), user, session, pid)
+            if api_only or rng.random() < 0.5:
+                qty = rng.randint(1, 3)
+                oid = order_line_event_id(order_id, 1, "order")
+                order_ts = ts + timedelta(minutes=5)
+                if not api_only:
+                    row(oid, "order", order_ts, user, session, pid, qty, order_id)
+                row(oid, "order", order_ts, user, session, pid, qty, order_id, SOURCE_API)
+    return rows

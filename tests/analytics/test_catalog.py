@@ -20,12 +20,25 @@ EXPECTED_QUERIES = [
     "category_summary",
     "conversion_funnel_daily",
     "daily_traffic_by_event",
+    "dead_letters_by_stage",
+    "engagement_coverage",
+    "kpi_summary",
     "orders_revenue_by_date",
+    "pipeline_freshness",
+    "retention_cohorts",
     "top_products_by_returns",
     "top_products_by_units",
     "top_products_by_wishlists",
     "unique_visitors",
 ]
+# Business questions count real-world events, so they read the dedup view only; the
+# report's health and retention queries read what the jobs and refresh-profile wrote.
+OTHER_INPUTS = {
+    "dead_letters_by_stage": ("dead_letter",),
+    "engagement_coverage": ("engagement_minutely", "user_behavior"),
+    "pipeline_freshness": ("dead_letter", "engagement_minutely", "user_behavior"),
+    "retention_cohorts": ("user_profile",),
+}
 KEYWORDS = [
     "select", "from", "where", "with", "as", "group", "by", "order", "limit", "join", "left", "cross", "on",
     "and", "or", "not", "in", "is", "null", "between", "case", "when", "then", "else", "end", "union", "all",
@@ -64,7 +77,10 @@ def test_queries_are_date_ranged_and_read_only_the_dedup_view(name):
     entry = analytics.get(name)
     assert entry.parameters[:2] == ("start_date", "end_date")
     assert ("limit" in entry.parameters) == name.startswith("top_products")
-    assert set(re.findall(r"`([^`]+)`", entry.body)) == {"{project}.{dataset}.user_behavior_dedup"}
+    assert set(re.findall(r"`([^`]+)`", entry.body)) == {
+        f"{{project}}.{{dataset}}.{t}" for t in OTHER_INPUTS.get(name, ("user_behavior_dedup",))
+    }
+    assert entry.inputs == OTHER_INPUTS.get(name, ("user_behavior_dedup",))
 
 
 @pytest.mark.parametrize("name", sorted(analytics.catalog()))
@@ -174,24 +190,85 @@ def test_format_rows_table_csv_json():
     assert format_rows([], "table") == "(no rows)"
 
 
-def test_report_is_self_contained_html_with_svg_charts():
+def _report_results(**overrides):
+    """Rows for every report query: one day, one product, nothing else."""
+    day = dt.date(2026, 11, 20)
+    kpi = {"revenue": Decimal("1234.5"), "refunds": Decimal("0"), "net_revenue": Decimal("1234.5"), "orders": 2,
+           "avg_order_value": Decimal("617.25"), "visitors": 3, "sessions": 4, "buying_sessions": 1,
+           "conversion": 0.25}  # fmt: skip
     results = {
-        "daily_traffic_by_event": [
-            {"date": dt.date(2026, 11, 20), "event_name": "view", "events": 3, "users": 2, "sessions": 2},
-            {"date": dt.date(2026, 11, 20), "event_name": "order", "events": 2, "users": 1, "sessions": 1},
+        "kpi_summary": [
+            {"period": "current", "first_day": day, "last_day": day, **kpi},
+            {
+                "period": "previous",
+                "first_day": day - dt.timedelta(days=1),
+                "last_day": day - dt.timedelta(days=1),
+                **kpi,
+                "revenue": Decimal("987.60"),
+                "conversion": 0.5,
+            },
+        ],
+        "orders_revenue_by_date": [{"date": day, "orders": 2, "gross_revenue": Decimal("1234.5")}],
+        "top_products_by_units": [
+            {"product_id": 102, "product_name": "Mug <b>", "units_sold": 5, "gross_revenue": Decimal("25")},
+            {"product_id": 105, "product_name": None, "units_sold": 1, "gross_revenue": Decimal("7.5")},
         ],
         "conversion_funnel_daily": [
-            {"date": dt.date(2026, 11, 20), "sessions": 2, "viewed": 2, "carted": 1, "ordered": 1},
+            {"date": day, "sessions": 4, "viewed": 4, "carted": 2, "ordered": 1, "sessions_without_clickstream": 2}
         ],
-        "top_products_by_units": [
-            {"product_id": 102, "product_name": "Mug <b>", "units_sold": 5},
-            {"product_id": 105, "product_name": None, "units_sold": 1},
+        "retention_cohorts": [],
+        "dead_letters_by_stage": [],
+        "pipeline_freshness": [
+            {"feed": "stream", "latest_event_ts": None, "latest_ingest_ts": None, "rows_in_range": 0}
         ],
+        "engagement_coverage": [
+            {"date": day, "event_minutes": 0, "covered_minutes": 0, "coverage": None, "engagement_minutes": 0}
+        ],
+        "category_summary": [{"category": "Home", "return_rate": 0.375, "net_revenue": Decimal("80")}],
     }
-    html = build_report(results, dt.date(2026, 11, 20), dt.date(2026, 11, 21), "local-ecommerce.ecommerce")
+    results.update(overrides)
+    return results
+
+
+def test_report_is_self_contained_html_with_formatted_numbers():
+    html = build_report(_report_results(), dt.date(2026, 11, 20), dt.date(2026, 11, 20), "local-ecommerce.ecommerce")
     assert html.startswith("<!DOCTYPE html>")
-    assert html.count("<svg") == 3
-    assert "<script" not in html and "<link" not in html and "src=" not in html
+    assert "<script" not in html and "<link" not in html and "src=" not in html and "@import" not in html
     assert set(re.findall(r"https?://[^\"' ]+", html)) == {"http://www.w3.org/2000/svg"}  # namespace only
-    assert "Mug &lt;b&gt; #102" in html and "(unknown) #105" in html  # labels escaped
-    assert "<title>2026-11-20 view: 3</title>" in html  # bar tooltips carry the exact numbers
+    # KPI tiles: money with separators, rates as %, deltas against the previous period
+    assert "data-kpi='revenue' data-current='1234.50' data-previous='987.60'" in html
+    assert "<div class='value'>1,234.50</div>" in html and "+25.0%" in html
+    assert "<div class='value'>25.0%</div>" in html and "\u221225.0 pp" in html
+    # labels escaped and readable; the unknown product named as such
+    assert "Mug &lt;b&gt; #102" in html and "(unknown product) #105" in html
+    assert "5 units · 25.00" in html and "1 unit · 7.50" in html
+    # the funnel leaves API-only sessions out and says so
+    assert "data-sessions-without-clickstream='2'>2 sessions without clickstream" in html
+    # rates in tables as %, empty sections in words (no chart for them)
+    assert ">37.5%<" in html and ">0.375<" not in html
+    assert html.count("No data in this range.") == 2  # retention, engagement coverage
+    assert "No dead letters in this range." in html
+    assert html.count("<svg") == 4  # revenue, orders, top products, funnel
+
+
+def test_report_names_the_command_for_a_missing_user_profile():
+    results = _report_results()
+    del results["retention_cohorts"]
+    missing = {"retention_cohorts": "p.d.user_profile has not been built yet: run python -m ... refresh-profile"}
+    html = build_report(results, dt.date(2026, 11, 20), dt.date(2026, 11, 20), "p.d", missing)
+    section = html[html.index("<section id='retention'>") :]
+    assert section.startswith(
+        "<section id='retention'><h2>Retention of new users</h2><p class='empty'>p.d.user_profile has not been "
+        "built yet: run python -m ... refresh-profile</p></section>"
+    )
+
+
+def test_long_labels_are_shortened_to_fit_and_kept_whole_in_the_tooltip():
+    name = "Noise-Cancelling Over-Ear Wireless Headphones (2026 Edition, Midnight Blue)"
+    results = _report_results(
+        top_products_by_units=[{"product_id": 203, "product_name": name, "units_sold": 3, "gross_revenue": 537}]
+    )
+    html = build_report(results, dt.date(2026, 11, 20), dt.date(2026, 11, 20), "p.d")
+    label = re.search(r'data-label="[^"]*">([^<]*)</text>', html).group(1)
+    assert label == "Noise-Cancelling Over-Ear Wi\u2026 #203" and len(label) == 34
+    assert f"<title>{name} #203: 3 units · 537.00</title>" in html

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bigquery_schemas import analytics
 from bigquery_schemas.analytics.__main__ import main
 from tests.analytics.sample_data import ROWS
 
@@ -66,6 +67,7 @@ def test_run_csv_and_json_formats(target, tmp_path):
         "104,Pan,Kitchen,1,3,3,1.0000,30.00\n\n"
     )
     path = tmp_path / "all.json"
+    _cli("refresh-profile", *_where(target))  # retention_cohorts reads user_profile
     rc, out = _cli("run", "all", *_where(target), *RANGE, "--limit", "2", "--format", "json", "--output", str(path))
     assert (rc, out) == (0, f"wrote {path}\n")
     doc = json.loads(path.read_text())
@@ -78,15 +80,17 @@ def test_run_csv_and_json_formats(target, tmp_path):
     assert doc["conversion_funnel_daily"][1] == {
         "date": "2026-11-21", "sessions": 3, "viewed": 3, "carted": 2, "ordered": 1,
         "view_to_cart": 0.6667, "cart_to_order": 0.5, "session_conversion": 0.3333,
+        "sessions_without_clickstream": 0,
     }  # fmt: skip
-    assert len(doc) == 9
+    assert len(doc) == len(analytics.queries()) == 14
 
 
 def test_run_all_as_csv_writes_one_file_per_query(target, tmp_path):
     _cli("create-views", *_where(target))
+    _cli("refresh-profile", *_where(target))
     rc, _ = _cli("run", "all", *_where(target), *RANGE, "--format", "csv", "--output", str(tmp_path / "out"))
     assert rc == 0
-    assert len(list((tmp_path / "out").glob("*.csv"))) == 9
+    assert len(list((tmp_path / "out").glob("*.csv"))) == 14
     assert (tmp_path / "out" / "unique_visitors.csv").read_text() == (
         "scope,date,visitors,visitors_approx\nday,2026-11-20,3,3\nday,2026-11-21,3,3\nrange,,4,4\n"
     )
@@ -106,15 +110,38 @@ def test_refresh_profile_and_report(target, tmp_path):
     rc, _ = _cli("report", *_where(target), *RANGE, "--output", str(report))
     assert rc == 0
     html = report.read_text()
-    assert html.count("<svg") == 3 and "<script" not in html
-    assert "<title>2026-11-21 wishlist: 3</title>" in html  # daily traffic bar with its exact count
+    # revenue, orders, top products, funnel; no dead letters or engagement rows: no chart for them
+    assert html.count("<svg") == 4 and "<script" not in html
+    assert "data-kpi='revenue' data-current='202.50'" in html  # 45.00 + 157.50
     assert "Mug #102" in html and ">157.50<" in html  # top product label; revenue table cell
+
+
+def test_report_before_refresh_profile_says_how_to_build_it(target, tmp_path):
+    _cli("create-views", *_where(target))
+    report = tmp_path / "report.html"
+    rc, _ = _cli("report", *_where(target), *RANGE, "--output", str(report))
+    assert rc == 0
+    assert (
+        f"{target.table_id('user_profile')} has not been built yet: run python -m bigquery_schemas.analytics "
+        f"refresh-profile --project {target.project} --dataset {target.dataset}"
+    ) in report.read_text()
 
 
 def test_missing_view_is_a_clear_error(target, capsys):
     rc, _ = _cli("run", "unique_visitors", *_where(target), *RANGE)
     assert rc == 1
     assert "user_behavior_dedup" in capsys.readouterr().err
+
+
+def test_missing_user_profile_names_the_command_that_builds_it(target, capsys):
+    _cli("create-views", *_where(target))
+    rc, _ = _cli("run", "retention_cohorts", *_where(target), *RANGE)
+    assert rc == 2
+    assert capsys.readouterr().err == (
+        f"error: retention_cohorts reads {target.table_id('user_profile')}, which does not exist yet: run "
+        f"'python -m bigquery_schemas.analytics refresh-profile --project {target.project} --dataset "
+        f"{target.dataset}' first\n"
+    )
 
 
 def test_module_entry_point_in_a_subprocess(target):

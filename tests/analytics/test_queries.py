@@ -155,16 +155,16 @@ def test_conversion_funnel_counts_a_midnight_session_on_its_first_day(loaded):
     # 11-21: S3 (view, no cart), S4 (view, cart, order), S6 (view 23:58, cart 00:02 on 11-22) -> 3/3/2/1.
     assert _run(loaded, "conversion_funnel_daily") == [
         {"date": NOV[20], "sessions": 2, "viewed": 2, "carted": 2, "ordered": 2,
-         "view_to_cart": 1.0, "cart_to_order": 1.0, "session_conversion": 1.0},
+         "view_to_cart": 1.0, "cart_to_order": 1.0, "session_conversion": 1.0, "sessions_without_clickstream": 0},
         {"date": NOV[21], "sessions": 3, "viewed": 3, "carted": 2, "ordered": 1,
-         "view_to_cart": 0.6667, "cart_to_order": 0.5, "session_conversion": 0.3333},
+         "view_to_cart": 0.6667, "cart_to_order": 0.5, "session_conversion": 0.3333, "sessions_without_clickstream": 0},
     ]  # fmt: skip
     # a day without sessions is listed with zeros; 11-22 has S5 (view only)
     assert _run(loaded, "conversion_funnel_daily", start=NOV[22], end=NOV[23]) == [
         {"date": NOV[22], "sessions": 1, "viewed": 1, "carted": 0, "ordered": 0,
-         "view_to_cart": 0.0, "cart_to_order": None, "session_conversion": 0.0},
+         "view_to_cart": 0.0, "cart_to_order": None, "session_conversion": 0.0, "sessions_without_clickstream": 0},
         {"date": NOV[23], "sessions": 0, "viewed": 0, "carted": 0, "ordered": 0,
-         "view_to_cart": None, "cart_to_order": None, "session_conversion": None},
+         "view_to_cart": None, "cart_to_order": None, "session_conversion": None, "sessions_without_clickstream": 0},
     ]  # fmt: skip
 
 
