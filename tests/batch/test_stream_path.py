@@ -1,6 +1,7 @@
 """The hourly job's stream-event path: ParseEventsInWindow and the batch dedupe's shuffle form."""
 
 import json
+import re
 from datetime import timedelta
 
 import apache_beam as beam
@@ -93,3 +94,44 @@ def test_deduplicate_events_keeps_fields_beyond_the_contract_and_breaks_ties_by_
     out = p | beam.Create([base, extended, cheaper, extended, base]) | DeduplicateEvents()
     assert_that(out, equal_to([cheaper, extended]))
     assert counters(p.run())["duplicates_removed"] == 3
+
+
+def test_archive_envelopes_round_trip_exact_bytes_and_corrupt_lines_become_dead_letters(tmp_path):
+    """The lake archive keeps a payload's exact bytes (invalid UTF-8 included); a line of an
+    archive file that is not an envelope is a parse dead letter that keeps the line."""
+    from beam_pipelines import event_archive
+    from beam_pipelines.transforms.lake_io import ReadLakeFiles
+
+    good = hostile._event("archived-ok")
+    invalid = b'{"event_id": "\xff"}'
+    published = START + timedelta(minutes=5)
+    for payload in (good, invalid, b"", b"line\nbreak"):
+        line = event_archive.encode(payload, {"event_id": "x"}, published, "m-1")
+        assert "\n" not in line
+        assert event_archive.decode(line.encode()) == (payload, {"event_id": "x"}, published)
+    folder = tmp_path / "raw/events/dt=x/hour=y"
+    folder.mkdir(parents=True)
+    corrupt = [b"not json", b'{"data": "a", "data_base64": "YQ=="}', b'{"data_base64": "***"}', b'{"attributes": []}']
+    lines = [
+        event_archive.encode(good, None, published).encode(),
+        event_archive.encode(invalid, None, published).encode(),
+    ]
+    (folder / f"stream_run_000000-000{event_archive.SUFFIX}").write_bytes(b"\n".join(lines + corrupt) + b"\n")
+
+    p = beam.Pipeline(runner="FnApiRunner")
+    out = p | ReadLakeFiles([str(folder / "*.jsonl")], binary=True) | ParseEventsInWindow(START, END, "hourly")
+    assert_that(out[EVENTS] | beam.Map(lambda e: e["event_id"]), equal_to(["archived-ok"]), label="Events")
+    assert_that(
+        out[DEAD_LETTERS] | beam.Map(lambda r: (r["stage"], re.split(r": | \(/", r["error"])[0], r["payload"])),
+        equal_to(
+            [("parse", "payload is not valid UTF-8", invalid.decode("utf-8", "replace"))]
+            + [("parse", "archive line is not JSON", corrupt[0].decode())]
+            + [
+                ("parse", "archive line is not a message envelope (needs exactly one of data, data_base64)", c.decode())
+                for c in (corrupt[1], corrupt[3])
+            ]
+            + [("parse", "archive envelope is malformed", corrupt[2].decode())]
+        ),
+        label="DeadLetters",
+    )
+    p.run().wait_until_finish()
