@@ -20,6 +20,7 @@ from beam_pipelines.events import format_ts
 from beam_pipelines.io import sql
 from bigquery_schemas.client import query_scalar
 from bigquery_schemas.tables import ensure_all
+from tests.fixtures.jobs import hourly_job_args
 
 pytestmark = pytest.mark.integration
 
@@ -97,20 +98,7 @@ def world(source_url, generated_world, orders_api_server):
 
 
 def _hourly_argv(root, project, ds, run_id):
-    table = lambda name: f"{project}:{ds}.{name}"  # noqa: E731
-    return [
-        "--runner=FnApiRunner",
-        f"--project={project}",
-        f"--lake_root={root}",
-        f"--window_start={format_ts(START)}",
-        f"--window_end={format_ts(END)}",
-        f"--output_table={table('user_behavior')}",
-        f"--dead_letter_table={table('dead_letter')}",
-        f"--products_table={table('products')}",
-        f"--users_table={table('users')}",
-        f"--orders_table={table('orders')}",
-        f"--run_id={run_id}",
-    ]
+    return hourly_job_args(project, ds, root, START, END, f"--run_id={run_id}")
 
 
 @pytest.fixture(scope="module")

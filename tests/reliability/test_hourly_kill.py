@@ -28,6 +28,7 @@ from google.cloud import bigquery
 
 from beam_pipelines import events, extract_dims, extract_orders
 from bigquery_schemas.tables import ensure_all
+from tests.fixtures.jobs import hourly_job_args
 
 pytestmark = pytest.mark.integration
 
@@ -60,23 +61,12 @@ def lake_root(tmp_path_factory, generated_world, orders_api_server) -> str:
 
 
 def _hourly(lake_root: str, project: str, dataset: str, run_id: str) -> list[str]:
-    table = lambda name: f"{project}:{dataset}.{name}"  # noqa: E731
+    extra = (f"--run_id={run_id}", f"--staging_ttl_minutes={TTL_MINUTES}")
     return [
         sys.executable,
         "-m",
         "beam_pipelines.hourly",
-        "--runner=FnApiRunner",
-        f"--project={project}",
-        f"--lake_root={lake_root}",
-        f"--window_start={events.format_ts(WINDOW[0])}",
-        f"--window_end={events.format_ts(WINDOW[1])}",
-        f"--output_table={table('user_behavior')}",
-        f"--dead_letter_table={table('dead_letter')}",
-        f"--products_table={table('products')}",
-        f"--users_table={table('users')}",
-        f"--orders_table={table('orders')}",
-        f"--run_id={run_id}",
-        f"--staging_ttl_minutes={TTL_MINUTES}",
+        *hourly_job_args(project, dataset, lake_root, *WINDOW, *extra),
     ]
 
 

@@ -36,6 +36,7 @@ from google.cloud import pubsub_v1
 from beam_pipelines import event_archive, events, lake
 from beam_pipelines.local.processes import stop_process
 from bigquery_schemas.tables import ensure_all
+from tests.fixtures.jobs import hourly_job_args
 from tests.fixtures.streaming_harness import streaming_job_args, wait_for
 from tests.reliability import hostile
 
@@ -205,12 +206,12 @@ def test_poison_messages_lake_archive_and_clean_stops(pubsub_emulator, bq_datase
         hours = sorted({p.rsplit("/", 3)[-3][3:] + "T" + p.rsplit("/", 3)[-2][5:] for p in archive})
         start = datetime.fromisoformat(hours[0] + ":00:00+00:00")
         end = datetime.fromisoformat(hours[-1] + ":00:00+00:00") + timedelta(hours=1)
-        table = lambda t: f"{bq.project}:{rebuilt}.{t}"  # noqa: E731
-        argv = [sys.executable, "-m", "beam_pipelines.hourly", f"--project={bq.project}", f"--lake_root={lake_root}"]
-        argv += [f"--window_start={events.format_ts(start)}", f"--window_end={events.format_ts(end)}"]
-        argv += [f"--output_table={table('user_behavior')}", f"--dead_letter_table={table('dead_letter')}"]
-        argv += [f"--products_table={table('products')}", f"--users_table={table('users')}"]
-        argv += [f"--orders_table={table('orders')}"]
+        argv = [
+            sys.executable,
+            "-m",
+            "beam_pipelines.hourly",
+            *hourly_job_args(bq.project, rebuilt, lake_root, start, end),
+        ]
         done = subprocess.run(
             argv,
             capture_output=True,
