@@ -27,14 +27,14 @@ breaks ``--update`` compatibility.
 from __future__ import annotations
 
 import re
+import sys
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms import window
 
-from beam_pipelines import bq_local, events, runners
+from beam_pipelines import bq_local, cli, events, runners
 from beam_pipelines.direct_runner_tuning import tune_bundle_based_direct_runner
-from beam_pipelines.logs import configure_job_logging
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
 from beam_pipelines.transforms.dedupe import DeduplicateEventsInProcess, DeduplicateEventsStateful
 from beam_pipelines.transforms.dimensions import (
@@ -221,7 +221,7 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
 
 def make_options(argv=None) -> PipelineOptions:
     """Parse ``argv`` into options with streaming on and a pinned local runner."""
-    options = PipelineOptions(argv)
+    options = cli.parse_job_options(argv, StreamingOptions, "beam_pipelines.streaming", __doc__)
     options.view_as(StandardOptions).streaming = True
     runners.resolve_runner(options)
     options.view_as(StreamingOptions).validate_job()
@@ -241,5 +241,4 @@ def run(argv=None) -> beam.runners.runner.PipelineResult:
 
 
 if __name__ == "__main__":
-    configure_job_logging()
-    run().wait_until_finish()
+    sys.exit(cli.main(lambda argv: run(argv).wait_until_finish(), StreamingOptions, __spec__.name, __doc__))
