@@ -182,6 +182,7 @@ def failure_summary(job: str, exc: BaseException, resources: Iterable[str] = ())
     chain_text = "\n".join(traceback.format_exception(exc))
     named = [r for r in resources if r and _mentions(chain_text, r)]
     urls = re.findall(r"https?://[\w.:/-]+", _last_error_line(exc))
+    urls = [u for u in urls if not any(u.startswith(n) for n in named)]
     where = ", ".join(dict.fromkeys([*named, *urls]))
     return f"{job} failed: {_last_error_line(exc)}" + (f" (resource: {where})" if where else "")
 
@@ -212,6 +213,21 @@ def _is_input_error(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) and "while running '" not in str(exc)
 
 
+def check_inputs(job_options) -> None:
+    """The option checks that need no service, so bad input is reported before a missing service.
+
+    The job's own ``validate_job()`` when it has one, and the window bounds every
+    windowed job takes (the jobs check them again, with their own rules, when wiring).
+    """
+    from beam_pipelines import lake
+
+    if hasattr(job_options, "validate_job"):
+        job_options.validate_job()
+    start, end = getattr(job_options, "window_start", None), getattr(job_options, "window_end", None)
+    if start and end:
+        lake.parse_window(start, end)
+
+
 def main(
     entry: Callable[[list[str]], Any],
     options_cls: type,
@@ -235,6 +251,7 @@ def main(
     resources: list[str] = []
     try:
         options = parse_job_options(argv, options_cls, prog, doc)
+        check_inputs(options.view_as(options_cls))
         resources = preflight.job_resources(options.view_as(options_cls))
         preflight.check_job(options, options_cls)
         entry(argv)
