@@ -110,6 +110,15 @@ def require_service(env_var: str, what: str) -> bool:
     return False
 
 
+def require_bigquery(what: str, endpoint: str | None = None) -> None:
+    """BigQuery is usable: the ``--endpoint`` given answers, or :func:`require_service` for the emulator variable."""
+    if endpoint:
+        if not listening(endpoint):
+            raise PreflightError(f"{what}: nothing answers at --endpoint {endpoint}; start the stack with `{UP_FIX}`")
+        return
+    require_service(BIGQUERY_ENV, what)
+
+
 # ---------------------------------------------------------------------------- resources
 
 

@@ -234,11 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hints = [f"{t} (did you mean {cli.closest(t, table_names())}?)" for t in unknown]
         parser.error(f"--table {', '.join(hints)}: the declared tables are {', '.join(table_names())}")
     try:
-        if args.endpoint:
-            if not preflight.listening(args.endpoint):
-                raise preflight.PreflightError(f"nothing answers at --endpoint {args.endpoint}")
-        else:
-            preflight.require_service(preflight.BIGQUERY_ENV, f"creating tables in {args.project}:{args.dataset}")
+        preflight.require_bigquery(f"creating tables in {args.project}:{args.dataset}", args.endpoint)
         client = make_client(args.project, args.endpoint)
         results = ensure_all(client, args.dataset, args.table, args.location)
         for r in results:
