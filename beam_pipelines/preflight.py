@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -199,7 +200,8 @@ def job_resources(job_options) -> list[str]:
     """The subscription, tables and URLs a job's options name (for checks and failure lines)."""
     values = job_options.get_all_options(current_only=True)
     names = [k for k in values if k.endswith(("_table", "_subscription", "_url"))]
-    return [str(values[k]) for k in names if values[k]]
+    # A database URL may carry a password: never print it in an error line.
+    return [re.sub(r"://([^:/@]+):[^@/]+@", r"://\1:***@", str(values[k])) for k in names if values[k]]
 
 
 def check_job(options, options_cls: type) -> None:

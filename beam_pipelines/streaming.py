@@ -58,19 +58,38 @@ class StreamingOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--input_subscription", help="projects/<p>/subscriptions/<s> carrying user events")
-        parser.add_argument("--output_table", help="project:dataset.user_behavior")
-        parser.add_argument("--dead_letter_table", help="project:dataset.dead_letter")
-        parser.add_argument("--engagement_table", help="project:dataset.engagement_minutely")
-        parser.add_argument("--products_table", help="project:dataset.products (side input, reloaded periodically)")
-        parser.add_argument("--users_table", help="project:dataset.users (side input, reloaded periodically)")
+        parser.add_argument(
+            "--input_subscription", help="Required. projects/<p>/subscriptions/<s> carrying user events"
+        )
+        parser.add_argument("--output_table", help="Required. user_behavior table, project:dataset.table (must exist)")
+        parser.add_argument(
+            "--dead_letter_table", help="Required. dead_letter table, project:dataset.table (must exist)"
+        )
+        parser.add_argument(
+            "--engagement_table", help="Required. engagement_minutely table, project:dataset.table (must exist)"
+        )
+        parser.add_argument(
+            "--products_table",
+            help="products table, project:dataset.table (side input, reloaded); required unless --dims_lake_root",
+        )
+        parser.add_argument(
+            "--users_table",
+            help="users table, project:dataset.table (side input, reloaded); required unless --dims_lake_root",
+        )
         parser.add_argument(
             "--dims_lake_root", help="read products/users from the lake's newest snapshots instead of BigQuery"
         )
-        parser.add_argument("--dims_refresh_seconds", type=float, default=300, help="side-input reload interval")
+        parser.add_argument(
+            "--dims_refresh_seconds", type=float, default=300, help="side-input reload interval, seconds"
+        )
         parser.add_argument("--dedup_horizon_minutes", type=float, default=60, help="how long event_ids are kept")
-        parser.add_argument("--allowed_lateness_minutes", type=float, default=10, help="late data for engagement")
-        parser.add_argument("--window_seconds", type=int, default=60, help="engagement window size")
+        parser.add_argument(
+            "--allowed_lateness_minutes",
+            type=float,
+            default=10,
+            help="how late an event may be and still count in its engagement window",
+        )
+        parser.add_argument("--window_seconds", type=int, default=60, help="engagement window size, seconds")
         parser.add_argument(
             "--early_firing_seconds", type=int, default=None, help="optional EARLY engagement panes (processing time)"
         )
