@@ -77,6 +77,8 @@ def closest(flag: str, known: Iterable[str], preferred: Iterable[str] = ()) -> s
 def unknown_flags_message(unknown: Sequence[str], known: Iterable[str], preferred: Iterable[str] = ()) -> str:
     """``unknown option --windw_start (did you mean --window_start?)`` for the first unknown flag."""
     known = list(known)
+    # Values after an unknown flag are its value, not more mistakes; lone positionals are.
+    unknown = [a for a in unknown if a.startswith("-")] or list(unknown)
     parts = []
     for arg in unknown:
         name = arg.split("=", 1)[0]
@@ -154,7 +156,6 @@ def parse_job_options(argv: Sequence[str] | None, options_cls: type, prog: str, 
     # empty options first: Beam would log "Discarding unparseable args" for a typo.
     PipelineOptions([]).get_all_options(add_extra_args_fn=capture)
     _, unknown = parsers[0].parse_known_args(argv)
-    unknown = [a for a in unknown if a.startswith("-")] or unknown
     if unknown:
         own = _option_strings(job_help_parser(options_cls, prog, doc))
         raise UsageError(unknown_flags_message(unknown, _option_strings(parsers[0]), own))

@@ -245,7 +245,7 @@ def step_streaming(ctx: DemoContext) -> None:
 
 
 def step_analytics(ctx: DemoContext) -> None:
-    """Create the dedup view, refresh user_profile, print the main business queries."""
+    """Create the dedup view, refresh user_profile, print the main business queries, write the report."""
     from bigquery_schemas import analytics
 
     client = make_client(ctx.config.project)
@@ -274,6 +274,11 @@ def step_analytics(ctx: DemoContext) -> None:
             "--end",
             end,
         )
+    # The report command the demo prints at its end, run once here so it is known to work.
+    report = ctx.config.root / "demo-report.html"
+    where = ["--project", ctx.config.project, "--dataset", ctx.config.dataset, "--start", start, "--end", end]
+    print(f"\n      -- report ({start} .. {end}) -> {report}", flush=True)
+    _run(ctx, "bigquery_schemas.analytics", "report", *where, "--output", str(report))
 
 
 def step_show_tables(ctx: DemoContext) -> None:
