@@ -121,4 +121,4 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(run, ExtractDimsOptions, __spec__.name, __doc__))
+    sys.exit(cli.main(run, ExtractDimsOptions, "beam_pipelines.extract_dims", __doc__))

@@ -152,4 +152,4 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(run, ExtractOrdersOptions, __spec__.name, __doc__))
+    sys.exit(cli.main(run, ExtractOrdersOptions, "beam_pipelines.extract_orders", __doc__))

@@ -276,4 +276,4 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(run, HourlyOptions, __spec__.name, __doc__))
+    sys.exit(cli.main(run, HourlyOptions, "beam_pipelines.hourly", __doc__))

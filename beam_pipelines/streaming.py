@@ -260,4 +260,6 @@ def run(argv=None) -> beam.runners.runner.PipelineResult:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(lambda argv: run(argv).wait_until_finish(), StreamingOptions, __spec__.name, __doc__))
+    sys.exit(
+        cli.main(lambda argv: run(argv).wait_until_finish(), StreamingOptions, "beam_pipelines.streaming", __doc__)
+    )
