@@ -67,7 +67,7 @@ def _local_stack_running() -> bool:
         return False
 
 
-def require_credentials(what: str) -> None:
+def require_credentials(what: str, local_alternative: bool = True) -> None:
     """Google Application Default Credentials must exist (never an interactive login)."""
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
@@ -78,10 +78,10 @@ def require_credentials(what: str) -> None:
     try:
         google.auth.default()
     except DefaultCredentialsError:
+        local = f", or for the local stack run `{UP_FIX}` and `{ENV_FIX}`" if local_alternative else ""
         raise PreflightError(
             f"{what} needs Google credentials and none were found: run `{LOGIN_FIX}` (or set "
-            "GOOGLE_APPLICATION_CREDENTIALS), or for the local stack run "
-            f"`{UP_FIX}` and `{ENV_FIX}`"
+            f"GOOGLE_APPLICATION_CREDENTIALS){local}"
         ) from None
     finally:
         auth_log.setLevel(level)
@@ -208,28 +208,32 @@ def check_job(options, options_cls: type) -> None:
     """Everything the Beam job of ``options`` reads or writes is reachable and exists.
 
     By naming convention of the job's own options: ``*_subscription`` -> Pub/Sub,
-    ``*_table`` -> BigQuery, ``*_base_url`` -> HTTP. A Dataflow run is checked for
-    credentials only when it will talk to Google (not with ``--no_auth``/``--dry_run``).
+    ``*_table`` -> BigQuery, ``*_base_url`` -> HTTP. A Dataflow run checks credentials,
+    the subscription and the tables from the launching machine, but not the URLs (the
+    workers may reach an API the launcher cannot); with ``--no_auth`` or ``--dry_run``
+    it talks to nothing, so nothing is checked.
     """
     from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions, TestOptions
 
-    std = options.view_as(StandardOptions)
-    runner = std.runner or ""  # unset: a pinned local runner (beam_pipelines.runners)
+    runner = options.view_as(StandardOptions).runner or ""  # unset: a pinned local runner
     values = options.view_as(options_cls).get_all_options(current_only=True)
-    gcp = options.view_as(GoogleCloudOptions)
-    if not runners.is_local(runner):
-        if not (gcp.no_auth or options.view_as(TestOptions).dry_run):
-            require_credentials(f"--runner {runner}")
-        return
-    for name, value in values.items():
-        if name.endswith("_base_url") and value:
-            require_url(name, value)
+    local = runners.is_local(runner)
+    if not local:
+        if options.view_as(GoogleCloudOptions).no_auth or options.view_as(TestOptions).dry_run:
+            return
+        require_credentials(f"--runner {runner}", local_alternative=False)
+    else:
+        for name, value in values.items():
+            if name.endswith("_base_url") and value:
+                require_url(name, value)
     subscriptions = [v for k, v in values.items() if k.endswith("_subscription") and v]
     tables = [v for k, v in values.items() if k.endswith("_table") and v]
     if subscriptions:
-        require_service(PUBSUB_ENV, "reading Pub/Sub")
+        if local:
+            require_service(PUBSUB_ENV, "reading Pub/Sub")
         for path in subscriptions:
             require_subscription(path)
     if tables:
-        require_service(BIGQUERY_ENV, "writing BigQuery")
+        if local:
+            require_service(BIGQUERY_ENV, "writing BigQuery")
         require_tables(tables)

@@ -270,3 +270,21 @@ def test_a_failed_run_ends_in_one_line_naming_the_url(orders_api, tmp_path):
     assert rc == 1
     assert line.startswith("error: extract_orders failed:") and "401" in line and orders_api.base_url in line
     assert "--verbose" in line
+
+
+def test_a_dataflow_run_without_credentials_names_them(tmp_path):
+    project = "acme-analytics-prod"  # realistic: Dataflow rejects ids like "p"
+    args = _hourly_args(project, "ecommerce", tmp_path)
+    args[args.index("--lake_root") + 1] = "gs://acme-analytics-lake/ecommerce"
+    rc, _, err, _, _ = _run(
+        "beam_pipelines.hourly",
+        *args,
+        "--runner=DataflowRunner",
+        "--region=europe-west1",
+        "--temp_location=gs://acme-dataflow-prod/temp",
+        env=_no_google(tmp_path),
+    )
+    line = _error_line(err)
+    assert rc == 3
+    assert "--runner DataflowRunner needs Google credentials" in line and "application-default login" in line
+    assert "beam_pipelines.local" not in line
