@@ -29,8 +29,8 @@ EMULATOR_VARS = (
 WINDOW = ["--window_start", "2026-11-22T08:00:00Z", "--window_end", "2026-11-22T10:00:00Z"]
 
 
-def _run(module: str, *argv: str, env: dict[str, str] | None = None, timeout: float = 120):
-    """``python -m module argv``; returns (exit code, stdout, stderr, wall seconds, child CPU seconds)."""
+def _run(module: str, *argv: str, env: dict[str, str] | None = None, timeout: float = 120, base=os.environ):
+    """``python -m module argv`` in ``base`` + ``env``; returns (exit code, stdout, stderr, wall s, child CPU s)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     proc = subprocess.run(
@@ -39,7 +39,7 @@ def _run(module: str, *argv: str, env: dict[str, str] | None = None, timeout: fl
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "NO_GCE_CHECK": "true", **(env or {})},
+        env={**base, "NO_GCE_CHECK": "true", **(env or {})},
     )
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -196,10 +196,10 @@ def test_a_local_run_with_the_stack_down_fails_within_5_s_naming_the_fix(tmp_pat
 
 def test_no_env_line_and_no_credentials_never_starts_a_login(tmp_path):
     env = _no_google(tmp_path)
-    rc, _, err, _, _ = _run("beam_pipelines.hourly", *_hourly_args("local-ecommerce", "ecommerce", tmp_path), env=env)
+    rc, _, err, _, _ = _run("beam_pipelines.hourly", *_hourly_args("local-ecommerce", "ecommerce", tmp_path), base=env)
     assert rc == 3 and ENV_FIX in _error_line(err)
     rc, _, err, _, _ = _run("publishers.simulator", "publish", "--project", "local-ecommerce", "--topic",
-                            "user-events", "--count", "5", env=env)  # fmt: skip
+                            "user-events", "--count", "5", base=env)  # fmt: skip
     line = _error_line(err)
     assert rc == 3 and ENV_FIX in line and "DefaultCredentialsError" not in err
     assert not (tmp_path / ".apitools.token").exists()
@@ -282,7 +282,7 @@ def test_a_dataflow_run_without_credentials_names_them(tmp_path):
         "--runner=DataflowRunner",
         "--region=europe-west1",
         "--temp_location=gs://acme-dataflow-prod/temp",
-        env=_no_google(tmp_path),
+        base=_no_google(tmp_path),
     )
     line = _error_line(err)
     assert rc == 3
