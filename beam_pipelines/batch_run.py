@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import bq_local, runners
+from beam_pipelines.cli import parse_job_options  # noqa: F401  (the jobs import it from here)
 from beam_pipelines.transforms import METRICS_NAMESPACE
 
 _LOG = logging.getLogger(__name__)
@@ -87,28 +88,3 @@ def require(options, *names: str) -> None:
     missing = [f"--{n}" for n in names if not getattr(options, n, None)]
     if missing:
         raise ValueError(f"missing required option(s): {', '.join(missing)} (see --help)")
-
-
-def parse_job_options(argv: list[str] | None, options_cls: type[PipelineOptions], prog: str, doc: str | None):
-    """``PipelineOptions`` for a job, answering ``--help`` with the job's own options.
-
-    Beam's ``PipelineOptions(argv)`` has no ``--help`` of its own; this prints every
-    option of ``options_cls`` with its help text (plus a note on the standard Beam
-    options) and exits.
-    """
-    import argparse
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
-        parser = argparse.ArgumentParser(
-            prog=f"python -m {prog}",
-            description=(doc or "").strip(),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            epilog="Standard Beam/Dataflow options are accepted too: --runner (default: a pinned local runner; "
-            "DataflowRunner on GCP), --project, --region, --temp_location, --staging_location, --job_name, "
-            "--setup_file, --service_account_email, ...",
-        )
-        options_cls._add_argparse_args(parser)
-        parser.print_help()
-        raise SystemExit(0)
-    return PipelineOptions(argv)

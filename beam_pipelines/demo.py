@@ -41,6 +41,23 @@ class DemoContext:
     def table(self, name: str) -> str:
         return f"{self.config.project}:{self.config.dataset}.{name}"
 
+    def date_range(self) -> tuple[str, str]:
+        """The days (UTC, both inclusive) the demo wrote: its order hours up to the stream's events, now."""
+        return self.window_start.date().isoformat(), datetime.now(UTC).date().isoformat()
+
+
+def explore_commands(ctx: DemoContext) -> list[str]:
+    """The analytics and report commands, as a user types them, for exactly the range the demo wrote."""
+    start, end = ctx.date_range()
+    where = f"--project {ctx.config.project} --dataset {ctx.config.dataset} --start {start} --end {end}"
+    analytics = ".venv/bin/python -m bigquery_schemas.analytics"
+    return [
+        'eval "$(.venv/bin/python -m beam_pipelines.local env)"',
+        f"{analytics} run top_products_by_units {where}",
+        f"{analytics} run conversion_funnel_daily {where}",
+        f"{analytics} report {where} --output report.html",
+    ]
+
 
 def step_stack(ctx: DemoContext) -> None:
     """Bring up the emulators and the orders API; create the topic, subscription, dataset and tables."""
@@ -324,13 +341,13 @@ def step_streaming(ctx: DemoContext) -> None:
 
 
 def step_analytics(ctx: DemoContext) -> None:
-    """Create the dedup view, refresh user_profile, print the main business queries."""
+    """Create the dedup view, refresh user_profile, print the main business queries, write the report."""
     from bigquery_schemas import analytics
 
     client = make_client(ctx.config.project)
     analytics.create_views(client, ctx.config.dataset, project=ctx.config.project)
     analytics.refresh_profile(client, ctx.config.dataset, project=ctx.config.project)
-    start, end = ctx.window_start.date().isoformat(), datetime.now(UTC).date().isoformat()
+    start, end = ctx.date_range()
     for name in (
         "daily_traffic_by_event",
         "orders_revenue_by_date",
@@ -353,6 +370,11 @@ def step_analytics(ctx: DemoContext) -> None:
             "--end",
             end,
         )
+    # The report command the demo prints at its end, run once here so it is known to work.
+    report = ctx.config.root / "demo-report.html"
+    where = ["--project", ctx.config.project, "--dataset", ctx.config.dataset, "--start", start, "--end", end]
+    print(f"\n      -- report ({start} .. {end}) -> {report}", flush=True)
+    _run(ctx, "bigquery_schemas.analytics", "report", *where, "--output", str(report))
 
 
 def step_show_tables(ctx: DemoContext) -> None:
@@ -408,10 +430,9 @@ def main(argv: list[str] | None = None) -> int:
             ctx.stack.down()
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s.")
     if not args.down:
-        print(
-            'The stack is still running: eval "$(.venv/bin/python -m beam_pipelines.local env)" to use it, '
-            "make stack-down to stop it."
-        )
+        print("The stack is still running (make stack-down stops it). Explore what the demo wrote with:")
+        for command in explore_commands(ctx):
+            print(f"  {command}")
     return 0
 
 

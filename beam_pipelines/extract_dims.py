@@ -22,13 +22,14 @@ Run locally::
 
 from __future__ import annotations
 
+import sys
+
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import events
+from beam_pipelines import cli, events
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.io.sql import parse_url
-from beam_pipelines.logs import configure_job_logging
 from beam_pipelines.transforms.dims import MergeIntoSnapshot, ReadTableByKeyRanges, dim_table, snapshot_now
 from beam_pipelines.transforms.lake_io import ReadDimension, WriteSnapshot
 
@@ -120,5 +121,4 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    configure_job_logging()
-    run()
+    sys.exit(cli.main(run, ExtractDimsOptions, "beam_pipelines.extract_dims", __doc__))

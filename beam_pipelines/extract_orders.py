@@ -30,13 +30,14 @@ and ``--api_token_secret projects/<p>/secrets/<s>/versions/latest``.
 
 from __future__ import annotations
 
+import sys
+
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import lake
+from beam_pipelines import cli, lake
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.io.orders_api import DEFAULT_TOKEN_ENV, MAX_PAGE_SIZE, RetryPolicy
-from beam_pipelines.logs import configure_job_logging
 from beam_pipelines.transforms.lake_io import WriteWindowPartitions
 from beam_pipelines.transforms.orders import DEAD_LETTERS, ORDERS, ReadOrdersFromApi
 
@@ -155,5 +156,4 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    configure_job_logging()
-    run()
+    sys.exit(cli.main(run, ExtractOrdersOptions, "beam_pipelines.extract_orders", __doc__))

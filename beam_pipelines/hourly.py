@@ -58,14 +58,14 @@ Run locally (after ``python -m beam_pipelines.local up`` and ``eval $(... env)``
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_pipelines import events, lake, runners
+from beam_pipelines import cli, events, lake, runners
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
-from beam_pipelines.logs import configure_job_logging
 from beam_pipelines.transforms import parse
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable
 from beam_pipelines.transforms.dedupe import DeduplicateEvents
@@ -303,5 +303,4 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    configure_job_logging()
-    run()
+    sys.exit(cli.main(run, HourlyOptions, "beam_pipelines.hourly", __doc__))

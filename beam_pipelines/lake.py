@@ -53,17 +53,35 @@ LATEST_POINTER = "_LATEST"
 TMP = "_tmp"
 SNAPSHOT_PREFIX = "snapshot="
 _COMPACT = "%Y%m%dT%H%M%SZ"
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _WINDOW_FILE = re.compile(r"^(?P<prefix>[a-z_]+)_(?P<start>\d{8}T\d{6}Z)_(?P<end>\d{8}T\d{6}Z)-\d+\.jsonl$")
 
 
 # ----------------------------------------------------------------------------- time
 
 
+def _window_bound(name: str, value: str | datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    text = (value or "").strip() if isinstance(value, str) else value
+    # A date alone is what people type for a day's backfill: its midnight UTC.
+    if isinstance(text, str) and _DATE_ONLY.match(text):
+        text += "T00:00:00Z"
+    try:
+        return parse_ts(text)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"--{name} {value!r} is not a UTC time: use ISO-8601 with an offset, e.g. 2026-11-22T10:00:00Z, "
+            "or a date (midnight UTC), e.g. 2026-11-22"
+        ) from None
+
+
 def parse_window(start: str | datetime, end: str | datetime, *, whole_hours: bool = False) -> tuple[datetime, datetime]:
     """Parse and check a half-open window ``[start, end)`` of UTC instants.
 
     Args:
-      start: ISO-8601 with an offset, e.g. ``2026-11-22T10:00:00Z``.
+      start: ISO-8601 with an offset, e.g. ``2026-11-22T10:00:00Z``; a date alone
+        (``2026-11-22``) means its midnight UTC.
       end: same format, strictly after ``start``.
       whole_hours: require both ends on an hour boundary (the hourly job).
 
@@ -75,11 +93,7 @@ def parse_window(start: str | datetime, end: str | datetime, *, whole_hours: boo
     Raises:
       ValueError: naming the expected format.
     """
-    try:
-        s = start if isinstance(start, datetime) else parse_ts(start)
-        e = end if isinstance(end, datetime) else parse_ts(end)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"window bounds must be ISO-8601 UTC timestamps like 2026-11-22T10:00:00Z: {exc}") from None
+    s, e = _window_bound("window_start", start), _window_bound("window_end", end)
     if s.tzinfo is None or e.tzinfo is None:
         raise ValueError("window bounds need a UTC offset, e.g. 2026-11-22T10:00:00Z")
     s, e = s.astimezone(UTC), e.astimezone(UTC)

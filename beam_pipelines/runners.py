@@ -36,16 +36,21 @@ def default_local_runner(streaming: bool) -> str:
 
 def resolve_runner(options: PipelineOptions) -> str:
     """Set and return the runner for ``options``, replacing DirectRunner with a pinned local one."""
+    refuse_unsafe_running_mode(options)
     std = options.view_as(StandardOptions)
+    if std.runner in _PICK_FOR_ME:
+        std.runner = default_local_runner(bool(std.streaming))
+    return std.runner
+
+
+def refuse_unsafe_running_mode(options: PipelineOptions) -> None:
+    """Raise ValueError for a local ``--direct_running_mode`` in :data:`REFUSED_RUNNING_MODES`."""
     mode = options.view_as(DirectOptions).direct_running_mode
-    if mode in REFUSED_RUNNING_MODES and is_local(std.runner or ""):
+    if mode in REFUSED_RUNNING_MODES and is_local(options.view_as(StandardOptions).runner or ""):
         raise ValueError(
             f"--direct_running_mode={mode} is refused: {REFUSED_RUNNING_MODES[mode]}; "
             "leave it out (in_memory, the default) or run on Dataflow for parallelism"
         )
-    if std.runner in _PICK_FOR_ME:
-        std.runner = default_local_runner(bool(std.streaming))
-    return std.runner
 
 
 def is_local(runner: str) -> bool:

@@ -44,9 +44,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineState
 from apache_beam.transforms import window
 
-from beam_pipelines import batch_run, bq_local, direct_runner_tuning, events, lake, runners, service_watch
+from beam_pipelines import batch_run, bq_local, cli, direct_runner_tuning, events, lake, runners, service_watch
 from beam_pipelines.direct_runner_tuning import tune_bundle_based_direct_runner
-from beam_pipelines.logs import configure_job_logging
 from beam_pipelines.transforms import METRICS_NAMESPACE
 from beam_pipelines.transforms.archive import ARCHIVED_MESSAGES, WriteMessageArchive
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
@@ -76,12 +75,24 @@ class StreamingOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--input_subscription", help="projects/<p>/subscriptions/<s> carrying user events")
-        parser.add_argument("--output_table", help="project:dataset.user_behavior")
-        parser.add_argument("--dead_letter_table", help="project:dataset.dead_letter")
-        parser.add_argument("--engagement_table", help="project:dataset.engagement_minutely")
-        parser.add_argument("--products_table", help="project:dataset.products (side input, reloaded periodically)")
-        parser.add_argument("--users_table", help="project:dataset.users (side input, reloaded periodically)")
+        parser.add_argument(
+            "--input_subscription", help="Required. projects/<p>/subscriptions/<s> carrying user events"
+        )
+        parser.add_argument("--output_table", help="Required. user_behavior table, project:dataset.table (must exist)")
+        parser.add_argument(
+            "--dead_letter_table", help="Required. dead_letter table, project:dataset.table (must exist)"
+        )
+        parser.add_argument(
+            "--engagement_table", help="Required. engagement_minutely table, project:dataset.table (must exist)"
+        )
+        parser.add_argument(
+            "--products_table",
+            help="products table, project:dataset.table (side input, reloaded); required unless --dims_lake_root",
+        )
+        parser.add_argument(
+            "--users_table",
+            help="users table, project:dataset.table (side input, reloaded); required unless --dims_lake_root",
+        )
         parser.add_argument(
             "--dims_lake_root", help="read products/users from the lake's newest snapshots instead of BigQuery"
         )
@@ -97,10 +108,17 @@ class StreamingOptions(PipelineOptions):
             "where it also bounds how long a clean stop waits)",
         )
         parser.add_argument("--archive_shards", type=int, default=1, help="archive files per hour folder and flush")
-        parser.add_argument("--dims_refresh_seconds", type=float, default=300, help="side-input reload interval")
+        parser.add_argument(
+            "--dims_refresh_seconds", type=float, default=300, help="side-input reload interval, seconds"
+        )
         parser.add_argument("--dedup_horizon_minutes", type=float, default=60, help="how long event_ids are kept")
-        parser.add_argument("--allowed_lateness_minutes", type=float, default=10, help="late data for engagement")
-        parser.add_argument("--window_seconds", type=int, default=60, help="engagement window size")
+        parser.add_argument(
+            "--allowed_lateness_minutes",
+            type=float,
+            default=10,
+            help="how late an event may be and still count in its engagement window",
+        )
+        parser.add_argument("--window_seconds", type=int, default=60, help="engagement window size, seconds")
         parser.add_argument(
             "--early_firing_seconds", type=int, default=None, help="optional EARLY engagement panes (processing time)"
         )
@@ -264,7 +282,7 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
 
 def make_options(argv=None) -> PipelineOptions:
     """Parse ``argv`` into options with streaming on and a pinned local runner."""
-    options = PipelineOptions(argv)
+    options = cli.parse_job_options(argv, StreamingOptions, "beam_pipelines.streaming", __doc__)
     options.view_as(StandardOptions).streaming = True
     runners.resolve_runner(options)
     options.view_as(StreamingOptions).validate_job()
@@ -365,13 +383,16 @@ def _report(result, out: TextIO) -> dict[str, int]:
     return values
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: run the job; locally until SIGINT/SIGTERM, then stop cleanly (exit 0)."""
-    configure_job_logging()
+def run_from_command_line(argv: list[str]) -> dict[str, int]:
+    """The command line's job: run; locally until SIGINT/SIGTERM, then stop cleanly.
+
+    Raises:
+      RuntimeError: the stopped run's counters do not add up (exit code 1 through ``cli.main``).
+    """
     options = make_options(argv)
     if not runners.is_local(options.view_as(StandardOptions).runner or ""):
         run(argv).wait_until_finish()  # Ctrl-C leaves the Dataflow job running: drain it there
-        return 0
+        return {}
     stop = threading.Event()
     # Set explicitly: a job started in the background of a non-interactive shell
     # inherits SIGINT as ignored, and Python would leave it so.
@@ -380,8 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     result = run(argv)
     flush_seconds = options.view_as(StreamingOptions).archive_flush_seconds or LOCAL_ARCHIVE_FLUSH_SECONDS
     values = run_until_stopped(result, stop, flush_seconds)
-    return 0 if conservation(values)[1] else 1
+    if not conservation(values)[1]:
+        raise RuntimeError("the counters do not add up: records_in != rows + dead letters + duplicates (see above)")
+    return values
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.main(run_from_command_line, StreamingOptions, "beam_pipelines.streaming", __doc__))

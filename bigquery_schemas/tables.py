@@ -14,7 +14,6 @@ names the column and what to do instead.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Iterable, Sequence
@@ -182,10 +181,10 @@ def ensure_all(
     return [ensure_table(client, dataset, table_spec(t)) for t in (tables or table_names())]
 
 
-def describe_tables(client: bigquery.Client, dataset: str) -> list[dict[str, Any]]:
-    """What BigQuery reports for each declared table: columns, partitioning, clustering, rows."""
+def describe_tables(client: bigquery.Client, dataset: str, tables: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """What BigQuery reports for each declared table (or the ones named): columns, partitioning, clustering, rows."""
     out = []
-    for name in table_names():
+    for name in tables or table_names():
         t = client.get_table(f"{client.project}.{dataset}.{name}")
         tp = t.time_partitioning
         out.append(
@@ -213,7 +212,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    # The command line is the one layer above beam_pipelines here: the shared parser and
+    # preflight live there, the table logic of this module stays below it.
+    from beam_pipelines import cli, preflight
+
+    parser = cli.ArgumentParser(
         prog="python -m bigquery_schemas.tables",
         description="Create or update the BigQuery dataset and tables from bigquery_schemas/*.json. "
         "Set BIGQUERY_EMULATOR_HOST (or --endpoint) to target the local emulator.",
@@ -223,17 +226,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--location", default=None, help="dataset location for a new dataset, e.g. EU or us-central1")
     parser.add_argument("--endpoint", default=None, help="emulator REST endpoint, e.g. http://127.0.0.1:9050")
     parser.add_argument("--table", action="append", help="only this table (repeatable); default: all")
+    parser.add_argument(cli.VERBOSE_FLAG, action="store_true", help="print the full traceback of an error")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    client = make_client(args.project, args.endpoint)
+    unknown = sorted(set(args.table or ()) - set(table_names()))
+    if unknown:
+        hints = [f"{t} (did you mean {cli.closest(t, table_names())}?)" for t in unknown]
+        parser.error(f"--table {', '.join(hints)}: the declared tables are {', '.join(table_names())}")
     try:
+        preflight.require_bigquery(f"creating tables in {args.project}:{args.dataset}", args.endpoint)
+        client = make_client(args.project, args.endpoint)
         results = ensure_all(client, args.dataset, args.table, args.location)
+        for r in results:
+            print(f"{r.action:9s} {r.table_id}")
+        print(format_table(describe_tables(client, args.dataset, args.table)))
     except IncompatibleSchemaChange as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for r in results:
-        print(f"{r.action:9s} {r.table_id}")
-    print(format_table(describe_tables(client, args.dataset)))
+    except preflight.PreflightError as exc:
+        cli.report_error(str(exc), None, args.verbose, parser.prog)
+        return cli.EXIT_NOT_READY
+    except Exception as exc:
+        summary = cli.failure_summary("tables", exc, [f"{args.project}:{args.dataset}"])
+        cli.report_error(summary, exc, args.verbose, parser.prog)
+        return cli.EXIT_FAILED
     return 0
 
 

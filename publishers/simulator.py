@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from beam_pipelines import events
+from beam_pipelines import cli, events, preflight
 from beam_pipelines.events import format_ts
 from beam_pipelines.io import sql
 from publishers import malformed
@@ -358,11 +358,12 @@ def _add_sink_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m publishers.simulator",
         description="Publish simulated or replayed e-commerce events to Pub/Sub (or a JSONL file), "
         "with exact ground truth in a manifest.",
     )
+    parser.add_argument(cli.VERBOSE_FLAG, action="store_true", help="print the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pub = sub.add_parser(
         "publish",
@@ -370,7 +371,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate shopper sessions (view -> wishlist/add_to_cart -> order -> return) over the "
         "catalog and publish their events; orders are written to --database-url so the orders API "
         "serves them. --count is the total number of messages, including duplicates and malformed ones.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     amount = pub.add_mutually_exclusive_group(required=True)
     amount.add_argument("--count", type=non_negative(int), help="messages to publish in total")
@@ -425,7 +425,6 @@ def build_parser() -> argparse.ArgumentParser:
         "replay",
         help="publish the rows of a real clickstream file (CSV or JSONL)",
         description=replay.DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     replay.add_arguments(rep)
     _add_sink_args(rep)
@@ -489,6 +488,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.topic and not args.output_jsonl:
+            # Before the catalog and any client: with the stack down the client would retry
+            # for minutes, and with neither emulator nor credentials print a 34-line traceback.
+            path = topic_path(args.project, args.topic)
+            preflight.require_service(preflight.PUBSUB_ENV, f"publishing to {path}")
         if args.command == "publish":
             return main_publish(args)
         from publishers import replay
@@ -497,6 +501,14 @@ def main(argv: list[str] | None = None) -> int:
     except (SimulatorError, sql.DatabaseURLError, ConnectionError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except preflight.PreflightError as exc:
+        cli.report_error(str(exc), None, args.verbose, "publishers.simulator")
+        return cli.EXIT_NOT_READY
+    except Exception as exc:
+        resources = [args.topic, getattr(args, "database_url", None), getattr(args, "file", None)]
+        summary = cli.failure_summary("simulator", exc, [str(r) for r in resources if r])
+        cli.report_error(summary, exc, args.verbose, "publishers.simulator")
+        return cli.EXIT_FAILED
 
 
 __all__ = ["Manifest", "Order", "PlanConfig", "Planner", "run_publish"]

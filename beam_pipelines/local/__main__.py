@@ -9,19 +9,20 @@ python -m beam_pipelines.local install-extensions          DuckDB extensions for
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
 
+from beam_pipelines import cli
 from beam_pipelines.local.processes import StackError
 from beam_pipelines.local.services import install_duckdb_extensions
 from beam_pipelines.local.stack import DEFAULT_ROOT, SERVICES, LocalStack, StackConfig
+from beam_pipelines.preflight import ENV_FIX
 from bigquery_schemas.tables import format_table
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m beam_pipelines.local",
         description="Local stand-ins for Google Cloud: the official Pub/Sub emulator, the BigQuery "
         "emulator (bqemulator), a GCS emulator, a lake folder and the SQL source. State lives in .local/.",
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         "--root",
         type=Path,
         default=DEFAULT_ROOT,
-        help=f"folder for the stack's state, logs and data (default {DEFAULT_ROOT})",
+        help="folder for the stack's state, logs and data",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the stack (idempotent) and create topic, subscription, dataset, tables")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             print("Starting the local stack (state in .local/stack):")
             stack.up(args.service)
             print(format_table(stack.status()))
-            print('\nPoint your shell at it with:  eval "$(python -m beam_pipelines.local env)"')
+            print(f"\nPoint your shell at it with:  {ENV_FIX}")
         elif args.command == "down":
             stack.down()
         elif args.command == "status":

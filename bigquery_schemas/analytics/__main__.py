@@ -139,7 +139,13 @@ def _cmd_run(args: argparse.Namespace, out) -> None:
 def main(argv: Sequence[str] | None = None, out=None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
+    # The command line sits above beam_pipelines (see bigquery_schemas.tables.main).
+    from beam_pipelines import preflight
+
     try:
+        if args.command != "list":
+            # Before any query: with the stack down the client retries silently for minutes.
+            preflight.require_bigquery(f"querying {args.project}:{args.dataset}", args.endpoint)
         if args.command == "list":
             _cmd_list(out)
         elif args.command == "run":
@@ -161,6 +167,9 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except preflight.PreflightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except DefaultCredentialsError:
         print(
             "error: no Google credentials. Set BIGQUERY_EMULATOR_HOST (or --endpoint) for the local "

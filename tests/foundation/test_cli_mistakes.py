@@ -1,0 +1,290 @@
+"""Each command line, run as a user runs it (a real subprocess), with each mistake of issue 15.
+
+Every mistake must end in one ``error: ...`` line that names what is wrong and what to
+do, with the documented exit code (``beam_pipelines.cli``: 2 bad input, 3 environment
+not ready, 1 a failed run), and never a traceback unless ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from beam_pipelines.preflight import ENV_FIX, UP_FIX
+
+ROOT = Path(__file__).resolve().parents[2]
+EMULATOR_VARS = (
+    "PUBSUB_EMULATOR_HOST",
+    "BIGQUERY_EMULATOR_HOST",
+    "BIGQUERY_EMULATOR_GRPC_HOST",
+    "STORAGE_EMULATOR_HOST",
+)
+WINDOW = ["--window_start", "2026-11-22T08:00:00Z", "--window_end", "2026-11-22T10:00:00Z"]
+
+
+def _run(module: str, *argv: str, env: dict[str, str] | None = None, timeout: float = 120, base=os.environ):
+    """``python -m module argv`` in ``base`` + ``env``; returns (exit code, stdout, stderr, wall s, child CPU s)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**base, "NO_GCE_CHECK": "true", **(env or {})},
+    )
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return proc.returncode, proc.stdout, proc.stderr, wall, cpu
+
+
+def _error_line(stderr: str) -> str:
+    """The one ``error:`` line; anything else on stderr must be a log line, never a traceback."""
+    assert "Traceback" not in stderr, stderr
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the socket is: nothing listens there
+
+
+def _no_google(tmp_path: Path) -> dict[str, str]:
+    """No emulator variable, no credentials anywhere (HOME and the gcloud config are empty)."""
+    env = {k: v for k, v in os.environ.items() if k not in EMULATOR_VARS and k != "GOOGLE_APPLICATION_CREDENTIALS"}
+    return {**env, "HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud")}
+
+
+def _hourly_args(project: str, dataset: str, lake: Path, output_table: str = "user_behavior") -> list[str]:
+    t = f"{project}:{dataset}"
+    return [
+        "--project",
+        project,
+        "--lake_root",
+        str(lake),
+        *WINDOW,
+        f"--output_table={t}.{output_table}",
+        f"--dead_letter_table={t}.dead_letter",
+        f"--products_table={t}.products",
+        f"--users_table={t}.users",
+        f"--orders_table={t}.orders",
+    ]
+
+
+# ---------------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("beam_pipelines.streaming", ["--input_subscription", "--dims_refresh_seconds", "(default: 300", "--verbose"]),
+        ("beam_pipelines.hourly", ["--window_start", "--orders_table", "--skip_dims_refresh", "--runner"]),
+        ("beam_pipelines.extract_orders", ["--api_base_url", "--page_size", "(default 500)"]),
+        ("beam_pipelines.extract_dims", ["--database_url", "--num_partitions", "(default 4)"]),
+        ("bigquery_schemas.tables", ["--project", "--dataset", "--table"]),
+        ("beam_pipelines.local", ["--root", "(default: ", "install-extensions"]),
+    ],
+)
+def test_help_lists_the_commands_own_options_with_defaults(module, expected):
+    rc, out, err, _, _ = _run(module, "--help")
+    assert rc == 0, err
+    flat = " ".join(out.split())
+    for text in expected:
+        assert text in flat, f"{text!r} missing from {module} --help:\n{out}"
+
+
+def test_simulator_help_prints_each_default_once():
+    rc, out, err, _, _ = _run("publishers.simulator", "publish", "--help")
+    assert rc == 0, err
+    flat = " ".join(out.split())
+    assert "(default 1000)" in flat and "(default: 1000)" in flat  # --batch-max-messages, --products
+    assert flat.count("client batch size in messages (default 1000)") == 1
+    assert "(default 1000) (default" not in flat and "(default 0.05) (default" not in flat
+    assert "duplicate-fraction" in flat and "(default: 0.0)" in flat
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "message"),
+    [
+        (
+            "beam_pipelines.hourly",
+            ["--windw_start", "2026-11-22T08:00:00Z"],
+            "unknown option --windw_start (did you mean --window_start?)",
+        ),
+        ("beam_pipelines.streaming", ["--input_subscriptoin", "x"], "did you mean --input_subscription?"),
+        ("beam_pipelines.extract_orders", ["--page_size", "abc"], "argument --page_size: invalid int value: 'abc'"),
+        ("beam_pipelines.extract_dims", ["--lake_rot", "lake"], "did you mean --lake_root?"),
+        ("beam_pipelines.hourly", ["--window_start", "2026-11-22"], "missing required option(s): --window_end"),
+        (
+            "beam_pipelines.extract_orders",
+            [
+                "--api_base_url",
+                "http://127.0.0.1:1",
+                "--lake_root",
+                "lake",
+                "--window_start",
+                "22.11.2026",
+                "--window_end",
+                "2026-11-23",
+            ],
+            "--window_start '22.11.2026' is not a UTC time",
+        ),
+        ("publishers.simulator", ["publish", "--count", "5", "--duplicate-fractoin", "0.1"], "--duplicate-fraction"),
+        ("bigquery_schemas.tables", ["--project", "p-1", "--dataset", "d", "--tabel", "x"], "did you mean --table?"),
+        (
+            "bigquery_schemas.tables",
+            ["--project", "p-1", "--dataset", "d", "--table", "user_behaviour"],
+            "--table user_behaviour (did you mean user_behavior?)",
+        ),
+        ("beam_pipelines.local", ["--rot", "lake", "status"], "error:"),
+    ],
+)
+def test_a_bad_command_line_is_one_error_line_with_exit_2(module, argv, message):
+    rc, _, err, _, _ = _run(module, *argv)
+    assert rc == 2, err
+    assert message in _error_line(err)
+
+
+def test_a_date_only_window_means_midnight_utc():
+    from beam_pipelines import lake
+
+    start, end = lake.parse_window("2026-11-22", "2026-11-22T02:00:00Z", whole_hours=True)
+    assert (start.isoformat(), end.isoformat()) == ("2026-11-22T00:00:00+00:00", "2026-11-22T02:00:00+00:00")
+
+
+# ---------------------------------------------------------------------------- environment not ready
+
+
+def test_a_local_run_with_the_stack_down_fails_within_5_s_naming_the_fix(tmp_path):
+    """The env line is set (as after ``eval "$(... local env)"``) but nothing listens on its ports."""
+    env = {
+        "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{_closed_port()}",
+        "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{_closed_port()}",
+    }
+    rc, _, err, wall, cpu = _run(
+        "beam_pipelines.hourly", *_hourly_args("local-ecommerce", "ecommerce", tmp_path), env=env
+    )
+    line = _error_line(err)
+    assert rc == 3
+    assert "BIGQUERY_EMULATOR_HOST" in line and UP_FIX in line and ENV_FIX in line
+    # Wall time includes importing Beam (~3 s of CPU) on a machine shared with other jobs;
+    # the process' own CPU time is the load-independent bound.
+    assert cpu < 5, f"{cpu:.1f} s CPU (wall {wall:.1f} s)"
+    assert wall < 15, f"wall {wall:.1f} s"
+
+    rc, _, err, wall, cpu = _run("publishers.simulator", "publish", "--project", "local-ecommerce", "--topic",
+                                 "user-events", "--count", "5", env=env)  # fmt: skip
+    line = _error_line(err)
+    assert rc == 3 and "PUBSUB_EMULATOR_HOST" in line and UP_FIX in line
+    assert cpu < 5, f"{cpu:.1f} s CPU (wall {wall:.1f} s)"
+
+
+def test_no_env_line_and_no_credentials_never_starts_a_login(tmp_path):
+    env = _no_google(tmp_path)
+    rc, _, err, _, _ = _run("beam_pipelines.hourly", *_hourly_args("local-ecommerce", "ecommerce", tmp_path), base=env)
+    assert rc == 3 and ENV_FIX in _error_line(err)
+    rc, _, err, _, _ = _run("publishers.simulator", "publish", "--project", "local-ecommerce", "--topic",
+                            "user-events", "--count", "5", base=env)  # fmt: skip
+    line = _error_line(err)
+    assert rc == 3 and ENV_FIX in line and "DefaultCredentialsError" not in err
+    assert not (tmp_path / ".apitools.token").exists()
+
+
+# ---------------------------------------------------------------------------- missing resources
+
+
+@pytest.mark.integration
+def test_a_job_pointed_at_a_missing_table_stops_naming_it_and_creates_nothing(bq_dataset, tmp_path):
+    args = _hourly_args(bq_dataset.project, bq_dataset.dataset, tmp_path, output_table="user_behaviour")
+    rc, _, err, _, _ = _run("beam_pipelines.hourly", *args)
+    line = _error_line(err)
+    assert rc == 3
+    assert f"table {bq_dataset.table('user_behaviour')} does not exist" in line
+    assert f"did you mean {bq_dataset.table('user_behavior')}?" in line
+    assert "bigquery_schemas.tables" in line
+    names = {t.table_id for t in bq_dataset.client.list_tables(bq_dataset.dataset)}
+    assert "user_behaviour" not in names
+
+
+@pytest.mark.integration
+def test_streaming_with_a_missing_subscription_names_it(bq_dataset, pubsub_emulator):
+    missing = f"projects/{pubsub_emulator.project}/subscriptions/no-such-sub"
+    t = bq_dataset.table
+    rc, _, err, _, _ = _run(
+        "beam_pipelines.streaming",
+        f"--project={bq_dataset.project}",
+        f"--input_subscription={missing}",
+        f"--output_table={t('user_behavior')}",
+        f"--dead_letter_table={t('dead_letter')}",
+        f"--engagement_table={t('engagement_minutely')}",
+        f"--products_table={t('products')}",
+        f"--users_table={t('users')}",
+    )
+    assert rc == 3 and f"subscription {missing} does not exist" in _error_line(err)
+
+
+@pytest.mark.integration
+def test_tables_for_one_table_creates_only_that_table(bigquery_emulator):
+    dataset = f"only_{os.getpid()}"
+    rc, out, err, _, _ = _run(
+        "bigquery_schemas.tables", "--project", bigquery_emulator.project, "--dataset", dataset, "--table", "products"
+    )
+    assert rc == 0, err
+    client = bigquery_emulator.client()
+    try:
+        assert [t.table_id for t in client.list_tables(dataset)] == ["products"]
+        assert "products" in out and "user_behavior" not in out
+    finally:
+        client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+
+
+@pytest.mark.integration
+def test_a_failed_run_ends_in_one_line_naming_the_url(orders_api, tmp_path):
+    rc, _, err, _, _ = _run(
+        "beam_pipelines.extract_orders",
+        "--api_base_url",
+        orders_api.base_url,
+        "--lake_root",
+        str(tmp_path),
+        *WINDOW,
+        "--max_attempts",
+        "1",
+        env={"ORDERS_API_TOKEN": "wrong-token"},
+    )
+    line = _error_line(err)
+    assert rc == 1
+    assert line.startswith("error: extract_orders failed:") and "401" in line and orders_api.base_url in line
+    assert "--verbose" in line
+
+
+def test_a_dataflow_run_without_credentials_names_them(tmp_path):
+    project = "acme-analytics-prod"  # realistic: Dataflow rejects ids like "p"
+    args = _hourly_args(project, "ecommerce", tmp_path)
+    args[args.index("--lake_root") + 1] = "gs://acme-analytics-lake/ecommerce"
+    rc, _, err, _, _ = _run(
+        "beam_pipelines.hourly",
+        *args,
+        "--runner=DataflowRunner",
+        "--region=europe-west1",
+        "--temp_location=gs://acme-dataflow-prod/temp",
+        base=_no_google(tmp_path),
+    )
+    line = _error_line(err)
+    assert rc == 3
+    assert "--runner DataflowRunner needs Google credentials" in line and "application-default login" in line
+    assert "beam_pipelines.local" not in line
