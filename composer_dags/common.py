@@ -1,11 +1,14 @@
 """Shared pieces of the e-commerce DAGs: default_args, alerting, config lookup, job launch.
 
 Nothing here does I/O at import time: the DAG processor imports this module on
-every parse. Configuration is read when a task renders its templates, from one
-JSON Airflow Variable, ``ecommerce_config`` (set it in Composer, or locally as the
-environment variable ``AIRFLOW_VAR_ECOMMERCE_CONFIG``); keys that are missing fall
-back to :data:`LOCAL_DEFAULTS`, which run everything on this machine with the
-DirectRunner. See ``docs/deploy.md`` for the Composer values.
+every parse. Configuration is one JSON Airflow Variable, ``ecommerce_config`` (set it
+in Composer, or locally as the environment variable ``AIRFLOW_VAR_ECOMMERCE_CONFIG``),
+validated by the typed model in :mod:`composer_dags.config`: each DAG file validates
+it once at parse time (``load_config()``), and templates read it again through the
+same model when a task renders (``{{ cfg('lake_root') }}``), so a Variable edited
+between parse and run is still checked. Keys that are not set take the model's local
+defaults (everything on this machine with the DirectRunner). See ``docs/deploy.md``
+for the Composer values.
 
 Works on Airflow 3.x (``airflow.sdk``) and 2.10 (``airflow.models`` & co.).
 """
@@ -23,58 +26,26 @@ from pathlib import Path
 from typing import Any
 
 try:  # Airflow 3.x
-    from airflow.sdk import Asset, BaseSensorOperator, Variable
+    from airflow.sdk import Asset, BaseSensorOperator
     from airflow.sdk.exceptions import AirflowFailException
 except ImportError:  # Airflow 2.10
     from airflow.datasets import Dataset as Asset  # type: ignore[no-redef]
     from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
-    from airflow.models import Variable  # type: ignore[no-redef]
     from airflow.sensors.base import BaseSensorOperator  # type: ignore[no-redef]
 
 from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
 from airflow.providers.google.cloud.operators.dataflow import DataflowConfiguration
 
+from composer_dags.config import DATAFLOW_RUNNER, load_config
+
 _LOG = logging.getLogger(__name__)
 
-CONFIG_VARIABLE = "ecommerce_config"
 ALERT_PREFIX = "ECOMMERCE_PIPELINE_ALERT"
-DATAFLOW_RUNNER = "DataflowRunner"
 # Go-live date: catchup fills every window since then (orders, hourly).
 START_DATE = datetime(2026, 11, 1, tzinfo=UTC)
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SQL_DIR = "sql"
 ORDERS_WINDOW = timedelta(minutes=10)
 MARKER_ZONE = "_airflow"
-
-LOCAL_DEFAULTS: dict[str, Any] = {
-    # Where and how the Beam jobs run.
-    "runner": "DirectRunner",
-    "project": "local-ecommerce",
-    "region": "us-central1",
-    "dataset": "ecommerce",
-    "lake_root": str(REPO_ROOT / ".local" / "lake"),
-    # DataflowRunner only (ignored locally).
-    "temp_location": "",
-    "staging_location": "",
-    "setup_file": str(REPO_ROOT / "setup.py"),
-    "sdk_container_image": "",
-    "subnetwork": "",
-    "max_num_workers": "",
-    "service_account_extract_orders": "",
-    "service_account_extract_dims": "",
-    "service_account_hourly": "",
-    # Sources.
-    "orders_api_base_url": "http://127.0.0.1:8080",
-    "orders_api_token_env": "ORDERS_API_TOKEN",
-    "orders_api_token_secret": "",
-    "orders_page_size": 500,
-    "database_url": "",
-    "database_url_env": "ECOMMERCE_DATABASE_URL",
-    "dims_tables": "products,users",
-    # Data-quality thresholds.
-    "dq_max_dead_letter_ratio": 0.01,
-    "dq_max_freshness_lag_minutes": 30,
-}
 
 # Lineage: what each extract DAG lands in the lake (shown in the Airflow UI).
 ORDERS_ASSET = Asset("ecommerce://lake/raw/orders")
@@ -86,18 +57,14 @@ USER_BEHAVIOR_ASSET = Asset("ecommerce://bigquery/user_behavior")
 
 
 def cfg(key: str) -> Any:
-    """One configuration value: the ``ecommerce_config`` Variable, else the local default.
+    """One configuration value, validated by :class:`~composer_dags.config.EcommerceConfig`.
 
-    Called from templates (``{{ cfg('lake_root') }}``), so it runs when a task renders,
-    never while the DAG file is parsed.
+    Called from templates (``{{ cfg('lake_root') }}``), so it runs when a task renders.
+
+    Raises:
+      ConfigError: ``key`` is not a configuration key, or the Variable is invalid.
     """
-    if key not in LOCAL_DEFAULTS:
-        raise KeyError(f"unknown config key {key!r}; expected one of {sorted(LOCAL_DEFAULTS)}")
-    # Positional: the default is ``default`` on Airflow 3 and ``default_var`` on 2.10.
-    overrides = Variable.get(CONFIG_VARIABLE, None, True) or {}
-    if not isinstance(overrides, Mapping):
-        raise ValueError(f"Variable {CONFIG_VARIABLE} must be a JSON object, got {type(overrides).__name__}")
-    return overrides.get(key, LOCAL_DEFAULTS[key])
+    return load_config().value(key)
 
 
 def bq_table(name: str) -> str:

@@ -23,8 +23,13 @@ from composer_dags.common import (
     cloud_options,
     default_args,
 )
+from composer_dags.config import load_config
 
 DAG_ID = "ecommerce_extract_dims"
+# The ecommerce_config Variable, validated once per parse: an unknown, missing or
+# wrongly-typed key (or a DirectRunner on Composer) makes this file an import error
+# that names the key, before any run is scheduled.
+CONFIG = load_config()
 
 with DAG(
     dag_id=DAG_ID,

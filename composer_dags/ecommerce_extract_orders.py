@@ -29,8 +29,13 @@ from composer_dags.common import (
     default_args,
     write_orders_marker,
 )
+from composer_dags.config import load_config
 
 DAG_ID = "ecommerce_extract_orders"
+# The ecommerce_config Variable, validated once per parse: an unknown, missing or
+# wrongly-typed key (or a DirectRunner on Composer) makes this file an import error
+# that names the key, before any run is scheduled.
+CONFIG = load_config()
 
 with DAG(
     dag_id=DAG_ID,

@@ -45,6 +45,7 @@ from composer_dags.common import (
     run_quality_check,
     sql_path,
 )
+from composer_dags.config import load_config
 
 DAG_ID = "ecommerce_hourly"
 HOURLY_PIPELINE = "hourly"
@@ -66,6 +67,10 @@ CHECKS = {
     ),
     "check_freshness": ("dq_freshness", {"max_lag_minutes": "{{ cfg('dq_max_freshness_lag_minutes') }}"}),
 }
+# The ecommerce_config Variable, validated once per parse: an unknown, missing or
+# wrongly-typed key (or a DirectRunner on Composer) makes this file an import error
+# that names the key, before any run is scheduled.
+CONFIG = load_config()
 
 with DAG(
     dag_id=DAG_ID,

@@ -20,7 +20,7 @@ import pytest
 
 from tests.composer.test_dags import render
 from tests.dataflow.offline import LOCAL_ENDPOINT_ENVS, PROJECT, REGION, describe
-from tests.dataflow.test_job_descriptions import SDK_IMAGE, job_options_class
+from tests.dataflow.test_job_descriptions import SDK_IMAGE, SETUP_FILE, job_options_class
 
 BUCKET = "gs://acme-dataflow-prod"
 CONFIG = {
@@ -31,6 +31,9 @@ CONFIG = {
     "lake_root": "gs://acme-lake-prod/ecommerce",
     "temp_location": f"{BUCKET}/temp",
     "staging_location": f"{BUCKET}/staging",
+    # Required with the DataflowRunner; on Composer /home/airflow/gcs/data/..., here this
+    # repository's, so the offline submission really builds the sdist.
+    "setup_file": SETUP_FILE,
     "service_account_extract_orders": f"df-extract-orders@{PROJECT}.iam.gserviceaccount.com",
     "service_account_extract_dims": f"df-extract-dims@{PROJECT}.iam.gserviceaccount.com",
     "service_account_hourly": f"df-hourly@{PROJECT}.iam.gserviceaccount.com",
