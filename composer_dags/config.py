@@ -86,6 +86,8 @@ class EcommerceConfig(BaseModel):
     # Data-quality thresholds.
     dq_max_dead_letter_ratio: float = Field(0.01, ge=0, le=1)
     dq_max_freshness_lag_minutes: int = Field(30, ge=0)
+    # Failure e-mails (SmtpNotifier) besides the alert log line; empty: log line only.
+    alert_emails: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _dataflow_needs_explicit_cloud_keys(self) -> EcommerceConfig:

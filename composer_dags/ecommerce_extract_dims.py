@@ -42,7 +42,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=45),
-    default_args=default_args(execution_timeout=timedelta(minutes=25)),
+    default_args=default_args(CONFIG, execution_timeout=timedelta(minutes=25)),
     user_defined_macros=MACROS,
     tags=["ecommerce", "extract", "dimensions", "dataflow"],
 ) as dag:

@@ -48,7 +48,7 @@ with DAG(
     catchup=True,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=45),
-    default_args=default_args(execution_timeout=timedelta(minutes=20)),
+    default_args=default_args(CONFIG, execution_timeout=timedelta(minutes=20)),
     user_defined_macros=MACROS,
     tags=["ecommerce", "extract", "orders", "dataflow"],
 ) as dag:

@@ -60,7 +60,7 @@ def test_values_are_typed() -> None:
     [
         ({"runer": "DataflowRunner"}, False, "unknown key 'runer' (did you mean 'runner'?)"),
         ({"projcet": "acme"}, False, "unknown key 'projcet' (did you mean 'project'?)"),
-        ({"colour": "blue"}, False, "unknown key 'colour'; known keys: database_url"),
+        ({"colour": "blue"}, False, "unknown key 'colour'; known keys: alert_emails, database_url"),
         ({"orders_page_size": "many"}, False, "key 'orders_page_size': Input should be a valid integer"),
         ({"dq_max_dead_letter_ratio": 2}, False, "key 'dq_max_dead_letter_ratio'"),
         ({"runner": "PrismRunner"}, False, "key 'runner': Input should be 'DirectRunner' or 'DataflowRunner'"),

@@ -1,5 +1,7 @@
 """From the DAG to Dataflow, offline: each Beam task on the DataflowRunner yields a valid job description.
 
+On Dataflow the task is deferrable: after the launch it defers to a Dataflow job trigger.
+
 The operator runs its real ``execute()`` with the Composer-style configuration; only the
 last step is intercepted: instead of starting ``python <job>.py --runner=DataflowRunner ...``
 (which would submit), the command-line options it would pass are fed to the job's
@@ -69,6 +71,11 @@ def test_beam_task_on_dataflow_builds_a_valid_job(
     expected: dict[str, str],
 ) -> None:  # fmt: skip
     from airflow.providers.apache.beam.hooks.beam import BeamHook, beam_options_to_args
+
+    try:  # Airflow 3.x
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:  # Airflow 2.10
+        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
     from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
 
     begin = pendulum.datetime(2026, 11, 21, *start, tz="UTC")
@@ -81,10 +88,15 @@ def test_beam_task_on_dataflow_builds_a_valid_job(
 
     with (
         mock.patch.object(BeamHook, "start_python_pipeline", start_python_pipeline),
-        mock.patch.object(DataflowHook, "wait_for_done", return_value=None),
+        mock.patch.object(DataflowHook, "wait_for_done", side_effect=AssertionError("must defer, not wait")),
+        pytest.raises(TaskDeferred) as deferred,
     ):
         task.execute({"ti": mock.MagicMock(), "task_instance": mock.MagicMock()})
 
+    # Submitted from the worker, then deferred: the triggerer watches the job, the slot is free.
+    trigger = deferred.value.trigger
+    assert type(trigger).__name__ in {"DataflowJobStateCompleteTrigger", "DataflowJobStatusTrigger"}
+    assert (trigger.project_id, trigger.location) == (PROJECT, REGION)
     assert launched["runner"] == "DataflowRunner"
     assert launched["py_file"].endswith(f"beam_pipelines/{job}.py")
     variables = launched["variables"]
