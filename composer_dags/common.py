@@ -16,6 +16,7 @@ Works on Airflow 3.x (``airflow.sdk``) and 2.10 (``airflow.models`` & co.).
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -368,6 +369,9 @@ def query_params(values: Mapping[str, str]) -> list[dict[str, Any]]:
     return params
 
 
+_CHECK_TAKES_PROJECT_ID = "project_id" in inspect.signature(BigQueryCheckOperator.__init__).parameters
+
+
 class DataQualityCheckOperator(BigQueryCheckOperator):
     """``BigQueryCheckOperator`` for one ``composer_dags/sql/dq_*.sql`` check of the configured project.
 
@@ -382,13 +386,19 @@ class DataQualityCheckOperator(BigQueryCheckOperator):
       the non-deferrable path goes through the DB-API cursor (discovery client, base URL
       ``bigquery.googleapis.com``), which ignores the emulator and fails offline with
       ``ServerNotFoundError``.
-    * ``project_id`` is templated (the provider's is not), so jobs run in ``cfg('project')``.
+    * ``project_id`` is templated (the provider's is not), so jobs run in ``cfg('project')``,
+      where the provider takes one: google provider 15.1.0 (composer-3-airflow-2.10.5) has
+      no ``project_id`` and runs the job in the connection's project.
     """
 
-    template_fields: Sequence[str] = (*BigQueryCheckOperator.template_fields, "project_id")
+    template_fields: Sequence[str] = (
+        *BigQueryCheckOperator.template_fields,
+        *(("project_id",) if _CHECK_TAKES_PROJECT_ID else ()),
+    )
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("project_id", "{{ cfg('project') }}")
+        if _CHECK_TAKES_PROJECT_ID:
+            kwargs.setdefault("project_id", "{{ cfg('project') }}")
         kwargs.setdefault("use_legacy_sql", False)
         kwargs.setdefault("deferrable", True)
         kwargs.setdefault("retry_on_failure", False)

@@ -11,6 +11,7 @@ local file, ``--no_auth``, uploads redirected): the job JSON the service would r
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 from pathlib import Path
@@ -89,9 +90,11 @@ def test_beam_task_on_dataflow_builds_a_valid_job(
     with (
         mock.patch.object(BeamHook, "start_python_pipeline", start_python_pipeline),
         mock.patch.object(DataflowHook, "wait_for_done", side_effect=AssertionError("must defer, not wait")),
+        # beam provider 6.1.4 (composer-3-airflow-2.10.5) wraps the launch in a gcloud login.
+        mock.patch.object(DataflowHook, "provide_authorized_gcloud", contextlib.nullcontext),
         pytest.raises(TaskDeferred) as deferred,
     ):
-        task.execute({"ti": mock.MagicMock(), "task_instance": mock.MagicMock()})
+        task.execute({"ti": mock.MagicMock(), "task_instance": mock.MagicMock(), "task": task})
 
     # Submitted from the worker, then deferred: the triggerer watches the job, the slot is free.
     trigger = deferred.value.trigger

