@@ -129,7 +129,8 @@ with DAG(
         for task_id, (sql_name, extra) in CHECKS.items()
     ]
 
-    refresh = [
+    # The view first: user_profile.sql reads it.
+    refresh_dedup_view, refresh_user_profile = (
         BigQueryInsertJobOperator(
             task_id=task_id,
             project_id="{{ cfg('project') }}",
@@ -140,6 +141,6 @@ with DAG(
             ("refresh_dedup_view", "user_behavior_dedup"),
             ("refresh_user_profile", "user_profile"),
         )
-    ]
+    )
 
-    wait_for_extracts >> run_hourly >> checks >> refresh[0] >> refresh[1]
+    wait_for_extracts >> run_hourly >> checks >> refresh_dedup_view >> refresh_user_profile
