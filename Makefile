@@ -7,10 +7,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
+# The DAG tests' own environment, at the Composer image's Airflow and provider versions
+# (requirements-composer.in says which image and why).
+# Inside .venv so it is ignored (git, docker, ruff) and removed with it.
+COMPOSER_VENV := $(VENV)/composer
+COMPOSER_PY := $(COMPOSER_VENV)/bin/python
+COMPOSER_STAMP := $(COMPOSER_VENV)/.installed
 export NO_GCE_CHECK := true
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: venv browser demo test test-fast lint format lock stack-up stack-down stack-status bench clean
+.PHONY: venv composer-venv test-composer browser demo test test-fast lint format lock stack-up stack-down stack-status bench clean
 
 venv: $(STAMP)
 
@@ -31,11 +37,27 @@ $(STAMP): requirements.lock setup.py
 	@touch $(STAMP)
 	@echo "==> $(VENV) ready"
 
+composer-venv: $(COMPOSER_STAMP)
+
+# No editable install here: tests/composer puts the repository on sys.path, as Composer's
+# dags/ folder does for the DAGs. uv comes from the main venv.
+$(COMPOSER_STAMP): requirements-composer.lock | $(STAMP)
+	@echo "==> Creating $(COMPOSER_VENV) (Composer image versions, one-off, ~1.5 min)"
+	test -x $(COMPOSER_PY) || $(PYTHON) -m venv $(COMPOSER_VENV)
+	$(UV) pip install --python $(COMPOSER_PY) --compile-bytecode --quiet -r requirements-composer.lock
+	@touch $(COMPOSER_STAMP)
+
+# The DAG tests under the Composer image's versions (the emulator e2e ones run in the main venv).
+test-composer: composer-venv
+	$(COMPOSER_PY) -m pytest tests/composer -m "not integration"
+
 demo: venv
 	$(PY) -m beam_pipelines.demo
 
-test: venv browser
+# The whole suite, then the DAG tests again under the Composer image's versions.
+test: venv browser composer-venv
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-composer
 
 # Chromium for the report's browser test, installed where missing (.ci/install-browser says how).
 browser:
@@ -47,9 +69,10 @@ lint: venv
 format: venv
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-# Re-resolve requirements.in into requirements.lock (needs the package index).
+# Re-resolve requirements.in and requirements-composer.in into their locks (needs the package index).
 lock: venv
 	$(UV) pip compile requirements.in --python-version 3.11 --quiet -o requirements.lock
+	$(UV) pip compile requirements-composer.in --python-version 3.11 --quiet -o requirements-composer.lock
 
 stack-up: venv
 	$(PY) -m beam_pipelines.local up

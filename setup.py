@@ -18,14 +18,20 @@ setup(
     packages=find_packages(include=["beam_pipelines*", "publishers*", "bigquery_schemas*"]),
     package_data={"bigquery_schemas": ["*.json", "analytics/*.sql"]},
     include_package_data=True,
-    # What the Dataflow workers need at run time (kept small on purpose).
+    # Exactly the distributions the code shipped to the workers imports (beam_pipelines/ and
+    # what it imports of bigquery_schemas/), nothing else: tests/dataflow/test_worker_dependencies.py
+    # walks their imports and fails on a missing or an unused entry. Lower bounds only (beside
+    # Beam): the worker image's Beam brings its own versions, requirements.lock pins the rest.
     install_requires=[
         f"apache-beam[gcp]=={BEAM_VERSION}",
+        "google-api-core>=2.0",
+        "google-auth>=2.0",
         "google-cloud-bigquery>=3.20",
-        "google-cloud-pubsub>=2.20",
-        "pyarrow>=14",
-        "httpx>=0.27",
+        "google-cloud-bigquery-storage>=2.6",
+        "google-cloud-secret-manager>=2.0",
+        "grpcio>=1.60",
         "psycopg[binary]>=3.1",
+        "requests>=2.31",
     ],
     extras_require={
         "publishers": ["faker>=30", "fastapi>=0.110", "uvicorn>=0.29"],
@@ -34,13 +40,15 @@ setup(
             "apache-airflow-providers-google",
             "apache-airflow-providers-apache-beam",
         ],
+        # The local stack (beam_pipelines/local, beam_pipelines/demo.py), never on workers.
         "local": [
+            "google-cloud-pubsub>=2.20",
             "bqemulator==1.4.0",
             "duckdb==1.5.5",
             "duckdb-extension-spatial==1.5.5",
             "duckdb-extension-avro==1.5.5",
             "gcp-storage-emulator",
         ],
-        "test": ["pytest>=8", "pytest-timeout", "testcontainers", "ruff"],
+        "test": ["pytest>=8", "pytest-timeout", "testcontainers", "ruff", "httpx>=0.27"],
     },
 )

@@ -1,11 +1,14 @@
 """Shared pieces of the e-commerce DAGs: default_args, alerting, config lookup, job launch.
 
 Nothing here does I/O at import time: the DAG processor imports this module on
-every parse. Configuration is read when a task renders its templates, from one
-JSON Airflow Variable, ``ecommerce_config`` (set it in Composer, or locally as the
-environment variable ``AIRFLOW_VAR_ECOMMERCE_CONFIG``); keys that are missing fall
-back to :data:`LOCAL_DEFAULTS`, which run everything on this machine with the
-DirectRunner. See ``docs/deploy.md`` for the Composer values.
+every parse. Configuration is one JSON Airflow Variable, ``ecommerce_config`` (set it
+in Composer, or locally as the environment variable ``AIRFLOW_VAR_ECOMMERCE_CONFIG``),
+validated by the typed model in :mod:`composer_dags.config`: each DAG file validates
+it once at parse time (``load_config()``), and templates read it again through the
+same model when a task renders (``{{ cfg('lake_root') }}``), so a Variable edited
+between parse and run is still checked. Keys that are not set take the model's local
+defaults (everything on this machine with the DirectRunner). See ``docs/deploy.md``
+for the Composer values.
 
 Works on Airflow 3.x (``airflow.sdk``) and 2.10 (``airflow.models`` & co.).
 """
@@ -13,6 +16,7 @@ Works on Airflow 3.x (``airflow.sdk``) and 2.10 (``airflow.models`` & co.).
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -23,58 +27,26 @@ from pathlib import Path
 from typing import Any
 
 try:  # Airflow 3.x
-    from airflow.sdk import Asset, BaseSensorOperator, Variable
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk import Asset, BaseNotifier, BaseSensorOperator
 except ImportError:  # Airflow 2.10
     from airflow.datasets import Dataset as Asset  # type: ignore[no-redef]
-    from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
-    from airflow.models import Variable  # type: ignore[no-redef]
+    from airflow.notifications.basenotifier import BaseNotifier  # type: ignore[no-redef]
     from airflow.sensors.base import BaseSensorOperator  # type: ignore[no-redef]
 
 from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
+from airflow.providers.google.cloud.operators.bigquery import BigQueryCheckOperator
 from airflow.providers.google.cloud.operators.dataflow import DataflowConfiguration
+
+from composer_dags.config import DATAFLOW_RUNNER, EcommerceConfig, load_config
 
 _LOG = logging.getLogger(__name__)
 
-CONFIG_VARIABLE = "ecommerce_config"
 ALERT_PREFIX = "ECOMMERCE_PIPELINE_ALERT"
-DATAFLOW_RUNNER = "DataflowRunner"
 # Go-live date: catchup fills every window since then (orders, hourly).
 START_DATE = datetime(2026, 11, 1, tzinfo=UTC)
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SQL_DIR = "sql"
 ORDERS_WINDOW = timedelta(minutes=10)
 MARKER_ZONE = "_airflow"
-
-LOCAL_DEFAULTS: dict[str, Any] = {
-    # Where and how the Beam jobs run.
-    "runner": "DirectRunner",
-    "project": "local-ecommerce",
-    "region": "us-central1",
-    "dataset": "ecommerce",
-    "lake_root": str(REPO_ROOT / ".local" / "lake"),
-    # DataflowRunner only (ignored locally).
-    "temp_location": "",
-    "staging_location": "",
-    "setup_file": str(REPO_ROOT / "setup.py"),
-    "sdk_container_image": "",
-    "subnetwork": "",
-    "max_num_workers": "",
-    "service_account_extract_orders": "",
-    "service_account_extract_dims": "",
-    "service_account_hourly": "",
-    # Sources.
-    "orders_api_base_url": "http://127.0.0.1:8080",
-    "orders_api_token_env": "ORDERS_API_TOKEN",
-    "orders_api_token_secret": "",
-    "orders_page_size": 500,
-    "database_url": "",
-    "database_url_env": "ECOMMERCE_DATABASE_URL",
-    "dims_tables": "products,users",
-    # Data-quality thresholds.
-    "dq_max_dead_letter_ratio": 0.01,
-    "dq_max_freshness_lag_minutes": 30,
-}
 
 # Lineage: what each extract DAG lands in the lake (shown in the Airflow UI).
 ORDERS_ASSET = Asset("ecommerce://lake/raw/orders")
@@ -86,18 +58,14 @@ USER_BEHAVIOR_ASSET = Asset("ecommerce://bigquery/user_behavior")
 
 
 def cfg(key: str) -> Any:
-    """One configuration value: the ``ecommerce_config`` Variable, else the local default.
+    """One configuration value, validated by :class:`~composer_dags.config.EcommerceConfig`.
 
-    Called from templates (``{{ cfg('lake_root') }}``), so it runs when a task renders,
-    never while the DAG file is parsed.
+    Called from templates (``{{ cfg('lake_root') }}``), so it runs when a task renders.
+
+    Raises:
+      ConfigError: ``key`` is not a configuration key, or the Variable is invalid.
     """
-    if key not in LOCAL_DEFAULTS:
-        raise KeyError(f"unknown config key {key!r}; expected one of {sorted(LOCAL_DEFAULTS)}")
-    # Positional: the default is ``default`` on Airflow 3 and ``default_var`` on 2.10.
-    overrides = Variable.get(CONFIG_VARIABLE, None, True) or {}
-    if not isinstance(overrides, Mapping):
-        raise ValueError(f"Variable {CONFIG_VARIABLE} must be a JSON object, got {type(overrides).__name__}")
-    return overrides.get(key, LOCAL_DEFAULTS[key])
+    return load_config().value(key)
 
 
 def bq_table(name: str) -> str:
@@ -123,8 +91,20 @@ def job_file(job: str) -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / f"{job}.py")
 
 
+def analytics_sql(name: str) -> str:
+    """The statement of ``bigquery_schemas/analytics/<name>.sql`` for the configured project and dataset.
+
+    The analytics SQL has one home, beside the ``analytics`` command that runs the same
+    files; the DAG sends it with ``BigQueryInsertJobOperator``.
+    """
+    from bigquery_schemas import analytics
+
+    return analytics.get(name).render(cfg("project"), cfg("dataset"))
+
+
 MACROS = {
     "cfg": cfg,
+    "analytics_sql": analytics_sql,
     "bq_table": bq_table,
     "bq_table_id": bq_table_id,
     "iso_utc": iso_utc,
@@ -135,31 +115,53 @@ MACROS = {
 # ----------------------------------------------------------------------------- alerting and defaults
 
 
-def alert_on_failure(context: Mapping[str, Any]) -> None:
-    """on_failure_callback: one structured ERROR line per failed task.
+class PipelineAlertNotifier(BaseNotifier):
+    """Failure notifier: one structured ``ECOMMERCE_PIPELINE_ALERT {json}`` ERROR line per failed task.
 
-    In Composer it lands in Cloud Logging, where a log-based alert policy on
-    ``ECOMMERCE_PIPELINE_ALERT`` pages the on-call (docs/deploy.md); no secrets or
-    network calls here, so the callback itself cannot fail.
+    In Composer the line lands in Cloud Logging; the log-based metric and the alert policy
+    in ``dataflow/monitoring/`` turn it into a page on the policy's notification channels
+    (e-mail, chat). No secrets and no network calls here, so the notifier itself cannot fail.
     """
-    ti = context.get("task_instance") or context.get("ti")
-    dag_run = context.get("dag_run")
-    exc = context.get("exception")
-    payload = {
-        "dag_id": getattr(ti, "dag_id", None),
-        "task_id": getattr(ti, "task_id", None),
-        "run_id": getattr(dag_run, "run_id", None) or getattr(ti, "run_id", None),
-        "try_number": getattr(ti, "try_number", None),
-        "data_interval_start": str(context.get("data_interval_start")),
-        "data_interval_end": str(context.get("data_interval_end")),
-        "error": f"{type(exc).__name__}: {exc}" if exc else None,
-        "log_url": getattr(ti, "log_url", None),
-    }
-    _LOG.error("%s %s", ALERT_PREFIX, json.dumps(payload, default=str, sort_keys=True))
+
+    def notify(self, context: Mapping[str, Any]) -> None:
+        ti = context.get("task_instance") or context.get("ti")
+        dag_run = context.get("dag_run")
+        exc = context.get("exception")
+        payload = {
+            "dag_id": getattr(ti, "dag_id", None),
+            "task_id": getattr(ti, "task_id", None),
+            "run_id": getattr(dag_run, "run_id", None) or getattr(ti, "run_id", None),
+            "try_number": getattr(ti, "try_number", None),
+            "data_interval_start": str(context.get("data_interval_start")),
+            "data_interval_end": str(context.get("data_interval_end")),
+            "error": f"{type(exc).__name__}: {exc}" if exc else None,
+            "log_url": getattr(ti, "log_url", None),
+        }
+        _LOG.error("%s %s", ALERT_PREFIX, json.dumps(payload, default=str, sort_keys=True))
 
 
-def default_args(**overrides: Any) -> dict[str, Any]:
-    """default_args shared by the DAGs: retries with exponential backoff and the alert callback."""
+def failure_notifiers(config: EcommerceConfig) -> list[BaseNotifier]:
+    """The notifiers of a failed task: the alert log line, plus e-mail when ``alert_emails`` is set.
+
+    E-mail uses the smtp provider's ``SmtpNotifier`` and the ``smtp_default`` connection
+    (Composer: an SMTP relay or SendGrid, see docs/deploy.md).
+    """
+    notifiers: list[BaseNotifier] = [PipelineAlertNotifier()]
+    if config.alert_emails:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        notifiers.append(
+            SmtpNotifier(
+                to=list(config.alert_emails),
+                subject="[ecommerce] {{ ti.dag_id }}.{{ ti.task_id }} failed ({{ run_id }})",
+                html_content="{{ ti.log_url }}",
+            )
+        )
+    return notifiers
+
+
+def default_args(config: EcommerceConfig, **overrides: Any) -> dict[str, Any]:
+    """default_args shared by the DAGs: retries with exponential backoff and the failure notifiers."""
     args: dict[str, Any] = {
         "owner": "data-platform",
         "depends_on_past": False,
@@ -168,7 +170,7 @@ def default_args(**overrides: Any) -> dict[str, Any]:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=20),
         "execution_timeout": timedelta(minutes=30),
-        "on_failure_callback": alert_on_failure,
+        "on_failure_callback": failure_notifiers(config),
     }
     args.update(overrides)
     return args
@@ -234,6 +236,10 @@ class EcommerceBeamJobOperator(BeamRunPythonPipelineOperator):
 
     def execute(self, context: Any) -> Any:
         self.pipeline_options = self.effective_pipeline_options()
+        # Deferrable on Dataflow: the worker slot is freed once the job is submitted and
+        # the triggerer watches the job. Never locally: a deferred DirectRunner job would
+        # run inside the triggerer.
+        self.deferrable = self.runner.lower() == DATAFLOW_RUNNER.lower()
         if isinstance(self.dataflow_config, dict):
             self.dataflow_config.setdefault("project_id", self.dataflow_project)
         elif self.dataflow_config is not None and not self.dataflow_config.project_id:
@@ -335,10 +341,6 @@ class LakeReadySensor(BaseSensorOperator):
 # ----------------------------------------------------------------------------- data quality
 
 
-class DataQualityError(AirflowFailException):
-    """A data-quality check failed: no retry (the data will not change by itself)."""
-
-
 # Types of the query parameters the check SQL files use (values arrive rendered as text).
 QUERY_PARAM_TYPES = {
     "window_start": "TIMESTAMP",
@@ -351,81 +353,58 @@ QUERY_PARAM_TYPES = {
 }
 
 
-def run_quality_check(sql: str, query_params: Mapping[str, Any], project: str) -> dict[str, Any]:
-    """Run one check query (one row: ``check_name``, ``observed``, ``threshold``, ``passed``) on BigQuery.
+def query_params(values: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Typed BigQuery query parameters in the REST API's form (``queryParameters``), values templated.
 
-    Values reach BigQuery as typed query parameters (:data:`QUERY_PARAM_TYPES`); only
-    table ids are templated into the SQL. Uses ``bigquery_schemas.client.make_client``,
-    which honours ``BIGQUERY_EMULATOR_HOST`` locally and uses Application Default
-    Credentials in Composer.
-
-    Returns:
-      The result row (JSON-safe), pushed to XCom.
-
-    Raises:
-      DataQualityError: the check ran and failed (not retried). Errors reaching
-        BigQuery propagate as they are, so the task's retries cover them.
+    Values reach BigQuery as parameters, never spliced into the SQL; only table ids are
+    templated into the ``.sql`` files.
     """
-    from google.cloud import bigquery
-
-    from bigquery_schemas.client import make_client, query_rows
-
-    params = [query_parameter(name, value) for name, value in query_params.items()]
-    client = make_client(project)
-    rows = [dict(r) for r in query_rows(client, sql, bigquery.QueryJobConfig(query_parameters=params))]
-    if len(rows) != 1:
-        raise DataQualityError(f"a check query must return exactly one row, got {len(rows)}")
-    result = json.loads(json.dumps(rows[0], default=str))
-    _LOG.info("data-quality result %s", json.dumps(result, sort_keys=True))
-    if rows[0].get("passed") is not True:
-        raise DataQualityError(
-            f"data-quality check {result.get('check_name')} failed: observed {result.get('observed')}, "
-            f"threshold {result.get('threshold')}, parameters {dict(query_params)}"
+    params = []
+    for name, value in values.items():
+        if name not in QUERY_PARAM_TYPES:
+            raise ValueError(f"unknown query parameter {name!r}; expected one of {sorted(QUERY_PARAM_TYPES)}")
+        params.append(
+            {"name": name, "parameterType": {"type": QUERY_PARAM_TYPES[name]}, "parameterValue": {"value": value}}
         )
-    return result
+    return params
 
 
-def query_parameter(name: str, value: Any) -> Any:
-    """A typed BigQuery query parameter for ``name`` (see :data:`QUERY_PARAM_TYPES`)."""
-    from google.cloud import bigquery
+_CHECK_TAKES_PROJECT_ID = "project_id" in inspect.signature(BigQueryCheckOperator.__init__).parameters
 
-    if name not in QUERY_PARAM_TYPES:
-        raise ValueError(f"unknown query parameter {name!r}; expected one of {sorted(QUERY_PARAM_TYPES)}")
-    kind = QUERY_PARAM_TYPES[name]
-    if kind == "TIMESTAMP" and not isinstance(value, datetime):
-        value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    elif kind == "FLOAT64":
-        value = float(value)
-    elif kind == "INT64":
-        value = int(value)
-    elif kind == "STRING":
-        value = str(value)
-    return bigquery.ScalarQueryParameter(name, kind, value)
+
+class DataQualityCheckOperator(BigQueryCheckOperator):
+    """``BigQueryCheckOperator`` for one ``composer_dags/sql/dq_*.sql`` check of the configured project.
+
+    The check query returns one row ``(passed, detail)``; the task fails when a value is
+    false or NULL, and the failure message carries ``detail`` (observed value, threshold).
+
+    * ``retry_on_failure=False``: a failed check fails at once (the data will not change
+      by itself); errors reaching BigQuery still retry.
+    * ``deferrable=True``: the job is submitted through the google-cloud-bigquery client
+      and, while it runs, the triggerer waits. Measured on bqemulator 1.4: this path honours
+      ``BIGQUERY_EMULATOR_HOST`` and the job is DONE at once, so it never defers locally;
+      the non-deferrable path goes through the DB-API cursor (discovery client, base URL
+      ``bigquery.googleapis.com``), which ignores the emulator and fails offline with
+      ``ServerNotFoundError``.
+    * ``project_id`` is templated (the provider's is not), so jobs run in ``cfg('project')``,
+      where the provider takes one: google provider 15.1.0 (composer-3-airflow-2.10.5) has
+      no ``project_id`` and runs the job in the connection's project.
+    """
+
+    template_fields: Sequence[str] = (
+        *BigQueryCheckOperator.template_fields,
+        *(("project_id",) if _CHECK_TAKES_PROJECT_ID else ()),
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        if _CHECK_TAKES_PROJECT_ID:
+            kwargs.setdefault("project_id", "{{ cfg('project') }}")
+        kwargs.setdefault("use_legacy_sql", False)
+        kwargs.setdefault("deferrable", True)
+        kwargs.setdefault("retry_on_failure", False)
+        super().__init__(**kwargs)
 
 
 def sql_path(name: str) -> str:
     """Template path of ``composer_dags/sql/<name>.sql`` (rendered by the task, with ``{% include %}``)."""
     return os.path.join(SQL_DIR, f"{name}.sql")
-
-
-# ----------------------------------------------------------------------------- analytics
-
-
-def refresh_analytics(project: str, dataset: str) -> list[str]:
-    """Refresh the analytics layer after the hour passed its checks.
-
-    Uses the analytics package's API (what ``python -m bigquery_schemas.analytics
-    create-views`` and ``refresh-profile`` run): re-create the ``user_behavior_dedup``
-    view, then rebuild the ``user_profile`` table from it.
-
-    Returns:
-      The ids of the refreshed views and table.
-    """
-    from bigquery_schemas import analytics
-    from bigquery_schemas.client import make_client
-
-    client = make_client(project)
-    refreshed = [*analytics.create_views(client, dataset, project=project)]
-    refreshed.append(analytics.refresh_profile(client, dataset, project=project))
-    _LOG.info("refreshed %s", ", ".join(refreshed))
-    return refreshed

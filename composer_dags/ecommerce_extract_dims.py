@@ -23,8 +23,13 @@ from composer_dags.common import (
     cloud_options,
     default_args,
 )
+from composer_dags.config import load_config
 
 DAG_ID = "ecommerce_extract_dims"
+# The ecommerce_config Variable, validated once per parse: an unknown, missing or
+# wrongly-typed key (or a DirectRunner on Composer) makes this file an import error
+# that names the key, before any run is scheduled.
+CONFIG = load_config()
 
 with DAG(
     dag_id=DAG_ID,
@@ -37,7 +42,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=45),
-    default_args=default_args(execution_timeout=timedelta(minutes=25)),
+    default_args=default_args(CONFIG, execution_timeout=timedelta(minutes=25)),
     user_defined_macros=MACROS,
     tags=["ecommerce", "extract", "dimensions", "dataflow"],
 ) as dag:

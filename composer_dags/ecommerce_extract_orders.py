@@ -29,8 +29,13 @@ from composer_dags.common import (
     default_args,
     write_orders_marker,
 )
+from composer_dags.config import load_config
 
 DAG_ID = "ecommerce_extract_orders"
+# The ecommerce_config Variable, validated once per parse: an unknown, missing or
+# wrongly-typed key (or a DirectRunner on Composer) makes this file an import error
+# that names the key, before any run is scheduled.
+CONFIG = load_config()
 
 with DAG(
     dag_id=DAG_ID,
@@ -43,7 +48,7 @@ with DAG(
     catchup=True,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=45),
-    default_args=default_args(execution_timeout=timedelta(minutes=20)),
+    default_args=default_args(CONFIG, execution_timeout=timedelta(minutes=20)),
     user_defined_macros=MACROS,
     tags=["ecommerce", "extract", "orders", "dataflow"],
 ) as dag:

@@ -7,13 +7,14 @@ For the data interval ``[H, H+1)``:
    least as new as ``H+1`` (``ecommerce_extract_dims``).
 2. ``run_hourly``: ``beam_pipelines.hourly`` for the window (idempotent per hour, so
    a retry or a re-run of the hour leaves the table as one run did).
-3. Data-quality checks on the written hour, each one query on BigQuery
-   (``composer_dags/sql/dq_*.sql``): rows written > 0, no NULL keys, dead-letter ratio
-   under ``dq_max_dead_letter_ratio``, newest event within
-   ``dq_max_freshness_lag_minutes`` of the hour's end. A failed check fails the run
-   at once (no retries) and alerts; analytics are not refreshed.
-4. ``refresh_analytics``: the ``user_behavior_dedup`` view the analytics queries read and
-   the ``user_profile`` table (``bigquery_schemas.analytics`` create-views, refresh-profile).
+3. Data-quality checks on the written hour, each one ``BigQueryCheckOperator`` query
+   (``composer_dags/sql/dq_*.sql``, values as typed query parameters): rows written > 0,
+   no NULL keys, dead-letter ratio under ``dq_max_dead_letter_ratio``, newest event
+   within ``dq_max_freshness_lag_minutes`` of the hour's end. A failed check fails the
+   run at once (no retries) and alerts; analytics are not refreshed.
+4. ``refresh_dedup_view`` then ``refresh_user_profile``: ``BigQueryInsertJobOperator`` jobs
+   running ``bigquery_schemas/analytics/user_behavior_dedup.sql`` (the view the analytics
+   queries read) and ``user_profile.sql`` (the table rebuilt from it).
 
 Configuration: the ``ecommerce_config`` Variable (see ``docs/deploy.md``).
 """
@@ -28,23 +29,21 @@ except ImportError:  # Airflow 2.10
     from airflow import DAG  # type: ignore[no-redef]
     from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[no-redef]
 
-try:
-    from airflow.providers.standard.operators.python import PythonOperator
-except ImportError:  # Airflow 2.10 without the standard provider
-    from airflow.operators.python import PythonOperator  # type: ignore[no-redef]
+from airflow.providers.google.cloud.operators.bigquery import BigQueryInsertJobOperator
 
 from composer_dags.common import (
     MACROS,
     START_DATE,
     USER_BEHAVIOR_ASSET,
+    DataQualityCheckOperator,
     EcommerceBeamJobOperator,
     LakeReadySensor,
     cloud_options,
     default_args,
-    refresh_analytics,
-    run_quality_check,
+    query_params,
     sql_path,
 )
+from composer_dags.config import load_config
 
 DAG_ID = "ecommerce_hourly"
 HOURLY_PIPELINE = "hourly"
@@ -66,6 +65,10 @@ CHECKS = {
     ),
     "check_freshness": ("dq_freshness", {"max_lag_minutes": "{{ cfg('dq_max_freshness_lag_minutes') }}"}),
 }
+# The ecommerce_config Variable, validated once per parse: an unknown, missing or
+# wrongly-typed key (or a DirectRunner on Composer) makes this file an import error
+# that names the key, before any run is scheduled.
+CONFIG = load_config()
 
 with DAG(
     dag_id=DAG_ID,
@@ -78,7 +81,7 @@ with DAG(
     catchup=True,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=3),
-    default_args=default_args(),
+    default_args=default_args(CONFIG),
     user_defined_macros=MACROS,
     tags=["ecommerce", "hourly", "bigquery", "data-quality", "dataflow"],
 ) as dag:
@@ -115,27 +118,29 @@ with DAG(
     )
 
     checks = [
-        PythonOperator(
+        DataQualityCheckOperator(
             task_id=task_id,
-            python_callable=run_quality_check,
-            op_kwargs={
-                "sql": sql_path(sql_name),
-                "query_params": {**WINDOW, **extra},
-                "project": "{{ cfg('project') }}",
-            },
             # The .sql path is read and rendered as a template (table ids from the config).
-            templates_exts=[".sql"],
+            sql=sql_path(sql_name),
+            query_params=query_params({**WINDOW, **extra}),
             retries=2,
             execution_timeout=timedelta(minutes=10),
         )
         for task_id, (sql_name, extra) in CHECKS.items()
     ]
 
-    refresh = PythonOperator(
-        task_id="refresh_analytics",
-        python_callable=refresh_analytics,
-        op_kwargs={"project": "{{ cfg('project') }}", "dataset": "{{ cfg('dataset') }}"},
-        execution_timeout=timedelta(minutes=15),
+    # The view first: user_profile.sql reads it.
+    refresh_dedup_view, refresh_user_profile = (
+        BigQueryInsertJobOperator(
+            task_id=task_id,
+            project_id="{{ cfg('project') }}",
+            configuration={"query": {"query": f"{{{{ analytics_sql('{sql_name}') }}}}", "useLegacySql": False}},
+            execution_timeout=timedelta(minutes=15),
+        )
+        for task_id, sql_name in (
+            ("refresh_dedup_view", "user_behavior_dedup"),
+            ("refresh_user_profile", "user_profile"),
+        )
     )
 
-    wait_for_extracts >> run_hourly >> checks >> refresh
+    wait_for_extracts >> run_hourly >> checks >> refresh_dedup_view >> refresh_user_profile

@@ -29,11 +29,14 @@ ratio as (
 ),
 
 final as (
+    -- One row (passed, detail): BigQueryCheckOperator fails the task on a false or NULL value,
+    -- and its message shows detail.
     select
-        'dead_letter_ratio' as check_name,
-        cast(observed as float64) as observed,
-        @max_ratio as threshold,
-        observed <= @max_ratio as passed
+        observed <= @max_ratio as passed,
+        concat(
+            'dead_letter_ratio: observed ', coalesce(cast(observed as string), 'null'),
+            ', threshold ', cast(@max_ratio as string)
+        ) as detail
     from ratio
 )
 

@@ -13,11 +13,14 @@ lag as (
 ),
 
 final as (
+    -- One row (passed, detail): BigQueryCheckOperator fails the task on a false or NULL value,
+    -- and its message shows detail.
     select
-        'freshness' as check_name,
-        cast(lag_minutes as float64) as observed,
-        cast(@max_lag_minutes as float64) as threshold,
-        coalesce(lag_minutes <= @max_lag_minutes, false) as passed
+        coalesce(lag_minutes <= @max_lag_minutes, false) as passed,
+        concat(
+            'freshness: observed ', coalesce(cast(lag_minutes as string), 'null'),
+            ', threshold ', cast(@max_lag_minutes as string)
+        ) as detail
     from lag
 )
 

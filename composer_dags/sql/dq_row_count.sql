@@ -9,11 +9,14 @@ with window_rows as (
 ),
 
 final as (
+    -- One row (passed, detail): BigQueryCheckOperator fails the task on a false or NULL value,
+    -- and its message shows detail.
     select
-        'row_count' as check_name,
-        cast(count(*) as float64) as observed,
-        cast(0 as float64) as threshold,
-        count(*) > 0 as passed
+        count(*) > 0 as passed,
+        concat(
+            'row_count: observed ', coalesce(cast(count(*) as string), 'null'),
+            ', threshold ', cast(0 as string)
+        ) as detail
     from window_rows
 )
 

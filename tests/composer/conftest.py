@@ -59,9 +59,14 @@ def dagbag() -> Any:
 
 @pytest.fixture
 def set_ecommerce_config(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """Set the ``ecommerce_config`` Variable for this test (from the environment, as Airflow allows)."""
+    """Set the ``ecommerce_config`` Variable for this test (from the environment, as Airflow allows).
+
+    The values go through the DAGs' own model first, so a test cannot set a key the DAGs would refuse.
+    """
+    from composer_dags.config import parse_config
 
     def apply(**values: Any) -> None:
+        parse_config(values, composer=False)
         monkeypatch.setenv(CONFIG_ENV, json.dumps(values))
 
     apply()

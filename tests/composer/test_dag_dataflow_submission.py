@@ -1,5 +1,7 @@
 """From the DAG to Dataflow, offline: each Beam task on the DataflowRunner yields a valid job description.
 
+On Dataflow the task is deferrable: after the launch it defers to a Dataflow job trigger.
+
 The operator runs its real ``execute()`` with the Composer-style configuration; only the
 last step is intercepted: instead of starting ``python <job>.py --runner=DataflowRunner ...``
 (which would submit), the command-line options it would pass are fed to the job's
@@ -9,6 +11,7 @@ local file, ``--no_auth``, uploads redirected): the job JSON the service would r
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 
 from tests.composer.test_dags import render
 from tests.dataflow.offline import LOCAL_ENDPOINT_ENVS, PROJECT, REGION, describe
-from tests.dataflow.test_job_descriptions import SDK_IMAGE, job_options_class
+from tests.dataflow.test_job_descriptions import SDK_IMAGE, SETUP_FILE, job_options_class
 
 BUCKET = "gs://acme-dataflow-prod"
 CONFIG = {
@@ -31,6 +34,9 @@ CONFIG = {
     "lake_root": "gs://acme-lake-prod/ecommerce",
     "temp_location": f"{BUCKET}/temp",
     "staging_location": f"{BUCKET}/staging",
+    # Required with the DataflowRunner; on Composer /home/airflow/gcs/data/..., here this
+    # repository's, so the offline submission really builds the sdist.
+    "setup_file": SETUP_FILE,
     "service_account_extract_orders": f"df-extract-orders@{PROJECT}.iam.gserviceaccount.com",
     "service_account_extract_dims": f"df-extract-dims@{PROJECT}.iam.gserviceaccount.com",
     "service_account_hourly": f"df-hourly@{PROJECT}.iam.gserviceaccount.com",
@@ -66,6 +72,11 @@ def test_beam_task_on_dataflow_builds_a_valid_job(
     expected: dict[str, str],
 ) -> None:  # fmt: skip
     from airflow.providers.apache.beam.hooks.beam import BeamHook, beam_options_to_args
+
+    try:  # Airflow 3.x
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:  # Airflow 2.10
+        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
     from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
 
     begin = pendulum.datetime(2026, 11, 21, *start, tz="UTC")
@@ -78,10 +89,17 @@ def test_beam_task_on_dataflow_builds_a_valid_job(
 
     with (
         mock.patch.object(BeamHook, "start_python_pipeline", start_python_pipeline),
-        mock.patch.object(DataflowHook, "wait_for_done", return_value=None),
+        mock.patch.object(DataflowHook, "wait_for_done", side_effect=AssertionError("must defer, not wait")),
+        # beam provider 6.1.4 (composer-3-airflow-2.10.5) wraps the launch in a gcloud login.
+        mock.patch.object(DataflowHook, "provide_authorized_gcloud", contextlib.nullcontext),
+        pytest.raises(TaskDeferred) as deferred,
     ):
-        task.execute({"ti": mock.MagicMock(), "task_instance": mock.MagicMock()})
+        task.execute({"ti": mock.MagicMock(), "task_instance": mock.MagicMock(), "task": task})
 
+    # Submitted from the worker, then deferred: the triggerer watches the job, the slot is free.
+    trigger = deferred.value.trigger
+    assert type(trigger).__name__ in {"DataflowJobStateCompleteTrigger", "DataflowJobStatusTrigger"}
+    assert (trigger.project_id, trigger.location) == (PROJECT, REGION)
     assert launched["runner"] == "DataflowRunner"
     assert launched["py_file"].endswith(f"beam_pipelines/{job}.py")
     variables = launched["variables"]

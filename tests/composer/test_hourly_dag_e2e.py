@@ -2,9 +2,11 @@
 
 The lake holds what the extract DAGs would have left for 2026-11-21 10:00-11:00 UTC
 (orders window markers, products/users snapshots taken at 11:00, the hour's orders),
-so the sensor, the Beam job, the four data-quality queries and the analytics refresh
-all run for real. A second run rejects a third of its records and must fail on the
-dead-letter check, without refreshing analytics.
+so the sensor, the Beam job, the four data-quality checks (``BigQueryCheckOperator``)
+and the analytics refresh (``BigQueryInsertJobOperator``) all run for real: the provider
+operators reach the emulator through ``BIGQUERY_EMULATOR_HOST`` and a
+``google_cloud_default`` connection with anonymous credentials. A second run rejects a
+third of its records and must fail on the dead-letter check, without refreshing analytics.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def dag_run_states(dag_run: Any) -> tuple[str, dict[str, str]]:
 
 
 def run_hourly_dag(dagbag: Any) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """``dag.test()`` for hour 10; returns the run state, task states and the tasks' XCom results."""
+    """``dag.test()`` for hour 10; returns the run state, task states and the tasks' XComs (``task_id.key``)."""
     from airflow.utils.session import create_session
 
     try:  # Airflow 3.x: the ORM model; airflow.models.XCom is the SDK class
@@ -91,14 +93,20 @@ def run_hourly_dag(dagbag: Any) -> tuple[str, dict[str, str], dict[str, Any]]:
     state, states = dag_run_states(dag_run)
     with create_session() as session:
         xcoms = {
-            x.task_id: XCom.deserialize_value(x)
-            for x in session.query(XCom).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id, key="return_value")
+            f"{x.task_id}.{x.key}": XCom.deserialize_value(x)
+            for x in session.query(XCom).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id)
         }
     return state, states, xcoms
 
 
 @pytest.fixture
-def hourly_env(tmp_path: Path, bq_dataset: Any, set_ecommerce_config: Any, airflow_db: str) -> dict[str, Any]:
+def hourly_env(
+    tmp_path: Path, bq_dataset: Any, set_ecommerce_config: Any, airflow_db: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    # The google provider's hooks with anonymous credentials; the BigQuery client they build
+    # honours BIGQUERY_EMULATOR_HOST (set by the emulator fixture).
+    connection = {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": bq_dataset.project}}
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(connection))
     config = {
         "project": bq_dataset.project,
         "dataset": bq_dataset.dataset,
@@ -125,7 +133,8 @@ def test_hourly_dag_loads_the_hour_checks_it_and_refreshes_analytics(
         "check_null_keys": "success",
         "check_dead_letter_ratio": "success",
         "check_freshness": "success",
-        "refresh_analytics": "success",
+        "refresh_dedup_view": "success",
+        "refresh_user_profile": "success",
     }
     assert state == "success"
     rows = bq_dataset.rows("user_behavior", order_by="event_id")
@@ -135,14 +144,12 @@ def test_hourly_dag_loads_the_hour_checks_it_and_refreshes_analytics(
         for r in rows
     ] == EXPECTED_ROWS  # fmt: skip
     assert {r["source"] for r in rows} == {"api"}
-    assert {k: (v["observed"], v["threshold"], v["passed"]) for k, v in xcoms.items() if k.startswith("check_")} == {
-        "check_row_count": (4.0, 0.0, True),
-        "check_null_keys": (0.0, 0.0, True),
-        "check_dead_letter_ratio": (0.0, 0.1, True),
-        "check_freshness": (10.0, 30.0, True),  # newest event 10:50, hour ends 11:00
-    }
-    prefix = f"{bq_dataset.project}.{bq_dataset.dataset}"
-    assert xcoms["refresh_analytics"] == [f"{prefix}.user_behavior_dedup", f"{prefix}.user_profile"]
+    # Each check and refresh ran as a BigQuery job on the emulator (the operators push its id).
+    # Each check and each refresh ran as a BigQuery job on the emulator (the operators push its id).
+    for check in ("check_row_count", "check_null_keys", "check_dead_letter_ratio", "check_freshness"):
+        assert xcoms[f"{check}.job_id"], check
+    for refresh in ("refresh_dedup_view", "refresh_user_profile"):
+        assert xcoms[f"{refresh}.return_value"].startswith(f"airflow_ecommerce_hourly_{refresh}_"), refresh
     assert bq_dataset.count("user_behavior_dedup") == 4
     profiles = bq_dataset.rows("user_profile", order_by="user_id")
     assert [p["user_id"] for p in profiles] == [1, 2]
@@ -150,19 +157,26 @@ def test_hourly_dag_loads_the_hour_checks_it_and_refreshes_analytics(
 
 @pytest.mark.integration
 def test_hourly_dag_fails_on_a_data_quality_check_and_skips_analytics(
-    dagbag: Any, hourly_env: dict[str, Any], bq_dataset: Any
+    dagbag: Any, hourly_env: dict[str, Any], bq_dataset: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from composer_dags.common import ALERT_PREFIX
+
     # Two of six records are not orders: 2 / (4 rows + 2 dead letters) = 0.33 > 0.1.
     write_lake(hourly_env["lake_root"], [json.dumps(o) for o in ORDERS] + ["{not json", '"a string"'])
 
-    state, states, xcoms = run_hourly_dag(dagbag)
+    with caplog.at_level("ERROR", logger="composer_dags.common"):
+        state, states, _ = run_hourly_dag(dagbag)
 
     assert state == "failed"
     assert states["run_hourly"] == "success"
     assert states["check_dead_letter_ratio"] == "failed"
     assert {states[t] for t in ("check_row_count", "check_null_keys", "check_freshness")} == {"success"}
-    assert states["refresh_analytics"] == "upstream_failed"
-    assert "check_dead_letter_ratio" not in xcoms
+    assert {states[t] for t in ("refresh_dedup_view", "refresh_user_profile")} == {"upstream_failed"}
+    # One alert, from the failure notifier, on the first try (a failed check is not retried),
+    # carrying what the check observed.
+    (alert,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith(ALERT_PREFIX)]
+    assert '"task_id": "check_dead_letter_ratio"' in alert and '"try_number": 1' in alert
+    assert "dead_letter_ratio: observed 0.333" in alert and "threshold 0.1" in alert
     dead = bq_dataset.rows("dead_letter")
     assert len(dead) == 2
     assert {(d["pipeline"], d["job_name"]) for d in dead} == {("hourly", RUN_ID)}

@@ -119,3 +119,18 @@ def test_gcloud_flex_template_build_print_only_accepts_metadata(job: str, tmp_pa
     assert spec["sdkInfo"] == {"language": "PYTHON"}
     # gcloud silently drops fields it does not know: equality proves none was dropped.
     assert spec["metadata"] == metadata(job)
+
+
+def test_dockerignore_keeps_local_state_out_and_the_package_in() -> None:
+    patterns = [
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for heavy in (".venv", ".local", ".git", "**/__pycache__", ".pytest_cache", "tests"):
+        assert heavy in patterns, heavy
+    copied = {p.rstrip("/") for p in re.findall(r"^COPY (.+) \S+$", (DATAFLOW_DIR / "Dockerfile").read_text(), re.M)
+              for p in p.split()}  # fmt: skip
+    assert copied == {"setup.py", "requirements.lock", "beam_pipelines", "bigquery_schemas", "publishers"}
+    assert not copied & set(patterns)
+    assert not any(p.startswith("!") for p in patterns)  # no re-includes that could undo an exclusion
