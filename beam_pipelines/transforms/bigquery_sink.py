@@ -95,8 +95,10 @@ class InsertRowsPerBundleFn(beam.DoFn):
         batch_size: int,
         max_retries: int = 5,
         create_parameters: dict[str, Any] | None = None,
+        create_disposition: str = beam.io.BigQueryDisposition.CREATE_NEVER,
     ):
         self._table = table
+        self._create_disposition = create_disposition
         self._name = schema_table_name
         self._batch_size = batch_size
         self._max_retries = max_retries
@@ -122,7 +124,7 @@ class InsertRowsPerBundleFn(beam.DoFn):
                 self._ref.datasetId,
                 self._ref.tableId,
                 bigquery_tools.get_bq_tableschema(bigquery_schemas.beam_schema(self._name)),
-                beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+                self._create_disposition,
                 beam.io.BigQueryDisposition.WRITE_APPEND,
                 additional_create_parameters=self._create_parameters,
             )
@@ -178,8 +180,10 @@ class WriteRowsToTable(beam.PTransform):
       method: ``STREAMING_INSERTS`` (default; reports failed rows) or ``FILE_LOADS``
         (batch; needs ``temp_gcs_location`` or ``--temp_location`` on GCS).
       pipeline: job name stored in the dead-letter rows (``dead_letter.pipeline``).
-      expires_at: when the table, if this write creates it, expires (BigQuery deletes it
-        then; per-run staging tables). None: never.
+      expires_at: for a per-run staging table, which this write creates, when it expires
+        (BigQuery deletes it then). None (every lasting table): the table must exist
+        already (``python -m bigquery_schemas.tables``); the write never creates it
+        (CREATE_NEVER), so a misspelt table name fails instead of making a new table.
       per_bundle_inserts: if true (STREAMING_INSERTS only), insert each bundle's rows
         directly with :class:`InsertRowsPerBundleFn` (one step) instead of
         ``beam.io.WriteToBigQuery`` (ten steps around a reshuffle). For local runners,
@@ -217,9 +221,11 @@ class WriteRowsToTable(beam.PTransform):
         self._per_bundle = per_bundle_inserts
         self._write_kwargs = write_kwargs
         self._create_parameters = bigquery_schemas.beam_additional_bq_parameters(schema_table_name)
+        self._disposition = beam.io.BigQueryDisposition.CREATE_NEVER
         if expires_at is not None:
             # Table.expirationTime: milliseconds since the epoch.
             self._create_parameters["expirationTime"] = int(expires_at.timestamp() * 1000)
+            self._disposition = beam.io.BigQueryDisposition.CREATE_IF_NEEDED
 
     def expand(self, rows):
         if self._per_bundle:
@@ -229,6 +235,7 @@ class WriteRowsToTable(beam.PTransform):
                     self._name,
                     self._write_kwargs.get("batch_size") or 500,
                     create_parameters=self._create_parameters,
+                    create_disposition=self._disposition,
                 )
             )
             return failed | "FailedRowsToDeadLetters" >> beam.ParDo(FailedRowToDeadLetterFn(self._pipeline))
@@ -241,7 +248,7 @@ class WriteRowsToTable(beam.PTransform):
             self._table,
             schema=bigquery_schemas.beam_schema(self._name),
             additional_bq_parameters=self._create_parameters,
-            create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+            create_disposition=self._disposition,
             write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
             method=self._method,
             **kwargs,
