@@ -28,6 +28,9 @@ setup(
         "google-auth>=2.0",
         "google-cloud-bigquery>=3.20",
         "google-cloud-bigquery-storage>=2.6",
+        # The streaming job's Pub/Sub read on the workers, and the launcher's checks
+        # (preflight: the subscription exists) and pull tuning import it directly.
+        "google-cloud-pubsub>=2.20",
         "google-cloud-secret-manager>=2.0",
         "grpcio>=1.60",
         "psycopg[binary]>=3.1",
@@ -42,7 +45,6 @@ setup(
         ],
         # The local stack (beam_pipelines/local, beam_pipelines/demo.py), never on workers.
         "local": [
-            "google-cloud-pubsub>=2.20",
             "bqemulator==1.4.0",
             "duckdb==1.5.5",
             "duckdb-extension-spatial==1.5.5",
