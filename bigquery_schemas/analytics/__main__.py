@@ -143,6 +143,8 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     from beam_pipelines import preflight
 
     try:
+        if args.command == "run" and args.query != "all":
+            analytics.get(args.query)  # an unknown name is bad input, whatever the stack's state
         if args.command != "list":
             # Before any query: with the stack down the client retries silently for minutes.
             preflight.require_bigquery(f"querying {args.project}:{args.dataset}", args.endpoint)

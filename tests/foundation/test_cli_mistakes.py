@@ -222,7 +222,7 @@ def test_a_job_pointed_at_a_missing_table_stops_naming_it_and_creates_nothing(bq
 
 
 @pytest.mark.integration
-def test_streaming_with_a_missing_subscription_names_it(bq_dataset, pubsub_emulator):
+def test_streaming_with_a_missing_subscription_names_it(bq_dataset, pubsub_emulator, tmp_path):
     missing = f"projects/{pubsub_emulator.project}/subscriptions/no-such-sub"
     t = bq_dataset.table
     rc, _, err, _, _ = _run(
@@ -234,6 +234,7 @@ def test_streaming_with_a_missing_subscription_names_it(bq_dataset, pubsub_emula
         f"--engagement_table={t('engagement_minutely')}",
         f"--products_table={t('products')}",
         f"--users_table={t('users')}",
+        f"--lake_root={tmp_path}",
     )
     assert rc == 3 and f"subscription {missing} does not exist" in _error_line(err)
 

@@ -13,6 +13,7 @@ from apache_beam.transforms import userstate
 
 from beam_pipelines.direct_runner_tuning import (
     PULL_MAX_MESSAGES,
+    PULL_WAIT_SECONDS,
     is_tuned,
     restore_stock_runner,
     tune_bundle_based_direct_runner,
@@ -102,5 +103,57 @@ def test_tuned_pubsub_reads_ask_for_larger_pulls(tuned):
     finally:
         del reader._subscriber_client_cache[transform]
     assert real.calls == [
-        {"subscription": "projects/p/subscriptions/s", "max_messages": PULL_MAX_MESSAGES, "timeout": 30}
+        {"subscription": "projects/p/subscriptions/s", "max_messages": PULL_MAX_MESSAGES, "timeout": PULL_WAIT_SECONDS}
     ]
+
+
+class _IdleSubscriber(_RecordingSubscriber):
+    def pull(self, **kwargs):
+        from google.api_core.exceptions import DeadlineExceeded
+
+        self.calls.append(kwargs)
+        raise DeadlineExceeded("no message in time")
+
+
+def _client_over(real):
+    reader = transform_evaluator._PubSubReadEvaluator
+    transform = _RecordingSubscriber()
+    reader._subscriber_client_cache[transform] = type("State", (), {"client": real})()
+    try:
+        return reader._get_subscriber_client(transform)
+    finally:
+        del reader._subscriber_client_cache[transform]
+
+
+def test_an_idle_pull_answers_no_messages_and_a_paused_one_never_reaches_pubsub(tuned):
+    from beam_pipelines.direct_runner_tuning import pause_pulls, resume_pulls
+
+    idle = _IdleSubscriber()
+    client = _client_over(idle)
+    assert list(client.pull(subscription="s", max_messages=10, timeout=30).received_messages) == []
+    assert len(idle.calls) == 1
+    assert pause_pulls()
+    try:
+        assert list(client.pull(subscription="s", max_messages=10, timeout=30).received_messages) == []
+        assert len(idle.calls) == 1  # nothing asked of Pub/Sub, nothing acknowledged
+    finally:
+        resume_pulls()
+
+
+def test_counters_of_every_bundle_are_kept(tuned):
+    """The stock runner counts only each step's first bundle per worker thread (measured)."""
+    from apache_beam.io.gcp.pubsub import PubsubMessage
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.test_stream import TestStream
+
+    from beam_pipelines.batch_run import counters
+    from beam_pipelines.transforms.parse import ParseEvents
+
+    stream = TestStream()
+    for i in range(5):  # five bundles of three messages
+        stream = stream.add_elements([PubsubMessage(b"{}", None) for _ in range(3)]).advance_watermark_to(i + 1)
+    p = beam.Pipeline(runner="BundleBasedDirectRunner", options=PipelineOptions(streaming=True))
+    _ = p | stream.advance_watermark_to_infinity() | ParseEvents("p")
+    result = p.run()
+    result.wait_until_finish()
+    assert counters(result)["records_in"] == 15
