@@ -401,6 +401,8 @@ def run_from_command_line(argv: list[str]) -> dict[str, int]:
     result = run(argv)
     flush_seconds = options.view_as(StreamingOptions).archive_flush_seconds or LOCAL_ARCHIVE_FLUSH_SECONDS
     values = run_until_stopped(result, stop, flush_seconds)
+    if result.state == PipelineState.FAILED:
+        raise RuntimeError("the pipeline failed (its error is logged above)")
     if not conservation(values)[1]:
         raise RuntimeError("the counters do not add up: records_in != rows + dead letters + duplicates (see above)")
     return values
