@@ -47,11 +47,16 @@ def run_and_report(pipeline: beam.Pipeline, job: str, out: TextIO | None = None)
     result.wait_until_finish()
     values = counters(result)
     if runners.is_local(pipeline.options.view_as(beam.options.pipeline_options.StandardOptions).runner or ""):
-        stream = out or sys.stdout
-        print(f"{job}: metrics ({METRICS_NAMESPACE})", file=stream)
-        for name, value in values.items():
-            print(f"  {name:40s} {value}", file=stream)
+        print_counters(job, values, out)
     return values
+
+
+def print_counters(job: str, values: dict[str, int], out: TextIO | None = None) -> None:
+    """The counters of a run as the jobs print them at the end of a local run."""
+    stream = out or sys.stdout
+    print(f"{job}: metrics ({METRICS_NAMESPACE})", file=stream)
+    for name, value in values.items():
+        print(f"  {name:40s} {value}", file=stream)
 
 
 def add_argument_once(parser, flag: str, **kwargs) -> None:

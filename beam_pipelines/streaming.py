@@ -46,7 +46,6 @@ from apache_beam.transforms import window
 
 from beam_pipelines import batch_run, bq_local, cli, direct_runner_tuning, events, lake, runners, service_watch
 from beam_pipelines.direct_runner_tuning import tune_bundle_based_direct_runner
-from beam_pipelines.transforms import METRICS_NAMESPACE
 from beam_pipelines.transforms.archive import ARCHIVED_MESSAGES, WriteMessageArchive
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
 from beam_pipelines.transforms.dedupe import DeduplicateEventsInProcess, DeduplicateEventsStateful
@@ -194,6 +193,12 @@ def _write_kwargs(options: PipelineOptions) -> dict:
     return kwargs
 
 
+def archive_flush_seconds(options: PipelineOptions) -> float:
+    """``--archive_flush_seconds``, else 60 on Dataflow and :data:`LOCAL_ARCHIVE_FLUSH_SECONDS` locally."""
+    local = runners.is_local(options.view_as(StandardOptions).runner or "")
+    return options.view_as(StreamingOptions).archive_flush_seconds or (LOCAL_ARCHIVE_FLUSH_SECONDS if local else 60)
+
+
 def user_behavior_sink(options: PipelineOptions) -> WriteUserBehavior:
     """The job's ``WriteUserBehavior`` transform (also used by the stage benchmark)."""
     opts = options.view_as(StreamingOptions)
@@ -240,10 +245,7 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
     messages = p | "ReadEvents" >> beam.io.ReadFromPubSub(subscription=opts.input_subscription, with_attributes=True)
     parsed = messages | "ParseEvents" >> ParseEvents(PIPELINE, archive=True)
     _ = parsed[ARCHIVE] | "ArchiveMessages" >> WriteMessageArchive(
-        opts.lake_root,
-        lake.new_run_id(),
-        flush_seconds=opts.archive_flush_seconds or (LOCAL_ARCHIVE_FLUSH_SECONDS if local else 60),
-        shards=opts.archive_shards,
+        opts.lake_root, lake.new_run_id(), flush_seconds=archive_flush_seconds(options), shards=opts.archive_shards
     )
     unique = parsed[EVENTS] | "DeduplicateEvents" >> deduplicator(options)
 
@@ -291,7 +293,11 @@ def make_options(argv=None) -> PipelineOptions:
 
 def run(argv=None) -> beam.runners.runner.PipelineResult:
     """Start the job and return its result (the caller waits or cancels)."""
-    options = make_options(argv)
+    return start(make_options(argv))
+
+
+def start(options: PipelineOptions) -> beam.runners.runner.PipelineResult:
+    """Start the job with options from :func:`make_options`; return its result."""
     bq_local.configure_for_environment(options)
     in_process = runners.runs_in_one_process(options.view_as(StandardOptions).runner)
     if in_process and not options.view_as(StreamingOptions).stock_direct_runner:
@@ -369,9 +375,7 @@ def run_until_stopped(
 
 def _report(result, out: TextIO) -> dict[str, int]:
     values = batch_run.counters(result)
-    print(f"streaming: metrics ({METRICS_NAMESPACE})", file=out)
-    for name, value in values.items():
-        print(f"  {name:40s} {value}", file=out)
+    batch_run.print_counters(PIPELINE, values, out)
     account, holds = conservation(values)
     print(
         f"streaming: records_in {account['records_in']} = rows {account['rows_written']} + dead letters "
@@ -391,16 +395,15 @@ def run_from_command_line(argv: list[str]) -> dict[str, int]:
     """
     options = make_options(argv)
     if not runners.is_local(options.view_as(StandardOptions).runner or ""):
-        run(argv).wait_until_finish()  # Ctrl-C leaves the Dataflow job running: drain it there
+        start(options).wait_until_finish()  # Ctrl-C leaves the Dataflow job running: drain it there
         return {}
     stop = threading.Event()
     # Set explicitly: a job started in the background of a non-interactive shell
     # inherits SIGINT as ignored, and Python would leave it so.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    result = run(argv)
-    flush_seconds = options.view_as(StreamingOptions).archive_flush_seconds or LOCAL_ARCHIVE_FLUSH_SECONDS
-    values = run_until_stopped(result, stop, flush_seconds)
+    result = start(options)
+    values = run_until_stopped(result, stop, archive_flush_seconds(options))
     if result.state == PipelineState.FAILED:
         raise RuntimeError("the pipeline failed (its error is logged above)")
     if not conservation(values)[1]:
