@@ -7,7 +7,7 @@ transforms in :mod:`beam_pipelines.transforms` wrap them; nothing here imports B
 Wire format (Pub/Sub message data, UTF-8 JSON object)::
 
     {"event_id": "6f1c...", "event_name": "add_to_cart", "event_ts": "2026-11-22T10:15:00.250Z",
-     "user_id": 42, "session_id": "s-9a7e...", "product_id": 1017, "price": "19.99",
+     "user_id": "42", "session_id": "s-9a7e...", "product_id": "SKU-1017", "price": "19.99",
      "quantity": 2, "order_id": null}
 
 Attributes: ``event_id`` and ``event_ts``, copies of the payload's, set by the
@@ -17,15 +17,17 @@ a message whose attributes contradict its payload is a dead letter, never a gues
 
 Rules (each broken rule is a :class:`InvalidEvent` with a stage and reason):
   * payload at most :data:`MAX_PAYLOAD_BYTES` bytes, strict UTF-8, a JSON object;
-  * ids (``event_id``, ``session_id``, ``order_id``): a string or an integer (stored as
-    its decimal text), surrounding whitespace trimmed, then non-empty, at most 128
-    characters, no control characters (C0, DEL, C1) and no lone surrogates;
+  * ids (``event_id``, ``user_id``, ``product_id``, ``session_id``, ``order_id``): text,
+    whatever the source system uses (``"42"``, ``"57b2c0de..."``, a UUID, ``"SKU-1017"``).
+    A string, or an integer stored as its decimal text (an integral JSON float below 2**53
+    too: ``42.0`` is ``"42"``); surrounding whitespace trimmed, then non-empty, at most 128
+    characters, no control characters (C0, DEL, C1) and no lone surrogates. Ids compare as
+    text: ``"007"`` and ``"7"`` are two ids;
   * ``event_name``: one of :data:`EVENT_NAMES`;
   * ``event_ts``: ISO-8601 with a UTC offset (``Z``, ``+02:00`` or `` UTC``), not before
     2000-01-01 and at most :data:`MAX_FUTURE_SKEW` ahead of the time the message was
     received (its Pub/Sub publish time where known, else processing time);
-  * ``user_id``, ``product_id``: positive integers that fit INT64 (ASCII digit strings
-    accepted);
+  * ``user_id``, ``product_id``: required;
   * ``price``: a JSON number or an ASCII decimal string (``"7"``, ``"19.5"``, ``"1e2"``),
     >= 0, rounded half-even to cents, and < 1e9 after rounding; ``-0`` becomes ``0.00``;
   * ``quantity``: integer 1..10000, default 1;
@@ -63,7 +65,8 @@ _CANONICAL_PRICE = re.compile(r"(?:0|[1-9]\d{0,8})\.\d\d", re.ASCII)
 # What a numeric string may look like: Decimal() alone would also take "1_000", "NaN",
 # "Infinity" and non-ASCII digits ("\u0661\u0662"), which no other reader of the lake would.
 _DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
-_DIGITS = re.compile(r"\d{1,19}", re.ASCII)  # int() of longer text is never an INT64
+_DIGITS = re.compile(r"\d{1,19}", re.ASCII)  # quantity: bounded, so no longer text is needed
+_MAX_EXACT_FLOAT = 2**53  # every integer below it is exactly one float, and back
 # Control characters (Unicode category Cc): C0, DEL and C1.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -137,20 +140,31 @@ def _positive_int(record: dict[str, Any], key: str, *, default: int | None = Non
     if value <= 0 or (maximum is not None and value > maximum):
         limit = f"1..{maximum}" if maximum else "> 0"
         raise InvalidEvent(STAGE_VALIDATE, f"{key} out of range ({limit}): {value}")
-    if value >= 2**63:
-        raise InvalidEvent(STAGE_VALIDATE, f"{key} does not fit INT64: {value}")
     return value
 
 
-def _short_string(record: dict[str, Any], key: str, *, required: bool) -> str | None:
-    """An id: str or int, trimmed, non-empty, <= MAX_ID_LENGTH, no control characters."""
-    value = record.get(key)
+def id_text(value: Any, key: str, *, required: bool = True) -> str | None:
+    """An id as the contract stores it (text), or ``None`` when optional and absent.
+
+    The one rule for every id on every path (events, order lines, dimension rows, imported
+    files): a string, or an integer as its decimal text (an integral float below 2**53
+    too); trimmed, non-empty, at most :data:`MAX_ID_LENGTH` characters, no control
+    characters, valid Unicode.
+
+    Raises:
+      InvalidEvent: ``stage='validate'`` naming ``key`` and the broken rule.
+    """
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
+    elif isinstance(value, float):
+        # A pandas export of an integer column with gaps writes 42.0; 1.5 or 1e300 is no id.
+        if not (value.is_integer() and abs(value) < _MAX_EXACT_FLOAT):
+            raise InvalidEvent(STAGE_VALIDATE, f"{key} must be a string or an integer, got {value!r:.40}")
+        value = str(int(value))
     elif isinstance(value, str):
         value = value.strip()
     elif value is not None:
-        raise InvalidEvent(STAGE_VALIDATE, f"{key} must be a string, got {type(value).__name__}")
+        raise InvalidEvent(STAGE_VALIDATE, f"{key} must be a string or an integer, got {type(value).__name__}")
     if not value:
         if required:
             raise InvalidEvent(STAGE_VALIDATE, f"missing {key}" if value is None else f"{key} is blank")
@@ -166,6 +180,10 @@ def _short_string(record: dict[str, Any], key: str, *, required: bool) -> str | 
             # JSON allows lone surrogates ("\ud800"); no UTF-8 sink can store them.
             raise InvalidEvent(STAGE_VALIDATE, f"{key} is not valid Unicode (lone surrogate)") from None
     return value
+
+
+def _short_string(record: dict[str, Any], key: str, *, required: bool) -> str | None:
+    return id_text(record.get(key), key, required=required)
 
 
 def _price(record: dict[str, Any]) -> str:
@@ -221,9 +239,9 @@ def validate_record(record: Any, now: datetime | None = None) -> Event:
         # format_ts costs ~2 µs; most producers already send the canonical form.
         "event_ts": raw_ts if _CANONICAL_TS.fullmatch(raw_ts) else format_ts(ts),
         "event_time": ts.timestamp(),
-        "user_id": _positive_int(record, "user_id"),
+        "user_id": _short_string(record, "user_id", required=True),
         "session_id": _short_string(record, "session_id", required=False),
-        "product_id": _positive_int(record, "product_id"),
+        "product_id": _short_string(record, "product_id", required=True),
         "price": _price(record),
         "quantity": _positive_int(record, "quantity", default=1, maximum=MAX_QUANTITY),
         "order_id": order_id if event_name in ORDER_EVENTS else None,

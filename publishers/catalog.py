@@ -217,7 +217,7 @@ class CatalogWindow:
 
 
 def generate_products(seed: int, n: int, as_of: datetime) -> Iterator[tuple]:
-    """Rows ``(product_id, product_name, category, price, updated_at)`` for ids 1..n.
+    """Rows ``(product_id, product_name, category, price, updated_at)`` for ids ``"1"``..``"n"``.
 
     ``price`` is a 2-decimal string, ``updated_at`` a canonical UTC string before ``as_of``.
     """
@@ -247,11 +247,11 @@ def generate_products(seed: int, n: int, as_of: datetime) -> Iterator[tuple]:
             f"{brands[int(rand() * len(brands))]} {ADJECTIVES[int(rand() * len(ADJECTIVES))]} "
             f"{COLORS[int(rand() * len(COLORS))]} {noun[int(rand() * len(noun))]}"
         )
-        yield (product_id, name, category, price, next(stamps))
+        yield (str(product_id), name, category, price, next(stamps))
 
 
 def generate_users(seed: int, n: int, as_of: datetime) -> Iterator[tuple]:
-    """Rows ``(user_id, user_name, email, signup_date, country, updated_at)`` for ids 1..n.
+    """Rows ``(user_id, user_name, email, signup_date, country, updated_at)`` for ids ``"1"``..``"n"``.
 
     E-mails embed the user id, so they are unique however many users there are.
     """
@@ -272,11 +272,11 @@ def generate_users(seed: int, n: int, as_of: datetime) -> Iterator[tuple]:
         domain = EMAIL_DOMAINS[int(rand() * len(EMAIL_DOMAINS))]
         email = f"{first}.{last}.{user_id}@{domain}".lower().replace(" ", "").replace("'", "")
         signup = (first_day + timedelta(days=int(rand() * days))).isoformat()
-        yield (user_id, f"{first} {last}", email, signup, country_draws[user_id - 1], next(stamps))
+        yield (str(user_id), f"{first} {last}", email, signup, country_draws[user_id - 1], next(stamps))
 
 
 def product_prices(seed: int, n: int, as_of: datetime) -> list[str]:
-    """Just the prices of :func:`generate_products` (index ``product_id - 1``)."""
+    """Just the prices of :func:`generate_products`, in its order (ids ``"1"``..``"n"``)."""
     return [row[3] for row in generate_products(seed, n, as_of)]
 
 

@@ -32,8 +32,9 @@ _NON_JSON = (
     "\u00ff\u00fe garbage",
 )
 _WRONG_TYPES = (
-    ("user_id", "forty-two"),
+    ("user_id", {"id": "42"}),
     ("product_id", [1017]),
+    ("product_id", 10.5),
     ("quantity", "two"),
     ("price", {"amount": "19.99"}),
     ("user_id", True),

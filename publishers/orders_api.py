@@ -204,7 +204,7 @@ def fetch_orders_page(db: sql.Database, params: dict[str, Any]) -> dict[str, Any
         ):
             unit = Decimal(str(sql.jsonable_value(line["unit_price"]))).quantize(CENTS)
             lines_by_order[line["order_id"]].append(
-                api_line(int(line["line_number"]), int(line["product_id"]), int(line["quantity"]), str(unit))
+                api_line(int(line["line_number"]), str(line["product_id"]), int(line["quantity"]), str(unit))
             )
     orders = []
     for r in rows:
@@ -212,7 +212,7 @@ def fetch_orders_page(db: sql.Database, params: dict[str, Any]) -> dict[str, Any
         orders.append(
             {
                 "order_id": r["order_id"],
-                "user_id": int(r["user_id"]),
+                "user_id": str(r["user_id"]),
                 "session_id": r["session_id"],
                 "status": r["status"],
                 "order_ts": r["order_ts"],

@@ -39,7 +39,7 @@ TARGET_FIELDS = (
     "quantity",
     "order_id",
 )
-INT_FIELDS = frozenset({"user_id", "product_id", "quantity"})
+INT_FIELDS = frozenset({"quantity"})  # ids stay text: "0042" and "42" are two ids
 # The public "eCommerce behavior data from multi category store" export, the usual real-world sample.
 DEFAULT_MAPPING = {"event_time": "event_ts", "event_type": "event_name", "user_session": "session_id"}
 DEFAULT_VALUE_MAP = {"cart": "add_to_cart", "purchase": "order", "remove_from_cart": ""}

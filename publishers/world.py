@@ -74,7 +74,7 @@ class Funnel:
             raise ValueError(f"max_lines must be >= 1, got {self.max_lines}")
 
 
-def api_line(line_number: int, product_id: int, quantity: int, unit_price: str) -> dict[str, Any]:
+def api_line(line_number: int, product_id: str, quantity: int, unit_price: str) -> dict[str, Any]:
     """One order line as ``GET /v1/orders`` returns it (``unit_price`` already to the cent)."""
     return {
         "line_number": line_number,
@@ -93,7 +93,7 @@ def api_total(lines: Sequence[dict[str, Any]]) -> str:
 @dataclass
 class OrderLine:
     line_number: int
-    product_id: int
+    product_id: str
     quantity: int
     unit_price: str
 
@@ -103,7 +103,7 @@ class Order:
     """An order as the orders system (SQL source, REST API) holds it."""
 
     order_id: str
-    user_id: int
+    user_id: str
     session_id: str
     status: str
     order_ts: datetime
@@ -143,11 +143,15 @@ class Order:
 
 @dataclass
 class CatalogView:
-    """What a world draws from: product ids with their prices, and user ids."""
+    """What a world draws from: product ids with their prices, and user ids (text, sorted).
 
-    product_ids: list[int]
+    Both constructors sort by id text, so a world drawn from the database and one drawn
+    from the generated catalog pick the same products and users.
+    """
+
+    product_ids: list[str]
     prices: list[str]
-    user_ids: list[int]
+    user_ids: list[str]
 
     def __post_init__(self) -> None:
         if not self.product_ids or not self.user_ids:
@@ -159,18 +163,18 @@ class CatalogView:
 
     @classmethod
     def from_database(cls, db: sql.Database) -> CatalogView:
-        products = db.query("select product_id, price from products order by product_id")
-        users = db.query("select user_id from users order by user_id")
-        return cls(
-            [int(p) for p, _ in products], [sql.jsonable_value(v) for _, v in products], [int(u) for (u,) in users]
-        )
+        # Sorted here, not by ORDER BY: text collation differs between engines.
+        products = sorted((str(p), sql.jsonable_value(v)) for p, v in db.query("select product_id, price from products"))
+        users = sorted(str(u) for (u,) in db.query("select user_id from users"))
+        return cls([p for p, _ in products], [v for _, v in products], users)
 
     @classmethod
     def generated(cls, seed: int, n_products: int, n_users: int, as_of: datetime) -> CatalogView:
         """The catalog :mod:`publishers.catalog` would load with the same arguments."""
         from publishers.catalog import product_prices
 
-        return cls(list(range(1, n_products + 1)), product_prices(seed, n_products, as_of), list(range(1, n_users + 1)))
+        products = sorted(zip((str(i) for i in range(1, n_products + 1)), product_prices(seed, n_products, as_of)))
+        return cls([p for p, _ in products], [v for _, v in products], sorted(str(i) for i in range(1, n_users + 1)))
 
 
 # One step of a session: ("view"|"wishlist", index) / ("add_to_cart", index, qty) / ("order", [(index, qty)]) /

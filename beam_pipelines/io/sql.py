@@ -56,7 +56,7 @@ _STATUS_CHECK = "check (status in ({}))".format(", ".join(f"'{s}'" for s in ORDE
 # {ts} / {num} / {date} / {char2} / {char3} differ per engine; everything else is shared DDL.
 _DDL = (
     """create table if not exists products (
-        product_id bigint primary key,
+        product_id text primary key,
         product_name text not null,
         category text not null,
         price {num} not null,
@@ -64,7 +64,7 @@ _DDL = (
     )""",
     "create index if not exists products_updated_at_idx on products (updated_at)",
     """create table if not exists users (
-        user_id bigint primary key,
+        user_id text primary key,
         user_name text not null,
         email text not null unique,
         signup_date {date} not null,
@@ -74,7 +74,7 @@ _DDL = (
     "create index if not exists users_updated_at_idx on users (updated_at)",
     f"""create table if not exists orders (
         order_id text primary key,
-        user_id bigint not null references users (user_id),
+        user_id text not null references users (user_id),
         session_id text,
         status text not null {_STATUS_CHECK},
         order_ts {{ts}} not null,
@@ -86,7 +86,7 @@ _DDL = (
     """create table if not exists order_lines (
         order_id text not null references orders (order_id),
         line_number int not null,
-        product_id bigint not null references products (product_id),
+        product_id text not null references products (product_id),
         quantity int not null check (quantity > 0),
         unit_price {num} not null,
         primary key (order_id, line_number)

@@ -55,10 +55,10 @@ class DimensionSnapshot(NamedTuple):
 
     table: str
     loaded_at: float
-    rows: dict[int, dict[str, Any]]
+    rows: dict[str, dict[str, Any]]
 
 
-def newest_snapshot(snapshots: Iterable[DimensionSnapshot]) -> dict[int, dict[str, Any]]:
+def newest_snapshot(snapshots: Iterable[DimensionSnapshot]) -> dict[str, dict[str, Any]]:
     """Rows of the most recent snapshot (``{}`` before the first load)."""
     best = None
     for snap in snapshots:
@@ -179,7 +179,7 @@ class LoadSnapshotFn(beam.DoFn):
             self._failures.inc()
             _LOG.exception("refreshing %s failed; keeping the previous snapshot", self._table)
             return
-        by_id = {int(r[self._key]): r for r in rows if r.get(self._key) is not None}
+        by_id = {str(r[self._key]): r for r in rows if r.get(self._key) is not None}
         self._loads.inc()
         self._size.set(len(by_id))
         _LOG.info("loaded %d %s in %.2f s", len(by_id), self._table, time.time() - started)

@@ -1,10 +1,14 @@
 """Partitioned reads of the dimension tables from the SQL source, and incremental merges.
 
-Like JdbcIO's partitioned read: one step asks the database for the primary-key bounds
-(``min``, ``max``) of the rows to read, splits them into ``num_partitions`` equal-width
-ranges, and after a Reshuffle each range is read by one worker with its own
-connection. All SQL is fixed text over whitelisted tables; values (bounds,
-``updated_since``) are always bound parameters.
+Like JdbcIO's partitioned read, but for text keys (ids are text: ``"42"``, a UUID, a
+SKU): one step counts the rows to read and asks the database for ``num_partitions - 1``
+split keys at equal row offsets in key order (``order by key limit 1 offset k``, an
+index walk), so the ranges hold equal numbers of rows whatever the ids look like. After
+a Reshuffle each half-open range ``[lo, hi)`` (``None`` = unbounded) is read by one
+worker with its own connection. Split keys and range predicates use the same column
+collation, so the ranges cover every row exactly once on either engine. All SQL is
+fixed text over whitelisted tables; values (split keys, offsets, ``updated_since``) are
+always bound parameters.
 """
 
 from __future__ import annotations
@@ -53,14 +57,19 @@ def resolve_database_url(url: str | None, url_env: str | None) -> str:
     )
 
 
-def key_ranges(lo: int, hi: int, n: int) -> list[tuple[int, int]]:
-    """Split the inclusive key interval ``[lo, hi]`` into at most ``n`` half-open ranges ``[a, b)``."""
-    if n < 1:
-        raise ValueError(f"num_partitions must be >= 1, got {n}")
-    span = hi - lo + 1
-    n = min(n, span)
-    bounds = [lo + (span * i) // n for i in range(n + 1)]
-    return [(bounds[i], bounds[i + 1]) for i in range(n) if bounds[i] < bounds[i + 1]]
+KeyRange = tuple[str | None, str | None]
+
+
+def key_ranges(split_keys: list[str]) -> list[KeyRange]:
+    """Half-open ranges ``[lo, hi)`` around sorted, distinct ``split_keys``; ``None`` is unbounded."""
+    if any(a >= b for a, b in zip(split_keys, split_keys[1:])):
+        raise ValueError(f"split keys must be sorted and distinct, got {split_keys[:5]!r}...")
+    bounds: list[str | None] = [None, *split_keys, None]
+    return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+
+def _range_clause(lo: str | None, hi: str | None, key: str) -> str:
+    return (f" and {key} >= :lo" if lo is not None else "") + (f" and {key} < :hi" if hi is not None else "")
 
 
 def _since_clause(since: str | None) -> str:
@@ -72,7 +81,7 @@ def _since_param(since: str | None) -> dict[str, Any]:
 
 
 class PlanKeyRangesFn(beam.DoFn):
-    """table name -> ``(table, lo, hi)`` ranges covering every key to read."""
+    """table name -> ``(table, lo, hi)`` ranges covering every key to read, with equal row counts."""
 
     def __init__(self, url: str | None, url_env: str | None, num_partitions: int, updated_since: str | None):
         self._url, self._url_env = url, url_env
@@ -81,19 +90,23 @@ class PlanKeyRangesFn(beam.DoFn):
 
     def process(self, table_name):
         table = dim_table(table_name)
+        where = f"from {table.name} where 1 = 1{_since_clause(self._since)}"
+        params = _since_param(self._since)
         with sql.connect(resolve_database_url(self._url, self._url_env)) as db:
-            lo, hi = db.query(
-                f"select min({table.key}), max({table.key}) from {table.name} where 1 = 1{_since_clause(self._since)}",
-                _since_param(self._since),
-            )[0]
-        if lo is None:
-            return
-        for a, b in key_ranges(int(lo), int(hi), self._n):
-            yield table.name, a, b
+            count = int(db.scalar(f"select count(*) {where}", params))
+            if count == 0:
+                return
+            n = min(self._n, count)
+            split_keys = [
+                str(db.scalar(f"select {table.key} {where} order by {table.key} limit 1 offset :offset", {**params, "offset": count * i // n}))
+                for i in range(1, n)
+            ]
+        for lo, hi in key_ranges(split_keys):
+            yield table.name, lo, hi
 
 
 class ReadKeyRangeFn(beam.DoFn):
-    """``(table, lo, hi)`` -> the table's rows with ``lo <= key < hi`` as JSON-ready dicts."""
+    """``(table, lo, hi)`` -> the table's rows with ``lo <= key < hi`` (``None``: unbounded) as JSON-ready dicts."""
 
     def __init__(self, url: str | None, url_env: str | None, updated_since: str | None):
         self._url, self._url_env = url, url_env
@@ -114,10 +127,11 @@ class ReadKeyRangeFn(beam.DoFn):
         table = dim_table(name)
         query = (
             f"select {', '.join(table.columns)} from {table.name} "
-            f"where {table.key} >= :lo and {table.key} < :hi{_since_clause(self._since)} order by {table.key}"
+            f"where 1 = 1{_range_clause(lo, hi, table.key)}{_since_clause(self._since)} order by {table.key}"
         )
+        bounds = {name: value for name, value in (("lo", lo), ("hi", hi)) if value is not None}
         self._ranges.inc()
-        for row in self._db.iter_query(query, {"lo": lo, "hi": hi, **_since_param(self._since)}):
+        for row in self._db.iter_query(query, {**bounds, **_since_param(self._since)}):
             self._rows.inc()
             yield sql.jsonable(row)
 
@@ -198,8 +212,9 @@ class MergeIntoSnapshot(beam.PTransform):
 
     def expand(self, changed):
         key = self._key
-        old = self._previous | "TagPreviousRows" >> beam.Map(lambda kv: (int(kv[0]), (0, kv[1])))
-        new = changed | "TagChangedRows" >> beam.Map(lambda r: (int(r[key]), (1, r)))
+        # A snapshot written before ids were text holds integer keys: compare and store as text.
+        old = self._previous | "TagPreviousRows" >> beam.Map(lambda kv: (str(kv[0]), (0, {**kv[1], key: str(kv[0])})))
+        new = changed | "TagChangedRows" >> beam.Map(lambda r: (str(r[key]), (1, r)))
         return (
             (old, new)
             | "FlattenVersions" >> beam.Flatten()

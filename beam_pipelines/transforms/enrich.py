@@ -42,7 +42,7 @@ class EnrichEventFn(beam.DoFn):
         self._rows.inc(self._rows_in_bundle)
         self._rows_in_bundle = 0
 
-    def _resolve(self, name: str, view: Any) -> dict[int, Any]:
+    def _resolve(self, name: str, view: Any) -> dict[str, Any]:
         """A dict view as is; for a list of snapshots, the newest (memoised per side-input value)."""
         if not isinstance(view, list):
             return view
@@ -51,7 +51,7 @@ class EnrichEventFn(beam.DoFn):
             cached = self._newest[name] = (view, newest_snapshot(view))
         return cached[1]
 
-    def process(self, event, products: dict[int, Any], users: dict[int, Any]):
+    def process(self, event, products: dict[str, Any], users: dict[str, Any]):
         products = self._resolve("products", products)
         users = self._resolve("users", users)
         product = products.get(event["product_id"])

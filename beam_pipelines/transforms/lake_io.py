@@ -213,7 +213,7 @@ class ReadDimension(beam.PTransform):
             pbegin
             | "CreateTableName" >> beam.Create([table])
             | "ReadLatestSnapshot" >> beam.FlatMap(lambda t: lake.read_latest_snapshot_rows(lake_root, t))
-            | "KeyByPrimaryKey" >> beam.Map(lambda row: (int(row[key]), row))
+            | "KeyByPrimaryKey" >> beam.Map(lambda row: (str(row[key]), row))
         )
 
 

@@ -359,16 +359,16 @@ def order_row(order: dict[str, Any]) -> dict[str, Any]:
         lines.append(
             {
                 "line_number": int(line.get("line_number", position)),
-                "product_id": int(line["product_id"]),
+                "product_id": events.id_text(line.get("product_id"), "product_id"),
                 "quantity": qty,
                 "unit_price": str(unit),
                 "amount": str(line.get("amount") or events.line_amount(str(unit), qty)),
             }
         )
     return {
-        "order_id": str(order["order_id"]),
-        "user_id": int(order["user_id"]),
-        "session_id": order.get("session_id"),
+        "order_id": events.id_text(order.get("order_id"), "order_id"),
+        "user_id": events.id_text(order.get("user_id"), "user_id"),
+        "session_id": events.id_text(order.get("session_id"), "session_id", required=False),
         "status": str(order["status"]),
         "order_ts": events.format_ts(events.parse_ts(order["order_ts"])),
         "updated_at": events.format_ts(events.parse_ts(order["updated_at"])),

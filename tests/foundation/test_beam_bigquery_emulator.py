@@ -13,9 +13,9 @@ ROWS = [
         "event_id": "e-1",
         "event_name": "view",
         "price": "19.99",
-        "product_id": 11,
+        "product_id": "11",
         "product_name": "Lamp",
-        "user_id": 7,
+        "user_id": "7",
         "user_name": "Ada",
         "order_id": None,
         "event_ts": "2026-11-20T10:00:00.000000Z",
@@ -30,9 +30,9 @@ ROWS = [
         "event_id": "o-1:1",
         "event_name": "order",
         "price": "59.97",
-        "product_id": 12,
+        "product_id": "12",
         "product_name": None,
-        "user_id": 8,
+        "user_id": "8",
         "user_name": None,
         "order_id": "o-1",
         "event_ts": "2026-11-21T23:59:59.500000Z",
@@ -87,7 +87,7 @@ def test_write_to_bigquery_then_read_back_exact_rows(bq_dataset, beam_bq_emulato
             >> beam.io.ReadFromBigQuery(table=table, method=beam.io.ReadFromBigQuery.Method.DIRECT_READ)
             | "KeyById" >> beam.Map(lambda r: (r["event_id"], r["event_name"], r["product_id"], r["quantity"]))
         )
-        assert_that(read, equal_to([("e-1", "view", 11, 1), ("o-1:1", "order", 12, 3)]))
+        assert_that(read, equal_to([("e-1", "view", "11", 1), ("o-1:1", "order", "12", 3)]))
 
 
 def test_create_if_needed_lays_out_table_from_the_schema_file(bq_dataset, beam_bq_emulator):
