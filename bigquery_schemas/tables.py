@@ -84,6 +84,12 @@ def _merge_fields(
                 "deprecated in its description) or migrate to a new table."
             )
         if _norm_type(old.field_type) != _norm_type(new.field_type):
+            if _norm_type(old.field_type) == "INTEGER" and _norm_type(new.field_type) == "STRING":
+                raise IncompatibleSchemaChange(
+                    f"{table}: column {name!r} is INTEGER in BigQuery but STRING in the schema file (ids "
+                    "are text now). Migrate the table, keeping its rows: python -m bigquery_schemas.migrate_ids "
+                    "--project <p> --dataset <d> (docs/migrations.md)."
+                )
             raise IncompatibleSchemaChange(
                 f"{table}: column {name!r} is {old.field_type} in BigQuery but {new.field_type} in "
                 "the schema file. Changing a type needs a new column (add it, backfill, switch readers)."
