@@ -164,7 +164,9 @@ class CatalogView:
     @classmethod
     def from_database(cls, db: sql.Database) -> CatalogView:
         # Sorted here, not by ORDER BY: text collation differs between engines.
-        products = sorted((str(p), sql.jsonable_value(v)) for p, v in db.query("select product_id, price from products"))
+        products = sorted(
+            (str(p), sql.jsonable_value(v)) for p, v in db.query("select product_id, price from products")
+        )
         users = sorted(str(u) for (u,) in db.query("select user_id from users"))
         return cls([p for p, _ in products], [v for _, v in products], users)
 

@@ -98,7 +98,12 @@ class PlanKeyRangesFn(beam.DoFn):
                 return
             n = min(self._n, count)
             split_keys = [
-                str(db.scalar(f"select {table.key} {where} order by {table.key} limit 1 offset :offset", {**params, "offset": count * i // n}))
+                str(
+                    db.scalar(
+                        f"select {table.key} {where} order by {table.key} limit 1 offset :offset",
+                        {**params, "offset": count * i // n},
+                    )
+                )
                 for i in range(1, n)
             ]
         for lo, hi in key_ranges(split_keys):

@@ -210,8 +210,8 @@ def _report_results(**overrides):
         ],
         "orders_revenue_by_date": [{"date": day, "orders": 2, "gross_revenue": Decimal("1234.5")}],
         "top_products_by_units": [
-            {"product_id": 102, "product_name": "Mug <b>", "units_sold": 5, "gross_revenue": Decimal("25")},
-            {"product_id": 105, "product_name": None, "units_sold": 1, "gross_revenue": Decimal("7.5")},
+            {"product_id": "102", "product_name": "Mug <b>", "units_sold": 5, "gross_revenue": Decimal("25")},
+            {"product_id": "105", "product_name": None, "units_sold": 1, "gross_revenue": Decimal("7.5")},
         ],
         "conversion_funnel_daily": [
             {"date": day, "sessions": 4, "viewed": 4, "carted": 2, "ordered": 1, "sessions_without_clickstream": 2}
@@ -266,7 +266,7 @@ def test_report_names_the_command_for_a_missing_user_profile():
 def test_long_labels_are_shortened_to_fit_and_kept_whole_in_the_tooltip():
     name = "Noise-Cancelling Over-Ear Wireless Headphones (2026 Edition, Midnight Blue)"
     results = _report_results(
-        top_products_by_units=[{"product_id": 203, "product_name": name, "units_sold": 3, "gross_revenue": 537}]
+        top_products_by_units=[{"product_id": "203", "product_name": name, "units_sold": 3, "gross_revenue": 537}]
     )
     html = build_report(results, dt.date(2026, 11, 20), dt.date(2026, 11, 20), "p.d")
     label = re.search(r'data-label="[^"]*">([^<]*)</text>', html).group(1)

@@ -72,9 +72,9 @@ def test_run_csv_and_json_formats(target, tmp_path):
     assert (rc, out) == (0, f"wrote {path}\n")
     doc = json.loads(path.read_text())
     assert doc["top_products_by_units"] == [
-        {"product_id": 102, "product_name": "Mug", "category": "Kitchen", "units_sold": 5, "orders": 2,
+        {"product_id": "102", "product_name": "Mug", "category": "Kitchen", "units_sold": 5, "orders": 2,
          "gross_revenue": "25.00"},
-        {"product_id": 104, "product_name": "Pan", "category": "Kitchen", "units_sold": 3, "orders": 1,
+        {"product_id": "104", "product_name": "Pan", "category": "Kitchen", "units_sold": 3, "orders": 1,
          "gross_revenue": "30.00"},
     ]  # fmt: skip
     assert doc["conversion_funnel_daily"][1] == {
@@ -101,10 +101,10 @@ def test_refresh_profile_and_report(target, tmp_path):
     rc, out = _cli("refresh-profile", *_where(target))
     assert (rc, out) == (0, f"rebuilt table {target.table_id('user_profile')}\n")
     assert [(r["user_id"], r["net_spend"]) for r in target.rows("user_profile", order_by="user_id")] == [
-        (1, Decimal("12.50")),
-        (2, Decimal("120.00")),
-        (3, Decimal("0")),
-        (4, Decimal("0")),
+        ("1", Decimal("12.50")),
+        ("2", Decimal("120.00")),
+        ("3", Decimal("0")),
+        ("4", Decimal("0")),
     ]
     report = tmp_path / "report.html"
     rc, _ = _cli("report", *_where(target), *RANGE, "--output", str(report))

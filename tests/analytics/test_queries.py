@@ -76,15 +76,15 @@ def test_top_products_by_units(loaded):
     # in range, deduplicated order lines: o1:1 101x2 40.00 (api copy), o1:2 102x1 5.00,
     # o2:1 103x1 100.00, o4:1 102x4 20.00, o3:1 104x3 30.00, o3:2 105x1 7.50
     expected = [
-        {"product_id": 102, "product_name": "Mug", "category": "Kitchen", "units_sold": 5, "orders": 2,
+        {"product_id": "102", "product_name": "Mug", "category": "Kitchen", "units_sold": 5, "orders": 2,
          "gross_revenue": D("25.00")},  # 1 + 4 units; o1, o4; 5.00 + 20.00
-        {"product_id": 104, "product_name": "Pan", "category": "Kitchen", "units_sold": 3, "orders": 1,
+        {"product_id": "104", "product_name": "Pan", "category": "Kitchen", "units_sold": 3, "orders": 1,
          "gross_revenue": D("30.00")},
-        {"product_id": 101, "product_name": "Lamp", "category": "Home", "units_sold": 2, "orders": 1,
+        {"product_id": "101", "product_name": "Lamp", "category": "Home", "units_sold": 2, "orders": 1,
          "gross_revenue": D("40.00")},  # not 38.00: the stale stream copy lost; o0 (11-19) out of range
-        {"product_id": 103, "product_name": "Chair", "category": "Home", "units_sold": 1, "orders": 1,
+        {"product_id": "103", "product_name": "Chair", "category": "Home", "units_sold": 1, "orders": 1,
          "gross_revenue": D("100.00")},  # S2's order after midnight counts on its own date, 11-21
-        {"product_id": 105, "product_name": None, "category": None, "units_sold": 1, "orders": 1,
+        {"product_id": "105", "product_name": None, "category": None, "units_sold": 1, "orders": 1,
          "gross_revenue": D("7.50")},  # tie with 103 on units: product_id decides
     ]  # fmt: skip
     assert _run(loaded, "top_products_by_units") == expected
@@ -95,11 +95,11 @@ def test_top_products_by_wishlists(loaded):
     # in range: e-2w1 (104, user 2), e-3w1 (101, user 3, delivered twice), e-3w2 (102, user 3),
     # e-4w1 (101, user 1)
     assert _run(loaded, "top_products_by_wishlists") == [
-        {"product_id": 101, "product_name": "Lamp", "category": "Home", "wishlists": 2, "users": 2},
-        {"product_id": 102, "product_name": "Mug", "category": "Kitchen", "wishlists": 1, "users": 1},
-        {"product_id": 104, "product_name": "Pan", "category": "Kitchen", "wishlists": 1, "users": 1},
+        {"product_id": "101", "product_name": "Lamp", "category": "Home", "wishlists": 2, "users": 2},
+        {"product_id": "102", "product_name": "Mug", "category": "Kitchen", "wishlists": 1, "users": 1},
+        {"product_id": "104", "product_name": "Pan", "category": "Kitchen", "wishlists": 1, "users": 1},
     ]
-    assert [r["product_id"] for r in _run(loaded, "top_products_by_wishlists", limit=1)] == [101]
+    assert [r["product_id"] for r in _run(loaded, "top_products_by_wishlists", limit=1)] == ["101"]
 
 
 def test_top_products_by_returns_nets_returns_on_their_own_date(loaded):
@@ -107,16 +107,16 @@ def test_top_products_by_returns_nets_returns_on_their_own_date(loaded):
     # o1:1:return (101 x2, 40.00, api copy), o3:1:return (104 x3, 30.00).
     # sold in range: 101 -> 2 units, 104 -> 3 units.
     assert _run(loaded, "top_products_by_returns") == [
-        {"product_id": 101, "product_name": "Lamp", "category": "Home", "return_lines": 2, "units_returned": 3,
+        {"product_id": "101", "product_name": "Lamp", "category": "Home", "return_lines": 2, "units_returned": 3,
          "units_sold": 2, "return_rate": 1.5, "refunds": D("60.00")},  # 3 / 2: above 1, as documented
-        {"product_id": 104, "product_name": "Pan", "category": "Kitchen", "return_lines": 1, "units_returned": 3,
+        {"product_id": "104", "product_name": "Pan", "category": "Kitchen", "return_lines": 1, "units_returned": 3,
          "units_sold": 3, "return_rate": 1.0, "refunds": D("30.00")},
     ]  # fmt: skip
     # only 11-21: o1:1 and o3:1 returns; 101 sold nothing that day -> rate NULL, listed last on rate
     assert _run(loaded, "top_products_by_returns", start=NOV[21], end=NOV[21]) == [
-        {"product_id": 104, "product_name": "Pan", "category": "Kitchen", "return_lines": 1, "units_returned": 3,
+        {"product_id": "104", "product_name": "Pan", "category": "Kitchen", "return_lines": 1, "units_returned": 3,
          "units_sold": 3, "return_rate": 1.0, "refunds": D("30.00")},
-        {"product_id": 101, "product_name": "Lamp", "category": "Home", "return_lines": 1, "units_returned": 2,
+        {"product_id": "101", "product_name": "Lamp", "category": "Home", "return_lines": 1, "units_returned": 2,
          "units_sold": 0, "return_rate": None, "refunds": D("40.00")},
     ]  # fmt: skip
 
@@ -251,22 +251,22 @@ def test_user_profile_refresh_is_complete_and_repeatable(loaded):
     assert profile == [
         # S1 + S4: views e-1v1, e-1v2, e-4v1; carts e-1c1, e-4c1; o1 (3 units, 45.00), o3 (4 units, 37.50);
         # returns o1:1 (2, 40.00), o3:1 (3, 30.00); 12 events
-        {"user_id": 1, "user_name": "Ada", "sessions": 2, "events": 12, "views": 3, "wishlists": 1,
+        {"user_id": "1", "user_name": "Ada", "sessions": 2, "events": 12, "views": 3, "wishlists": 1,
          "add_to_carts": 2, "orders": 2, "units_bought": 7, "units_returned": 5, "gross_spend": D("82.50"),
          "refunds": D("70.00"), "net_spend": D("12.50"), "first_seen": _ts("2026-11-20T10:00:00Z"),
          "last_seen": _ts("2026-11-21T20:00:00Z")},
         # S2 and o4 (no session: not a session, still an order)
-        {"user_id": 2, "user_name": "Bob", "sessions": 1, "events": 5, "views": 1, "wishlists": 1,
+        {"user_id": "2", "user_name": "Bob", "sessions": 1, "events": 5, "views": 1, "wishlists": 1,
          "add_to_carts": 1, "orders": 2, "units_bought": 5, "units_returned": 0, "gross_spend": D("120.00"),
          "refunds": D("0"), "net_spend": D("120.00"), "first_seen": _ts("2026-11-20T23:50:00Z"),
          "last_seen": _ts("2026-11-21T12:00:00Z")},
         # S3 + S6 (last seen after midnight)
-        {"user_id": 3, "user_name": "Cy", "sessions": 2, "events": 5, "views": 2, "wishlists": 2,
+        {"user_id": "3", "user_name": "Cy", "sessions": 2, "events": 5, "views": 2, "wishlists": 2,
          "add_to_carts": 1, "orders": 0, "units_bought": 0, "units_returned": 0, "gross_spend": D("0"),
          "refunds": D("0"), "net_spend": D("0"), "first_seen": _ts("2026-11-21T09:00:00Z"),
          "last_seen": _ts("2026-11-22T00:02:00Z")},
         # S0 (order o0 returned in full) + S5
-        {"user_id": 4, "user_name": "Dee", "sessions": 2, "events": 4, "views": 2, "wishlists": 0,
+        {"user_id": "4", "user_name": "Dee", "sessions": 2, "events": 4, "views": 2, "wishlists": 0,
          "add_to_carts": 0, "orders": 1, "units_bought": 1, "units_returned": 1, "gross_spend": D("20.00"),
          "refunds": D("20.00"), "net_spend": D("0"), "first_seen": _ts("2026-11-19T12:00:00Z"),
          "last_seen": _ts("2026-11-22T00:30:00Z")},

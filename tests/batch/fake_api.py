@@ -99,7 +99,7 @@ def make_order(
     lines = (
         lines
         if lines is not None
-        else [{"line_number": 1, "product_id": 101, "quantity": 2, "unit_price": "10.00", "amount": "20.00"}]
+        else [{"line_number": 1, "product_id": "101", "quantity": 2, "unit_price": "10.00", "amount": "20.00"}]
     )
     return {
         "order_id": order_id,

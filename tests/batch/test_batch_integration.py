@@ -34,27 +34,27 @@ BAD_ORDER_LINES = [
     json.dumps(
         {
             "order_id": "neg-qty",
-            "user_id": 1,
+            "user_id": "1",
             "status": "paid",
             "order_ts": "2026-11-21T10:10:00Z",
             "updated_at": "2026-11-21T10:10:00Z",
             "currency": "USD",
-            "lines": [{"line_number": 1, "product_id": 1, "quantity": -3, "unit_price": "2.00", "amount": "-6.00"}],
+            "lines": [{"line_number": 1, "product_id": "1", "quantity": -3, "unit_price": "2.00", "amount": "-6.00"}],
         }
     ),
     json.dumps(
         {
-            "user_id": 1,
+            "user_id": "1",
             "status": "paid",
             "order_ts": "2026-11-21T10:11:00Z",
             "updated_at": "2026-11-21T10:11:00Z",
-            "lines": [{"line_number": 1, "product_id": 1, "quantity": 1, "unit_price": "2.00", "amount": "2.00"}],
+            "lines": [{"line_number": 1, "product_id": "1", "quantity": 1, "unit_price": "2.00", "amount": "2.00"}],
         }
     ),  # missing order id
     json.dumps(
         {
             "order_id": "unknown-product",
-            "user_id": 1,
+            "user_id": "1",
             "session_id": "s-x",
             "status": "paid",
             "order_ts": "2026-11-21T10:12:00Z",
@@ -220,7 +220,7 @@ def test_user_behavior_matches_the_sql_source(runs, dataset, source_url):
 
 def _user_name(source_url, user_id):
     with sql.connect(source_url) as db:
-        return db.scalar("select user_name from users where user_id = :u", {"u": user_id})
+        return db.scalar("select user_name from users where user_id = :u", {"u": str(user_id)})
 
 
 def test_backfilled_stream_events_are_written_once(runs, dataset):

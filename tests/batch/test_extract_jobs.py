@@ -1,6 +1,7 @@
 """extract_orders against a scripted API, extract_dims against SQLite: lake contents, re-runs, counters."""
 
 import json
+import uuid
 from datetime import UTC, date, datetime
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from beam_pipelines import extract_dims, extract_orders, lake
 from beam_pipelines.events import parse_ts
 from beam_pipelines.io import sql
-from beam_pipelines.transforms.dims import key_ranges
+from beam_pipelines.transforms.dims import PlanKeyRangesFn, ReadKeyRangeFn, key_ranges
 from tests.batch.fake_api import TOKEN, FakeOrdersApi, make_order
 
 ORDERS = [make_order(f"o{i:02d}", f"2026-11-21T10:{i * 5:02d}:00.000000Z") for i in range(12)] + [
@@ -104,10 +105,43 @@ def test_extract_orders_rejects_bad_options(tmp_path):
 
 
 def test_key_ranges_cover_every_key_once():
-    assert key_ranges(1, 10, 3) == [(1, 4), (4, 7), (7, 11)]
-    assert key_ranges(5, 5, 4) == [(5, 6)]
-    ranges = key_ranges(100, 1099, 7)
-    assert sum(b - a for a, b in ranges) == 1000 and ranges[0][0] == 100 and ranges[-1][1] == 1100
+    assert key_ranges([]) == [(None, None)]
+    assert key_ranges(["b", "m"]) == [(None, "b"), ("b", "m"), ("m", None)]
+    with pytest.raises(ValueError, match="sorted and distinct"):
+        key_ranges(["m", "b"])
+
+
+MIXED_IDS = (
+    [str(i) for i in (7, 10, 100, 9, 1017)]
+    + [uuid.UUID(int=i * 7919).hex for i in range(1, 40)]
+    + [f"SKU-{i:04d}/blue" for i in range(25)]
+    + ["K\u00e4the", "\u4e2d\u6587", "a b", "Z", "_", "~"]
+)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_partitioned_reads_split_any_id_shape_evenly_and_read_every_row_once(engine, sqlite_url, postgres_url):
+    url = sqlite_url if engine == "sqlite" else postgres_url
+    ts = datetime(2026, 11, 21, 9, tzinfo=UTC)
+    with sql.connect(url) as db:
+        sql.create_schema(db, drop_existing=True)
+        db.bulk_load(
+            "products",
+            ["product_id", "product_name", "category", "price", "updated_at"],
+            [(pid, "p", "cat", "1.50", ts) for pid in MIXED_IDS],
+        )
+    plan = PlanKeyRangesFn(url, None, 4, None)
+    ranges = list(plan.process("products"))
+    assert len(ranges) == 4
+    reader = ReadKeyRangeFn(url, None, None)
+    reader.setup()
+    try:
+        per_range = [[r["product_id"] for r in reader.process(key_range)] for key_range in ranges]
+    finally:
+        reader.teardown()
+    assert sorted(pid for ids in per_range for pid in ids) == sorted(MIXED_IDS)  # each row exactly once
+    sizes = [len(ids) for ids in per_range]
+    assert max(sizes) - min(sizes) <= 1, sizes  # split at row offsets, not at key values
 
 
 def _seed_dims(url, n_products=30, n_users=10):
@@ -134,28 +168,28 @@ def test_extract_dims_full_then_incremental_snapshot(sqlite_url, tmp_path):
     assert (full["sql_rows_read"], full["sql_key_ranges_read"]) == (40, 6)
     products = {r["product_id"]: r for r in lake.read_latest_snapshot_rows(root, "products")}
     assert len(products) == 30
-    assert products[100] == {
-        "product_id": 100,
+    assert products["100"] == {
+        "product_id": "100",
         "product_name": "p100",
         "category": "cat",
         "price": "1.50",
         "updated_at": "2026-11-21T09:00:00.000000Z",
     }
     users = lake.read_latest_snapshot_rows(root, "users")
-    assert sorted(u["user_id"] for u in users) == list(range(1, 11))
+    assert sorted(u["user_id"] for u in users) == sorted(str(i) for i in range(1, 11))
     assert users[0]["signup_date"] == "2025-01-01"
 
     with sql.connect(sqlite_url) as db:
         db.execute(
             "update products set product_name = :name, updated_at = :ts where product_id = :id",
-            {"name": "renamed", "ts": datetime(2026, 11, 21, 10, 30, tzinfo=UTC), "id": 105},
+            {"name": "renamed", "ts": datetime(2026, 11, 21, 10, 30, tzinfo=UTC), "id": "105"},
         )
     inc = extract_dims.run([*base, "--snapshot_ts=2026-11-21T11:00:00Z", "--updated_since=2026-11-21T10:00:00Z"])
     assert inc["sql_rows_read"] == 1
     assert lake.latest_snapshot_dir(root, "products").endswith("snapshot=20261121T110000Z")
     after = {r["product_id"]: r for r in lake.read_latest_snapshot_rows(root, "products")}
     assert len(after) == 30  # a complete snapshot, not just the change
-    assert after[105]["product_name"] == "renamed" and after[104] == products[104]
+    assert after["105"]["product_name"] == "renamed" and after["104"] == products["104"]
 
 
 def test_extract_dims_requires_a_database_url(tmp_path):

@@ -80,15 +80,15 @@ def test_snapshots_are_read_through_the_latest_pointer(tmp_path):
     assert lake.read_latest_snapshot_rows(root, "products") == []
     old = lake.snapshot_dir(root, "products", _dt(9))
     new = lake.snapshot_dir(root, "products", _dt(10))
-    lake.write_jsonl(lake.join(old, "part-00000-of-00001.jsonl"), [{"product_id": 1, "product_name": "old"}])
-    lake.write_jsonl(lake.join(new, "part-00000-of-00002.jsonl"), [{"product_id": 1, "product_name": "new"}])
-    lake.write_jsonl(lake.join(new, "part-00001-of-00002.jsonl"), [{"product_id": 2, "product_name": "two"}])
+    lake.write_jsonl(lake.join(old, "part-00000-of-00001.jsonl"), [{"product_id": "1", "product_name": "old"}])
+    lake.write_jsonl(lake.join(new, "part-00000-of-00002.jsonl"), [{"product_id": "1", "product_name": "new"}])
+    lake.write_jsonl(lake.join(new, "part-00001-of-00002.jsonl"), [{"product_id": "2", "product_name": "two"}])
     lake.write_latest_pointer(root, "products", "snapshot=20261121T090000Z")
-    assert lake.read_latest_snapshot_rows(root, "products") == [{"product_id": 1, "product_name": "old"}]
+    assert lake.read_latest_snapshot_rows(root, "products") == [{"product_id": "1", "product_name": "old"}]
     lake.write_latest_pointer(root, "products", new.rsplit("/", 1)[1])
     assert lake.read_latest_snapshot_rows(root, "products") == [
-        {"product_id": 1, "product_name": "new"},
-        {"product_id": 2, "product_name": "two"},
+        {"product_id": "1", "product_name": "new"},
+        {"product_id": "2", "product_name": "two"},
     ]
     with pytest.raises(ValueError, match="snapshot="):
         lake.write_latest_pointer(root, "products", "../elsewhere")

@@ -25,15 +25,15 @@ from beam_pipelines.transforms.unify import KeepEventsInWindow
 from tests.batch.fake_api import make_order
 
 LINES = [
-    {"line_number": 1, "product_id": 101, "quantity": 2, "unit_price": "10.00", "amount": "20.00"},
-    {"line_number": 2, "product_id": 102, "quantity": 1, "unit_price": "5.50", "amount": "5.50"},
+    {"line_number": 1, "product_id": "101", "quantity": 2, "unit_price": "10.00", "amount": "20.00"},
+    {"line_number": 2, "product_id": "102", "quantity": 1, "unit_price": "5.50", "amount": "5.50"},
 ]
 SAMPLE_ORDER = make_order("o-1", "2026-11-21T10:20:00.000000Z", order_ts="2026-11-21T10:05:00.000000Z", lines=LINES)
 SAMPLE_RETURNED = make_order(
     "o-2", "2026-11-21T10:40:00.000000Z", order_ts="2026-11-21T09:50:00.000000Z", status="returned", user_id=2
 )
-SAMPLE_PRODUCTS = [(101, {"product_id": 101, "product_name": "Mug", "category": "Kitchen"})]
-SAMPLE_USERS = [(1, {"user_id": 1, "user_name": "Ada"}), (2, {"user_id": 2, "user_name": "Bob"})]
+SAMPLE_PRODUCTS = [("101", {"product_id": "101", "product_name": "Mug", "category": "Kitchen"})]
+SAMPLE_USERS = [("1", {"user_id": "1", "user_name": "Ada"}), ("2", {"user_id": "2", "user_name": "Bob"})]
 
 
 def _pipeline():
@@ -50,9 +50,9 @@ def test_explode_order_builds_order_and_return_records():
             "event_id": "o-1:1",
             "event_name": "order",
             "event_ts": "2026-11-21T10:05:00.000000Z",
-            "user_id": 1,
+            "user_id": "1",
             "session_id": "s-o-1",
-            "product_id": 101,
+            "product_id": "101",
             "price": "10.00",
             "quantity": 2,
             "order_id": "o-1",
@@ -61,9 +61,9 @@ def test_explode_order_builds_order_and_return_records():
             "event_id": "o-1:2",
             "event_name": "order",
             "event_ts": "2026-11-21T10:05:00.000000Z",
-            "user_id": 1,
+            "user_id": "1",
             "session_id": "s-o-1",
-            "product_id": 102,
+            "product_id": "102",
             "price": "5.50",
             "quantity": 1,
             "order_id": "o-1",
@@ -106,7 +106,7 @@ def test_explode_and_validate_route_every_bad_record_to_dead_letters():
     negative = make_order(
         "o-4",
         "2026-11-21T10:00:00Z",
-        lines=[{"line_number": 1, "product_id": 101, "quantity": -2, "unit_price": "1.00", "amount": "-2.00"}],
+        lines=[{"line_number": 1, "product_id": "101", "quantity": -2, "unit_price": "1.00", "amount": "-2.00"}],
     )
     p = _pipeline()
     exploded = p | beam.Create([SAMPLE_ORDER, missing_id, no_lines, negative]) | ExplodeOrderLines("hourly")
@@ -179,7 +179,7 @@ def test_latest_order_versions_and_order_rows():
     p.run()
     assert order_row(SAMPLE_ORDER) == {
         "order_id": "o-1",
-        "user_id": 1,
+        "user_id": "1",
         "session_id": "s-o-1",
         "status": "paid",
         "order_ts": "2026-11-21T10:05:00.000000Z",
@@ -187,8 +187,8 @@ def test_latest_order_versions_and_order_rows():
         "currency": "USD",
         "total_amount": "20.00",
         "lines": [
-            {"line_number": 1, "product_id": 101, "quantity": 2, "unit_price": "10.00", "amount": "20.00"},
-            {"line_number": 2, "product_id": 102, "quantity": 1, "unit_price": "5.50", "amount": "5.50"},
+            {"line_number": 1, "product_id": "101", "quantity": 2, "unit_price": "10.00", "amount": "20.00"},
+            {"line_number": 2, "product_id": "102", "quantity": 1, "unit_price": "5.50", "amount": "5.50"},
         ],
     }
 

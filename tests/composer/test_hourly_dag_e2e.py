@@ -24,25 +24,25 @@ HOUR_END = HOUR_START.add(hours=1)
 RUN_ID = "manual__2026-11-21T11:00:00+00:00"
 
 PRODUCTS = [
-    {"product_id": 101, "product_name": "Trail Shoe", "category": "shoes", "price": "10.00",
+    {"product_id": "101", "product_name": "Trail Shoe", "category": "shoes", "price": "10.00",
      "updated_at": "2026-11-01T00:00:00.000000Z"},
-    {"product_id": 102, "product_name": "Wool Sock", "category": "socks", "price": "5.50",
+    {"product_id": "102", "product_name": "Wool Sock", "category": "socks", "price": "5.50",
      "updated_at": "2026-11-01T00:00:00.000000Z"},
 ]  # fmt: skip
 USERS = [
-    {"user_id": 1, "user_name": "Ada", "email": "ada@example.com", "signup_date": "2026-01-02", "country": "GB",
+    {"user_id": "1", "user_name": "Ada", "email": "ada@example.com", "signup_date": "2026-01-02", "country": "GB",
      "updated_at": "2026-11-01T00:00:00.000000Z"},
-    {"user_id": 2, "user_name": "Lin", "email": "lin@example.com", "signup_date": "2026-03-04", "country": "SG",
+    {"user_id": "2", "user_name": "Lin", "email": "lin@example.com", "signup_date": "2026-03-04", "country": "SG",
      "updated_at": "2026-11-01T00:00:00.000000Z"},
 ]  # fmt: skip
 ORDERS = [
-    {"order_id": "o-1", "user_id": 1, "session_id": "s-1", "status": "paid", "order_ts": "2026-11-21T10:05:00Z",
+    {"order_id": "o-1", "user_id": "1", "session_id": "s-1", "status": "paid", "order_ts": "2026-11-21T10:05:00Z",
      "updated_at": "2026-11-21T10:06:00Z", "currency": "USD", "total_amount": "25.50",
-     "lines": [{"line_number": 1, "product_id": 101, "quantity": 2, "unit_price": "10.00", "amount": "20.00"},
-               {"line_number": 2, "product_id": 102, "quantity": 1, "unit_price": "5.50", "amount": "5.50"}]},
-    {"order_id": "o-2", "user_id": 2, "session_id": "s-2", "status": "returned", "order_ts": "2026-11-21T10:40:00Z",
+     "lines": [{"line_number": 1, "product_id": "101", "quantity": 2, "unit_price": "10.00", "amount": "20.00"},
+               {"line_number": 2, "product_id": "102", "quantity": 1, "unit_price": "5.50", "amount": "5.50"}]},
+    {"order_id": "o-2", "user_id": "2", "session_id": "s-2", "status": "returned", "order_ts": "2026-11-21T10:40:00Z",
      "updated_at": "2026-11-21T10:50:00Z", "currency": "USD", "total_amount": "10.00",
-     "lines": [{"line_number": 1, "product_id": 101, "quantity": 1, "unit_price": "10.00", "amount": "10.00"}]},
+     "lines": [{"line_number": 1, "product_id": "101", "quantity": 1, "unit_price": "10.00", "amount": "10.00"}]},
 ]  # fmt: skip
 # o-1 -> 2 order events (10:05); o-2 -> an order event (10:40) and a return event (10:50).
 EXPECTED_ROWS = [

@@ -30,9 +30,9 @@ def test_every_malformed_kind_really_fails_parse_payload(reason):
         "event_id": "e-1",
         "event_name": "order",
         "event_ts": "2025-06-01T10:00:00.000000Z",
-        "user_id": 4,
+        "user_id": "4",
         "session_id": "s-1",
-        "product_id": 9,
+        "product_id": "9",
         "price": "19.99",
         "quantity": 2,
         "order_id": "o-1",
@@ -57,8 +57,8 @@ def test_a_payload_that_validates_is_caught_by_the_generator_check():
                     "event_id": "x",
                     "event_name": "view",
                     "event_ts": "2025-06-01T10:00:00Z",
-                    "user_id": 1,
-                    "product_id": 2,
+                    "user_id": "1",
+                    "product_id": "2",
                     "price": "1.00",
                 }
             ).encode(),
@@ -336,16 +336,16 @@ def test_replay_maps_every_column_of_a_real_clickstream_csv(tmp_path):
     assert {k: v for k, v in first.items() if k != "event_id"} == {
         "event_name": "view",
         "event_ts": "2019-10-01 00:00:00 UTC",
-        "product_id": 44600062,
+        "product_id": "44600062",
         "price": "35.79",
-        "user_id": 541312140,
+        "user_id": "541312140",
         "session_id": "72d76fde-8bb3-4e00-8c23-a032dfed738c",
     }
     assert events.parse_payload(json.dumps(first))["event_ts"] == "2019-10-01T00:00:00.000000Z"
     order_a, order_b = records[2], records[3]
     assert order_a["order_id"] == order_b["order_id"]  # same session -> same order, two lines
     assert (order_a["event_id"], order_b["event_id"]) == (f"{order_a['order_id']}:1", f"{order_a['order_id']}:2")
-    assert (order_a["price"], order_a["product_id"], order_b["product_id"]) == ("543.10", 17200506, 1307067)
+    assert (order_a["price"], order_a["product_id"], order_b["product_id"]) == ("543.10", "17200506", "1307067")
     manifest = json.loads(man.read_text())
     assert manifest["rows_skipped_by_value_map"] == 1
     assert (manifest["published_total"], manifest["unique_valid_events"], manifest["malformed_sent"]) == (6, 5, 1)

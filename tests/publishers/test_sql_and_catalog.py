@@ -57,7 +57,7 @@ def test_sqlite_parameters_and_jsonable_values(sqlite_url):
         db.execute("insert into products values (?, ?, ?, ?, ?)", (1, "Lamp", "home", Decimal("20.00"), ts))
         row = db.query_dicts("select * from products where updated_at >= :since", {"since": ts})[0]
         assert sql.jsonable(row) == {
-            "product_id": 1,
+            "product_id": "1",
             "product_name": "Lamp",
             "category": "home",
             "price": "20.00",
@@ -93,7 +93,7 @@ def test_catalog_is_reproducible_and_seed_dependent(sqlite_url, tmp_path):
     product = first["products"][0]
     assert product["category"] in catalog.CATEGORIES and Decimal(product["price"]) > 0
     user = first["users"][0]
-    assert len(user["country"]) == 2 and user["email"].endswith(catalog.EMAIL_DOMAINS) and user["user_id"] == 1
+    assert len(user["country"]) == 2 and user["email"].endswith(catalog.EMAIL_DOMAINS) and user["user_id"] == "1"
     assert len({u["email"] for u in first["users"]}) == 100
     assert all(f"{START:%Y-%m-%d}T00:00:00" <= o["order_ts"] < f"{END:%Y-%m-%d}T06:00:00" for o in first["orders"])
 

@@ -196,15 +196,15 @@ def test_rows_bigquery_refuses_become_dead_letters_with_its_error(
                 "event_id": f"ok-{i}",
                 "event_name": "view",
                 "event_ts": events.format_ts(ts),
-                "user_id": 1,
-                "product_id": 2,
+                "user_id": "1",
+                "product_id": "2",
                 "price": "3.50",
             }
         )
         good.append(events.user_behavior_row(event, None, None, events.SOURCE_STREAM, events.format_ts(ts)))
     bad = [
         {**good[0], "event_id": "bad-field", "colour": "red"},
-        {**good[0], "event_id": "bad-type", "product_id": "abc"},
+        {**good[0], "event_id": "bad-type", "quantity": "abc"},
         {**good[0], "event_id": None},
     ]
     p = beam.Pipeline(runner="FnApiRunner")

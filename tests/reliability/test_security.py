@@ -128,7 +128,7 @@ def _seed_source(url: str) -> int:
         for i, text in enumerate(INJECTIONS, start=1):
             db.execute(
                 "update products set product_name = :name, category = :cat where product_id = :pid",
-                {"name": text, "cat": text, "pid": i},
+                {"name": text, "cat": text, "pid": str(i)},
             )
         return db.scalar("select count(*) from products")
 
@@ -138,7 +138,7 @@ def _check_parameters_keep_injections_as_data(url: str, n_products: int) -> None
         for text in INJECTIONS:
             # As a parameter the string matches only the row that holds it literally.
             rows = db.query("select product_id from products where product_name = :name", {"name": text})
-            assert rows == [(INJECTIONS.index(text) + 1,)]
+            assert rows == [(str(INJECTIONS.index(text) + 1),)]
             assert db.query("select user_id from users where email = :email", {"email": text}) == []
         assert db.scalar("select count(*) from products") == n_products
         assert db.scalar("select count(*) from users") == 20
@@ -152,7 +152,7 @@ def _check_extract_keeps_injections_verbatim(url: str, tmp_path: Path, n_product
     products = {r["product_id"]: r for r in lake.read_latest_snapshot_rows(lake_root, "products")}
     assert len(products) == n_products
     for i, text in enumerate(INJECTIONS, start=1):
-        assert (products[i]["product_name"], products[i]["category"]) == (text, text)
+        assert (products[str(i)]["product_name"], products[str(i)]["category"]) == (text, text)
     assert len(lake.read_latest_snapshot_rows(lake_root, "users")) == 20
     # Injection in the job's own options is refused before any SQL runs.
     for bad in (

@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from google.cloud import pubsub_v1
+from google.cloud import bigquery, pubsub_v1
 
 from beam_pipelines import events, streaming
 from tests.fixtures.streaming_harness import streaming_job_args, wait_for
@@ -25,7 +25,7 @@ PRODUCTS = [
     {"product_id": pid, "product_name": f"Product {pid}", "category": "Kitchen", "price": "9.99"} for pid in (1, 2, 3)
 ]
 USERS = [{"user_id": uid, "user_name": f"User {uid}", "country": "GB"} for uid in (1, 2)]
-NEW_PRODUCT = {"product_id": 99, "product_name": "Launched later", "category": "Garden", "price": "5.00"}
+NEW_PRODUCT = {"product_id": "99", "product_name": "Launched later", "category": "Garden", "price": "5.00"}
 N_VALID = 30
 DUPLICATE_EVERY = 6  # events 0, 6, 12, ... are published twice
 DEADLINE_SECONDS = 60
@@ -37,9 +37,9 @@ def _record(i: int, now: datetime, product_id: int | None = None) -> dict:
         "event_id": str(uuid.uuid4()),
         "event_name": name,
         "event_ts": events.format_ts(now - timedelta(seconds=i % 5)),
-        "user_id": 1 + i % 2,
+        "user_id": str(1 + i % 2),
         "session_id": f"s-{i % 3}",
-        "product_id": product_id or 1 + i % 3,
+        "product_id": str(product_id or 1 + i % 3),
         "price": "2.50",
         "quantity": 1 + i % 2,
         "order_id": f"o-{i}" if name == "order" else None,
@@ -85,9 +85,12 @@ def test_streaming_job_end_to_end(pubsub_emulator, bq_dataset, beam_bq_emulator)
             time.sleep(1)
             sql = (
                 f"select product_name from `{bq.table_id('user_behavior')}` "
-                f"where product_id = {int(product_id)} and product_name is not null"
+                "where product_id = @product_id and product_name is not null"
             )
-            return list(bq.client.query(sql).result())
+            config = bigquery.QueryJobConfig(
+                query_parameters=[bigquery.ScalarQueryParameter("product_id", "STRING", str(product_id))]
+            )
+            return list(bq.client.query(sql, job_config=config).result())
 
         # Events processed before the first dimension load are kept with NULL attributes;
         # probe until the job is up and enriching, so the checks below are exact.
@@ -124,7 +127,7 @@ def test_streaming_job_end_to_end(pubsub_emulator, bq_dataset, beam_bq_emulator)
         assert (first["product_name"], first["user_name"], first["source"]) == ("Product 1", "User 1", "stream")
         assert all(rows[r["event_id"]]["product_name"] == f"Product {r['product_id']}" for r in valid)
         # Probes for product 99 published before the refresh kept their row with NULLs.
-        new_names = [rows[p["event_id"]]["product_name"] for p in probes if p["product_id"] == 99]
+        new_names = [rows[p["event_id"]]["product_name"] for p in probes if p["product_id"] == "99"]
         assert new_names[-1] == "Launched later"
         assert set(new_names[:-1]) <= {None}
 

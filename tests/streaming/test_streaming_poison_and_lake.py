@@ -59,9 +59,9 @@ def _fresh_events(prefix: str, count: int) -> list[tuple[bytes, dict[str, str]]]
             "event_id": f"{prefix}-{i}",
             "event_name": "view",
             "event_ts": events.format_ts(now - timedelta(seconds=i)),
-            "user_id": 1,
+            "user_id": "1",
             "session_id": f"s-{prefix}",
-            "product_id": 10,
+            "product_id": "10",
             "price": "1.50",
         }
         out.append((json.dumps(record).encode(), {"event_id": record["event_id"], "event_ts": record["event_ts"]}))

@@ -70,7 +70,7 @@ def _event(event_id, name, second, *, user=1, session="s1", price="2.50", quanti
         "event_ts": ts,
         "user_id": user,
         "session_id": session,
-        "product_id": 10,
+        "product_id": "10",
         "price": price,
         "quantity": quantity,
         "order_id": "o-1" if name in ("order", "return") else None,
@@ -237,9 +237,9 @@ def test_in_process_dedupe_keeps_one_set_of_ids_per_applied_transform():
 
 
 def test_enrichment_uses_the_newest_dimension_snapshot():
-    old = DimensionSnapshot("products", 100.0, {10: {"product_name": "Old name", "category": "A"}})
-    new = DimensionSnapshot("products", 200.0, {10: {"product_name": "New name", "category": "B"}})
-    users = DimensionSnapshot("users", 100.0, {1: {"user_name": "Ada"}})
+    old = DimensionSnapshot("products", 100.0, {"10": {"product_name": "Old name", "category": "A"}})
+    new = DimensionSnapshot("products", 200.0, {"10": {"product_name": "New name", "category": "B"}})
+    users = DimensionSnapshot("users", 100.0, {"1": {"user_name": "Ada"}})
     p = beam.Pipeline(runner="FnApiRunner")
     rows = (
         p

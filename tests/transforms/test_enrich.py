@@ -8,7 +8,7 @@ from beam_pipelines.transforms import METRICS_NAMESPACE
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
 from tests.transforms.samples import SAMPLE_ORDER, SAMPLE_PRODUCTS, SAMPLE_USERS, SAMPLE_VIEW, event
 
-UNKNOWN_BOTH = SAMPLE_VIEW | {"event_id": "e-9", "user_id": 7, "product_id": 8}
+UNKNOWN_BOTH = SAMPLE_VIEW | {"event_id": "e-9", "user_id": "7", "product_id": "8"}
 
 
 def _without_ingest_ts(row):
@@ -31,9 +31,9 @@ def test_enrich_with_dimensions_builds_user_behavior_rows():
                     "event_id": "e-1",
                     "event_name": "view",
                     "price": "19.99",
-                    "product_id": 1017,
+                    "product_id": "1017",
                     "product_name": "Mug",
-                    "user_id": 42,
+                    "user_id": "42",
                     "user_name": "Ada",
                     "order_id": None,
                     "event_ts": "2026-11-21T10:00:05.000000Z",
@@ -47,9 +47,9 @@ def test_enrich_with_dimensions_builds_user_behavior_rows():
                     "event_id": "o-1:1",
                     "event_name": "order",
                     "price": "59.97",  # unit price x quantity
-                    "product_id": 1017,
+                    "product_id": "1017",
                     "product_name": "Mug",
-                    "user_id": 42,
+                    "user_id": "42",
                     "user_name": "Ada",
                     "order_id": "o-1",
                     "event_ts": "2026-11-21T10:00:30.000000Z",
@@ -63,9 +63,9 @@ def test_enrich_with_dimensions_builds_user_behavior_rows():
                     "event_id": "e-9",
                     "event_name": "view",
                     "price": "19.99",
-                    "product_id": 8,
+                    "product_id": "8",
                     "product_name": None,
-                    "user_id": 7,
+                    "user_id": "7",
                     "user_name": None,
                     "order_id": None,
                     "event_ts": "2026-11-21T10:00:05.000000Z",
