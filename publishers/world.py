@@ -175,7 +175,8 @@ class CatalogView:
         """The catalog :mod:`publishers.catalog` would load with the same arguments."""
         from publishers.catalog import product_prices
 
-        products = sorted(zip((str(i) for i in range(1, n_products + 1)), product_prices(seed, n_products, as_of)))
+        ids = [str(i) for i in range(1, n_products + 1)]
+        products = sorted(zip(ids, product_prices(seed, n_products, as_of), strict=True))
         return cls([p for p, _ in products], [v for _, v in products], sorted(str(i) for i in range(1, n_users + 1)))
 
 

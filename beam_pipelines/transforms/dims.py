@@ -13,6 +13,7 @@ always bound parameters.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,7 +63,7 @@ KeyRange = tuple[str | None, str | None]
 
 def key_ranges(split_keys: list[str]) -> list[KeyRange]:
     """Half-open ranges ``[lo, hi)`` around sorted, distinct ``split_keys``; ``None`` is unbounded."""
-    if any(a >= b for a, b in zip(split_keys, split_keys[1:])):
+    if any(a >= b for a, b in itertools.pairwise(split_keys)):
         raise ValueError(f"split keys must be sorted and distinct, got {split_keys[:5]!r}...")
     bounds: list[str | None] = [None, *split_keys, None]
     return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
@@ -97,15 +98,8 @@ class PlanKeyRangesFn(beam.DoFn):
             if count == 0:
                 return
             n = min(self._n, count)
-            split_keys = [
-                str(
-                    db.scalar(
-                        f"select {table.key} {where} order by {table.key} limit 1 offset :offset",
-                        {**params, "offset": count * i // n},
-                    )
-                )
-                for i in range(1, n)
-            ]
+            pick = f"select {table.key} {where} order by {table.key} limit 1 offset :offset"
+            split_keys = [str(db.scalar(pick, {**params, "offset": count * i // n})) for i in range(1, n)]
         for lo, hi in key_ranges(split_keys):
             yield table.name, lo, hi
 
