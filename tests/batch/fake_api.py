@@ -93,7 +93,7 @@ def make_order(
     *,
     order_ts: str | None = None,
     status: str = "paid",
-    user_id: int = 1,
+    user_id: str = "1",
     lines: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     lines = (

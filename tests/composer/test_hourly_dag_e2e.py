@@ -46,10 +46,10 @@ ORDERS = [
 ]  # fmt: skip
 # o-1 -> 2 order events (10:05); o-2 -> an order event (10:40) and a return event (10:50).
 EXPECTED_ROWS = [
-    ("o-1:1", "order", "o-1", 101, "Trail Shoe", 1, "Ada", 2, "20.00"),
-    ("o-1:2", "order", "o-1", 102, "Wool Sock", 1, "Ada", 1, "5.50"),
-    ("o-2:1", "order", "o-2", 101, "Trail Shoe", 2, "Lin", 1, "10.00"),
-    ("o-2:1:return", "return", "o-2", 101, "Trail Shoe", 2, "Lin", 1, "10.00"),
+    ("o-1:1", "order", "o-1", "101", "Trail Shoe", "1", "Ada", 2, "20.00"),
+    ("o-1:2", "order", "o-1", "102", "Wool Sock", "1", "Ada", 1, "5.50"),
+    ("o-2:1", "order", "o-2", "101", "Trail Shoe", "2", "Lin", 1, "10.00"),
+    ("o-2:1:return", "return", "o-2", "101", "Trail Shoe", "2", "Lin", 1, "10.00"),
 ]
 
 
@@ -152,7 +152,7 @@ def test_hourly_dag_loads_the_hour_checks_it_and_refreshes_analytics(
         assert xcoms[f"{refresh}.return_value"].startswith(f"airflow_ecommerce_hourly_{refresh}_"), refresh
     assert bq_dataset.count("user_behavior_dedup") == 4
     profiles = bq_dataset.rows("user_profile", order_by="user_id")
-    assert [p["user_id"] for p in profiles] == [1, 2]
+    assert [p["user_id"] for p in profiles] == ["1", "2"]
 
 
 @pytest.mark.integration
