@@ -422,34 +422,56 @@ class SourceMapping:
         Unmapped nullable columns without a default are ``None``.
         """
         mapping = self.entities[entity]
+        values: dict[str, Any] = {}
+        errors: list[tuple[str, str]] = []
+        for col, src in mapping.columns.items():
+            raw = source_row.get(src)
+            if is_blank(raw):
+                continue
+            try:
+                values[col] = self.convert(entity, col, raw)
+            except ValueRejected as exc:
+                errors.append((col, str(exc)))
+        failed = {col for col, _ in errors}
+        out, missing, defaulted = self.complete(entity, values, skip=failed)
+        order = mapping.entity.names
+        return out, sorted(errors + missing, key=lambda e: order.index(e[0])), defaulted
+
+    def complete(
+        self, entity: str, values: dict[str, Any], skip: set[str] = frozenset()
+    ) -> tuple[dict[str, Any], list[tuple[str, str]], list[str]]:
+        """Project values of one row with blanks filled by the mapping's defaults.
+
+        Returns ``(row, errors, defaulted)`` as :meth:`row`; ``skip`` names columns
+        already reported as errors.
+        """
+        mapping = self.entities[entity]
         out: dict[str, Any] = {}
         errors: list[tuple[str, str]] = []
-        defaulted: list[str] = []
         pending: list[str] = []
         for col in mapping.entity.names:
-            src = mapping.columns.get(col)
-            raw = source_row.get(src) if src is not None else None
-            if not is_blank(raw):
-                try:
-                    out[col] = self.convert(entity, col, raw)
-                except ValueRejected as exc:
-                    errors.append((col, str(exc)))
+            if col in skip:
                 continue
-            if col in mapping.defaults:
+            if not is_blank(values.get(col)):
+                out[col] = values[col]
+            elif col in mapping.defaults:
                 pending.append(col)
-                continue
-            column = mapping.entity.column(col)
-            if column.nullable:
+            elif mapping.entity.column(col).nullable:
                 out[col] = None
             else:
-                errors.append((col, f"is empty (source column {src!r}) and the mapping gives no default"))
-        for col in pending:  # after the source values, so templates can name them
+                src = mapping.columns.get(col)
+                where = f"source column {src!r}" if src else "not in the source"
+                errors.append((col, f"is empty ({where}) and the mapping gives no default"))
+        # Plain defaults first, then templates, so a template can name a defaulted column too.
+        templated = [
+            c for c in pending if isinstance(mapping.defaults[c], str) and _PLACEHOLDER.search(mapping.defaults[c])
+        ]
+        for col in [c for c in pending if c not in templated] + templated:
             default = mapping.defaults[col]
-            if isinstance(default, str) and _PLACEHOLDER.search(default):
+            if col in templated:
                 default = _PLACEHOLDER.sub(lambda m: str(out.get(m.group(1)) or ""), default)
             out[col] = default
-            defaulted.append(col)
-        return out, errors, defaulted
+        return out, errors, pending
 
     # ------------------------------------------------------------------ checks
     def check_columns(self, entity: str, available: list[str] | tuple[str, ...], where: str) -> None:
