@@ -110,12 +110,12 @@ class PlanKeyRangesFn(beam.DoFn):
         url_env: str | None,
         num_partitions: int,
         updated_since: str | None,
-        mapping: SourceMapping,
+        mapping: SourceMapping | None = None,
     ):
         self._url, self._url_env = url, url_env
         self._n = num_partitions
         self._since = updated_since
-        self._mapping = mapping
+        self._mapping = mapping or SourceMapping.default()
 
     def process(self, table_name):
         mapped = self._mapping[dim_table(table_name).name]
@@ -139,10 +139,12 @@ class PlanKeyRangesFn(beam.DoFn):
 class ReadKeyRangeFn(beam.DoFn):
     """``(table, lo, hi)`` -> the table's rows with ``lo <= key < hi`` (``None``: unbounded) as snapshot rows."""
 
-    def __init__(self, url: str | None, url_env: str | None, updated_since: str | None, mapping: SourceMapping):
+    def __init__(
+        self, url: str | None, url_env: str | None, updated_since: str | None, mapping: SourceMapping | None = None
+    ):
         self._url, self._url_env = url, url_env
         self._since = updated_since
-        self._mapping = mapping
+        self._mapping = mapping or SourceMapping.default()
         self._db: sql.Database | None = None
         self._rows = Metrics.counter(METRICS_NAMESPACE, "sql_rows_read")
         self._ranges = Metrics.counter(METRICS_NAMESPACE, "sql_key_ranges_read")
