@@ -12,6 +12,12 @@ read from the database and merged into the previous snapshot (newest ``updated_a
 wins); rows deleted in the source need a full extract (no ``--updated_since``).
 Source rows are typed and constrained by the database, so this job has no dead letters.
 
+``--source_mapping mapping.toml`` reads the user's own tables or views (their names,
+column names, time zone and defaults: :mod:`beam_pipelines.io.source_mapping`,
+docs/bring-your-own-data.md); without it the project's own DDL is read. The file is
+read and checked at launch (against the live database too when ``--database_url`` is
+given) and shipped to the workers inside the job, so they need no copy of it.
+
 Run locally::
 
     python -m beam_pipelines.extract_dims --database_url sqlite:///.local/source.db \\
@@ -29,6 +35,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import cli, events
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
+from beam_pipelines.io import source_mapping
 from beam_pipelines.io.sql import parse_url
 from beam_pipelines.transforms.dims import MergeIntoSnapshot, ReadTableByKeyRanges, dim_table, snapshot_now
 from beam_pipelines.transforms.lake_io import ReadDimension, WriteSnapshot
@@ -76,6 +83,13 @@ class ExtractDimsOptions(PipelineOptions):
         )
         add_argument_once(
             parser,
+            "--source_mapping",
+            default=None,
+            help="Mapping file (.toml or .json) of the source's table and column names, time zone and "
+            "defaults (default: the project's own DDL). See docs/bring-your-own-data.md.",
+        )
+        add_argument_once(
+            parser,
             "--snapshot_ts",
             default=None,
             help="Snapshot instant, ISO-8601 UTC (default: now); names the snapshot folder.",
@@ -94,6 +108,14 @@ def build_pipeline(p: beam.Pipeline, options: ExtractDimsOptions) -> None:
         raise ValueError("--tables must name at least one of products,users")
     snapshot_ts = events.parse_ts(options.snapshot_ts) if options.snapshot_ts else snapshot_now()
     for name in tables:
+        dim_table(name)
+    mapping = source_mapping.load(options.source_mapping)
+    if options.database_url:
+        # At launch, in one line, rather than as a worker's traceback.
+        with source_mapping.connect(options.database_url, mapping) as db:
+            for name in tables:
+                source_mapping.check_live(db, mapping, name)
+    for name in tables:
         table = dim_table(name)
         label = name.capitalize()
         rows = p | f"Read{label}" >> ReadTableByKeyRanges(
@@ -102,6 +124,7 @@ def build_pipeline(p: beam.Pipeline, options: ExtractDimsOptions) -> None:
             database_url_env=options.database_url_env,
             num_partitions=options.num_partitions,
             updated_since=options.updated_since,
+            mapping=mapping,
         )
         if options.updated_since:
             previous = p | f"ReadPrevious{label}" >> ReadDimension(options.lake_root, name, table.key)

@@ -23,7 +23,16 @@ break the contract while answering 200 (:data:`PAGE_FAULTS`):
 ``--fault-rate-repeat-token`` (a page after the first hands out a fresh token that
 points back at its own start, so the next page repeats it),
 ``--fault-rate-truncated`` (``Content-Length`` of the whole body, half of it sent),
-``--fault-rate-html`` (a ``text/html`` proxy error page). Also ``--slow-ms`` (added
+``--fault-rate-html`` (a ``text/html`` proxy error page).
+
+Bring your own data: ``--mapping mapping.toml`` serves the user's own orders and
+order-lines tables or views (:mod:`beam_pipelines.io.source_mapping`): their names,
+columns, status values (mapped onto ``sql.ORDER_STATUSES``) and time zone. This is
+where the mapping of orders is applied: ``extract_orders`` speaks only this HTTP
+contract, so a mapped source and the built-in world look the same to it. ``serve``
+refuses a mapping the live tables do not fit (missing table or column, an unmapped
+status value) before it listens; a row that later cannot be read is answered 500
+with a one-line reason naming the order and the column. Also ``--slow-ms`` (added
 latency) and ``--rate-limit-per-second`` (token bucket; 0 = unlimited).
 """
 
@@ -45,6 +54,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -52,6 +62,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from beam_pipelines.events import CENTS, format_ts, parse_ts
 from beam_pipelines.io import sql
+from beam_pipelines.io.source_mapping import MappingError, SourceMapping, check_live
+from beam_pipelines.io.source_mapping import connect as connect_source
+from beam_pipelines.io.source_mapping import load as load_mapping
 from publishers.cli_types import fraction
 from publishers.world import api_line, api_total
 
@@ -172,39 +185,70 @@ def _parse_params(query: Any) -> dict[str, Any]:
     return out
 
 
-def fetch_orders_page(db: sql.Database, params: dict[str, Any]) -> dict[str, Any]:
-    """One page of ``GET /v1/orders`` as the response body."""
+class SourceRowError(RuntimeError):
+    """A source row the mapping cannot read; answered 500 with the one-line reason (fix the mapping)."""
+
+
+def _mapped(mapping: SourceMapping, entity: str, row: dict[str, Any]) -> dict[str, Any]:
+    out, errors, _ = mapping.row(entity, row)
+    if errors:
+        detail = "; ".join(f"{col}: {reason}" for col, reason in errors)
+        source_key = mapping[entity].columns["order_id"]
+        raise SourceRowError(f"{mapping.origin}: {entity} row with order_id={row.get(source_key)!r:.60}: {detail}")
+    return out
+
+
+def fetch_orders_page(db: sql.Database, params: dict[str, Any], mapping: SourceMapping | None = None) -> dict[str, Any]:
+    """One page of ``GET /v1/orders`` as the response body, read through ``mapping``.
+
+    The SQL is fixed text over the mapping's quoted identifiers (the project's own
+    tables by default); every value is a bound parameter. Rows are turned into the
+    project's columns by the mapping (ids, statuses, naive timestamps in its zone,
+    defaults); a row it cannot read raises :class:`SourceRowError`.
+
+    Raises:
+      SourceRowError: a row of the page cannot be read through the mapping.
+    """
+    mapping = mapping or SourceMapping.default()
+    om, lm = mapping["orders"], mapping["order_lines"]
+    updated, order_id = om.qcol("updated_at"), om.qcol("order_id")
     where, bind = [], {}
     if params["updated_since"]:
-        where.append("updated_at >= :since")
+        where.append(f"{updated} >= :since")
         bind["since"] = params["updated_since"]
     if params["updated_before"]:
-        where.append("updated_at < :before")
+        where.append(f"{updated} < :before")
         bind["before"] = params["updated_before"]
     if params["cursor"]:
-        where.append("(updated_at > :cursor_ts or (updated_at = :cursor_ts and order_id > :cursor_id))")
+        where.append(f"({updated} > :cursor_ts or ({updated} = :cursor_ts and {order_id} > :cursor_id))")
         bind["cursor_ts"], bind["cursor_id"] = params["cursor"]
     size = params["page_size"]
     bind["limit"] = size + 1  # one extra row tells whether another page exists
-    rows = db.query_dicts(
-        "select order_id, user_id, session_id, status, order_ts, updated_at, currency from orders"
+    source_rows = db.query_dicts(
+        f"select {om.select_list()} from {om.qtable}"
         + (" where " + " and ".join(where) if where else "")
-        + " order by updated_at, order_id limit :limit",
+        + f" order by {updated}, {order_id} limit :limit",
         bind,
     )
-    more = len(rows) > size
-    rows = [sql.jsonable(r) for r in rows[:size]]
+    more = len(source_rows) > size
+    source_rows = source_rows[:size]
+    rows = [_mapped(mapping, "orders", r) for r in source_rows]
     lines_by_order: dict[str, list[dict[str, Any]]] = {r["order_id"]: [] for r in rows}
     if rows:
         marks = ", ".join("?" for _ in rows)
-        for line in db.query_dicts(
-            "select order_id, line_number, product_id, quantity, unit_price from order_lines "
-            f"where order_id in ({marks}) order by order_id, line_number",
-            [r["order_id"] for r in rows],
+        # Without a line-number column, lines are numbered in this (deterministic) order.
+        line_order = [lm.qcol(c) for c in ("order_id", "line_number", "product_id", "unit_price") if c in lm.columns]
+        numbered: dict[str, int] = {}
+        for source_line in db.query_dicts(
+            f"select {lm.select_list()} from {lm.qtable} where {lm.qcol('order_id')} in ({marks}) "
+            f"order by {', '.join(line_order)}",
+            [r[om.columns["order_id"]] for r in source_rows],
         ):
-            unit = Decimal(str(sql.jsonable_value(line["unit_price"]))).quantize(CENTS)
+            line = _mapped(mapping, "order_lines", source_line)
+            number = numbered[line["order_id"]] = numbered.get(line["order_id"], 0) + 1
+            unit = Decimal(line["unit_price"]).quantize(CENTS)
             lines_by_order[line["order_id"]].append(
-                api_line(int(line["line_number"]), str(line["product_id"]), int(line["quantity"]), str(unit))
+                api_line(line["line_number"] or number, line["product_id"], line["quantity"], str(unit))
             )
     orders = []
     for r in rows:
@@ -212,12 +256,12 @@ def fetch_orders_page(db: sql.Database, params: dict[str, Any]) -> dict[str, Any
         orders.append(
             {
                 "order_id": r["order_id"],
-                "user_id": str(r["user_id"]),
+                "user_id": r["user_id"],
                 "session_id": r["session_id"],
                 "status": r["status"],
                 "order_ts": r["order_ts"],
                 "updated_at": r["updated_at"],
-                "currency": r["currency"].strip(),
+                "currency": r["currency"],
                 "total_amount": api_total(lines),
                 "lines": lines,
             }
@@ -227,6 +271,20 @@ def fetch_orders_page(db: sql.Database, params: dict[str, Any]) -> dict[str, Any
         last = rows[-1]
         next_token = encode_page_token(last["updated_at"], last["order_id"], params["since_s"], params["before_s"])
     return {"orders": orders, "next_page_token": next_token}
+
+
+def check_source(db: sql.Database, mapping: SourceMapping) -> None:
+    """Refuse, in one line, a mapping the live source does not fit: tables, columns, status values."""
+    for entity in ("orders", "order_lines"):
+        check_live(db, mapping, entity)
+    om = mapping["orders"]
+    values = [r[0] for r in db.query(f"select distinct {om.qcol('status')} from {om.qtable}")]
+    unmapped = mapping.unmapped_statuses(values)
+    if unmapped:
+        raise MappingError(
+            f"{mapping.origin}: orders: status value(s) {', '.join(repr(v) for v in unmapped)} in table "
+            f"{om.table!r} are not mapped; add them under [statuses] (targets: {', '.join(sql.ORDER_STATUSES)})"
+        )
 
 
 # ---------------------------------------------------------------------------- app
@@ -242,8 +300,12 @@ def create_app(
     rate_limit_per_second: float = 0.0,
     fault_seed: int | None = None,
     page_fault_rates: dict[str, float] | None = None,
+    mapping: SourceMapping | None = None,
 ) -> FastAPI:
     """The API as an ASGI app (``uvicorn`` serves it; tests can use ``TestClient``).
+
+    ``mapping`` says how the source names its tables, columns and statuses (default:
+    the project's own DDL); ``serve`` checks it against the live database first.
 
     ``page_fault_rates`` maps names of :data:`PAGE_FAULTS` to the fraction of
     answers that get that fault (see the module docstring).
@@ -264,11 +326,12 @@ def create_app(
     limiter = RateLimiter(rate_limit_per_second) if rate_limit_per_second > 0 else None
     faults = random.Random(fault_seed)
     state: dict[str, sql.Database] = {}
+    mapping = mapping or SourceMapping.default()
 
     def database() -> sql.Database:
         # Opened lazily in the serving thread; handlers are async so they never run concurrently.
         if "db" not in state:
-            state["db"] = sql.connect(database_url)
+            state["db"] = connect_source(database_url, mapping)
         return state["db"]
 
     @asynccontextmanager
@@ -313,7 +376,10 @@ def create_app(
             return _error(400, str(exc))
         if slow_ms:
             await asyncio.sleep(slow_ms / 1000)
-        body = fetch_orders_page(database(), params)
+        try:
+            body = fetch_orders_page(database(), params, mapping)
+        except SourceRowError as exc:
+            return _error(500, str(exc))
         drawn = [name for name in PAGE_FAULTS if name in page_fault_rates and faults.random() < page_fault_rates[name]]
         return _faulty_page(body, params, drawn[0]) if drawn else JSONResponse(body)
 
@@ -361,6 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     serve.add_argument("--database-url", required=True, help=f"SQL source: {sql.URL_FORMATS}")
     serve.add_argument(
+        "--mapping",
+        type=Path,
+        metavar="FILE",
+        help="source mapping (.toml or .json): the orders and order_lines tables or views, their columns, "
+        "status values and time zone (default: the project's own tables; docs/bring-your-own-data.md)",
+    )
+    serve.add_argument(
         "--fault-rate-5xx", type=fraction, default=0.0, help="fraction of authorised requests answered 503 (default 0)"
     )
     serve.add_argument(
@@ -405,9 +478,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: set the bearer token in the environment: export {TOKEN_ENV}=<secret>", file=sys.stderr)
         return 2
     try:
-        with sql.connect(args.database_url) as db:
-            db.scalar("select count(*) from orders")
-    except (sql.DatabaseURLError, ConnectionError) as exc:
+        mapping = load_mapping(args.mapping)
+        with connect_source(args.database_url, mapping) as db:
+            if args.mapping is not None:
+                check_source(db, mapping)
+            else:
+                db.scalar("select count(*) from orders")
+    except (sql.DatabaseURLError, ConnectionError, MappingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a missing table differs per engine (sqlite3 / psycopg errors)
@@ -428,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         rate_limit_per_second=args.rate_limit_per_second,
         fault_seed=args.fault_seed,
         page_fault_rates={fault: getattr(args, f"fault_rate_{fault}") for fault in PAGE_FAULTS},
+        mapping=mapping,
     )
     print(f"orders API on http://{args.host}:{args.port} (database {sql.redact(args.database_url)})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")

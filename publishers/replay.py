@@ -10,6 +10,25 @@ Ids: a mapped ``event_id`` column is used as is; otherwise a stable UUID is deri
 from the file name and row number (re-running a replay re-sends the same ids). Order
 and return rows without an ``order_id`` get one derived from the session, and their
 event ids follow the contract (``events.order_line_event_id``), one line per row.
+
+``--retime`` moves the events to now (keeping every gap between them) and makes the
+run a new set of events: each run has a run id (``--run-id``, default random, printed
+in the summary as ``run_id``) appended to every event, session and order id
+(``<id>-<run id>``), so a second retimed run of the same file adds new sessions
+instead of being hidden as duplicates of the first.
+
+Columns the event contract has no field for are listed in one warning line on stderr.
+Product and user columns (``category_code``, ``brand``, ``price``, ``user_id``) reach
+the product and user dimensions with ``--database-url``: before publishing, the file is
+imported as a clickstream (:mod:`publishers.import_files`, through ``--source-mapping``,
+whose ``[users]`` / ``[products]`` defaults complete the rows) into the SQL source that
+``extract_dims`` reads, so replayed events are enriched without a catalog.
+
+``--lake-root`` writes the events into the lake instead of publishing them, one file
+per hour in the layout the hourly job reads for a backfill
+(``raw/events/dt=YYYY-MM-DD/hour=HH/replay_<run id>.jsonl``, the Pub/Sub wire format);
+a row whose time cannot be read goes into the first event's hour, where the hourly job
+dead-letters it.
 """
 
 from __future__ import annotations
@@ -151,17 +170,26 @@ def _safe_ts(value: Any) -> datetime | None:
 class Replayer:
     """Turns file rows into (record, original timestamp) pairs under a mapping."""
 
-    def __init__(self, file_name: str, mapping: dict[str, str], value_map: dict[str, str]):
+    def __init__(self, file_name: str, mapping: dict[str, str], value_map: dict[str, str], run_id: str | None = None):
         self.file_name = file_name
+        self.run_id = run_id
         self.mapping = mapping
         self.value_map = value_map
         self._lines: dict[str, int] = {}
         self.skipped = 0
 
+    @property
+    def run_key(self) -> str:
+        return f"{self.file_name}:{self.run_id}" if self.run_id else self.file_name
+
     def record(self, row_number: int, row: dict[str, Any]) -> dict[str, Any] | None:
         rec: dict[str, Any] = {}
         for source, target in self.mapping.items():
             rec[target] = _coerce(target, row.get(source))
+        if self.run_id:
+            for key in ("event_id", "session_id", "order_id"):
+                if rec.get(key) not in (None, ""):
+                    rec[key] = f"{rec[key]}-{self.run_id}"
         name = rec.get("event_name")
         if isinstance(name, str) and name in self.value_map:
             if not self.value_map[name]:
@@ -171,13 +199,13 @@ class Replayer:
         if rec.get("event_name") in events.ORDER_EVENTS:
             if not rec.get("order_id"):
                 basis = rec.get("session_id") or f"{rec.get('user_id')}:{rec.get('event_ts')}"
-                rec["order_id"] = "r-" + uuid.uuid5(REPLAY_NAMESPACE, f"{self.file_name}:{basis}").hex[:16]
+                rec["order_id"] = "r-" + uuid.uuid5(REPLAY_NAMESPACE, f"{self.run_key}:{basis}").hex[:16]
             if not rec.get("event_id"):
                 key = f"{rec['order_id']}:{rec['event_name']}"
                 line = self._lines[key] = self._lines.get(key, 0) + 1
                 rec["event_id"] = events.order_line_event_id(rec["order_id"], line, rec["event_name"])
         if not rec.get("event_id"):
-            rec["event_id"] = str(uuid.uuid5(REPLAY_NAMESPACE, f"{self.file_name}:{row_number}"))
+            rec["event_id"] = str(uuid.uuid5(REPLAY_NAMESPACE, f"{self.run_key}:{row_number}"))
         return {k: rec.get(k) for k in TARGET_FIELDS if k in rec}
 
 
@@ -209,7 +237,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="shift event times to now (keeping gaps, divided by --speed); with --speed 0 the last "
         "event is placed at now",
     )
+    p.add_argument(
+        "--run-id",
+        help="with --retime: the suffix that makes this run's event, session and order ids new "
+        "(default: random; printed in the summary)",
+    )
     p.add_argument("--limit", type=int, help="replay at most this many rows")
+    p.add_argument(
+        "--lake-root",
+        metavar="ROOT",
+        help="write the events into ROOT/raw/events/dt=YYYY-MM-DD/hour=HH/ (a local folder or gs://...) for an "
+        "hourly backfill, instead of publishing",
+    )
+    p.add_argument(
+        "--database-url",
+        help="import the file's products and users (as publishers.import_files --clickstream does) into this "
+        "SQL source before replaying, so extract_dims gives the events their names and categories",
+    )
+    p.add_argument(
+        "--source-mapping",
+        type=Path,
+        metavar="FILE",
+        help="mapping for --database-url: [clickstream] column names and [products]/[users] defaults",
+    )
 
 
 def build_messages(args: argparse.Namespace, now: datetime | None = None):
@@ -224,7 +274,10 @@ def build_messages(args: argparse.Namespace, now: datetime | None = None):
     value_map = parse_pairs(args.value_map, "--value-map", allow_empty_target=True)
     if args.speed < 0:
         raise ValueError("--speed must be >= 0 (0 = as fast as possible)")
-    replayer = Replayer(Path(args.file).name, mapping, value_map)
+    run_id = (args.run_id or uuid.uuid4().hex[:12]) if args.retime else None
+    if run_id is not None:
+        events.id_text(run_id, "--run-id")
+    replayer = Replayer(Path(args.file).name, mapping, value_map, run_id)
     records: list[tuple[dict[str, Any], datetime | None]] = []
     for i, row in enumerate(rows, start=1):
         if args.limit is not None and len(records) >= args.limit:
@@ -260,8 +313,52 @@ def build_messages(args: argparse.Namespace, now: datetime | None = None):
         attr_ts = format_ts(t) if t is not None else format_ts(now)
         messages.append(Message(data, {"event_id": str(rec.get("event_id")), "event_ts": attr_ts}))
         schedule.append(offset(original))  # pace by the file's own timing, whatever the published times
-    manifest.extra = {"rows_skipped_by_value_map": replayer.skipped, "mapping": mapping, "file": str(args.file)}
+    manifest.extra = {
+        "rows_skipped_by_value_map": replayer.skipped,
+        "mapping": mapping,
+        "file": str(args.file),
+        "run_id": run_id,
+        "unmapped_columns": [c for c in columns if c not in mapping],
+    }
     return messages, schedule, manifest
+
+
+def write_lake(lake_root: str, messages, run_id: str) -> dict[str, int]:
+    """Messages as one wire-format file per event hour under ``raw/events``; returns lines per partition."""
+    from beam_pipelines import lake
+
+    by_hour: dict[datetime, list[str]] = {}
+    fallback = None
+    for message in messages:
+        t = _safe_ts(message.attributes.get("event_ts"))
+        fallback = fallback or t
+        by_hour.setdefault(lake.floor_hour(t) if t else None, []).append(message.data.decode("utf-8"))
+    unplaced = by_hour.pop(None, [])
+    if unplaced:  # no readable time: the first event's hour, where the hourly job dead-letters them
+        by_hour.setdefault(lake.floor_hour(fallback or datetime.now(UTC)), []).extend(unplaced)
+    written = {}
+    for hour, lines in sorted(by_hour.items()):
+        path = lake.join(lake.partition_path(lake_root, lake.EVENTS, hour), f"replay_{run_id}.jsonl")
+        written[lake.partition_folder(hour)] = lake.write_jsonl(path, lines)
+    return written
+
+
+def import_dimensions(args: argparse.Namespace) -> dict[str, Any]:
+    """Products and users of the replayed file into ``--database-url`` (publishers.import_files)."""
+    from beam_pipelines.io import source_mapping, sql
+    from publishers.import_files import run_import
+
+    mapping = source_mapping.load(args.source_mapping)
+    fmt = args.format
+    with sql.connect(args.database_url) as db:
+        return run_import(db, mapping, [("clickstream", Path(args.file))], fmt)
+
+
+def source_mapping_columns(path: Path | None) -> list[str]:
+    """The file columns a clickstream import reads under the mapping in ``path``."""
+    from beam_pipelines.io import source_mapping
+
+    return list(source_mapping.load(path)["clickstream"].columns.values())
 
 
 def main_replay(args: argparse.Namespace, sink_opts) -> int:
@@ -270,6 +367,26 @@ def main_replay(args: argparse.Namespace, sink_opts) -> int:
 
     now = datetime.now(UTC)
     messages, offsets, manifest = build_messages(args, now)
+    imported = import_dimensions(args) if args.database_url else None
+    unmapped = manifest.extra["unmapped_columns"]
+    if imported:
+        manifest.extra["dimensions_imported"] = imported["loaded"]
+        used = set(source_mapping_columns(args.source_mapping))
+        unmapped = [c for c in unmapped if c not in used]
+    if unmapped:
+        hint = "" if imported else " (product and user columns reach the dimensions with --database-url)"
+        print(f"warning: column(s) not replayed: {', '.join(unmapped)}{hint}", file=sys.stderr)
+    if args.lake_root:
+        run_id = manifest.extra["run_id"] or uuid.uuid4().hex[:12]
+        manifest.extra["run_id"] = run_id
+        manifest.extra["lake_partitions"] = write_lake(args.lake_root, messages, run_id)
+        manifest.target, manifest.planned_total = f"lake {args.lake_root}", len(messages)
+        manifest.published_total = len(messages)
+        manifest.started_at = manifest.finished_at = format_ts(now)
+        if args.manifest:
+            manifest.write(args.manifest)
+        print(json.dumps({k: v for k, v in manifest.to_json().items() if k != "valid_event_ids"}))
+        return 0
     sink, target = open_sink(sink_opts)
     manifest.target, manifest.planned_total = target, len(messages)
     manifest.started_at = format_ts(now)

@@ -41,6 +41,7 @@ from beam_pipelines.events import format_ts
 from beam_pipelines.io import sql
 from publishers import malformed
 from publishers.cli_types import fraction, non_negative
+from publishers.import_files import ImportFailed
 from publishers.publishing import (
     BatchConfig,
     JsonlSink,
@@ -488,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.topic and not args.output_jsonl:
+        if args.topic and not args.output_jsonl and not getattr(args, "lake_root", None):
             # Before the catalog and any client: with the stack down the client would retry
             # for minutes, and with neither emulator nor credentials print a 34-line traceback.
             path = topic_path(args.project, args.topic)
@@ -498,6 +499,11 @@ def main(argv: list[str] | None = None) -> int:
         from publishers import replay
 
         return replay.main_replay(args, _sink_options(args))
+    except ImportFailed as failed:
+        for error in failed.errors[:20]:
+            print(f"error: {error.line()}", file=sys.stderr)
+        print(f"import of the file's products and users failed: {failed}", file=sys.stderr)
+        return 2
     except (SimulatorError, sql.DatabaseURLError, ConnectionError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -263,6 +263,15 @@ class Database:
         finally:
             cur.close()
 
+    def describe(self, sql: str) -> list[str]:
+        """The column names a query returns, without fetching rows (wrap it in ``where 1 = 0``)."""
+        cur = self.raw.cursor()
+        try:
+            cur.execute(sql)
+            return [d[0] for d in cur.description]
+        finally:
+            cur.close()
+
     def scalar(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None

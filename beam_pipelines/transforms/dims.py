@@ -7,8 +7,15 @@ index walk), so the ranges hold equal numbers of rows whatever the ids look like
 a Reshuffle each half-open range ``[lo, hi)`` (``None`` = unbounded) is read by one
 worker with its own connection. Split keys and range predicates use the same column
 collation, so the ranges cover every row exactly once on either engine. All SQL is
-fixed text over whitelisted tables; values (split keys, offsets, ``updated_since``) are
-always bound parameters.
+fixed text over the identifiers of a validated
+:class:`~beam_pipelines.io.source_mapping.SourceMapping` (the user's table, view and
+column names, quoted; the identity onto the project's DDL by default); values (split
+keys, offsets, ``updated_since``) are always bound parameters. Each row read is turned
+into the project's columns and canonical values by the mapping (ids by
+``events.id_text``, naive timestamps read in the mapping's time zone, defaults for
+columns the source lacks); a row the mapping cannot read fails the job with one line
+naming the table, the key and the column, since a dimension row has no dead-letter
+path (the fix is the mapping or the source).
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from beam_pipelines import events
-from beam_pipelines.io import sql
+from beam_pipelines.io import source_mapping, sql
+from beam_pipelines.io.source_mapping import EntityMapping, SourceMapping, check_live
 from beam_pipelines.transforms import METRICS_NAMESPACE
 
 
@@ -58,10 +66,10 @@ def resolve_database_url(url: str | None, url_env: str | None) -> str:
     )
 
 
-KeyRange = tuple[str | None, str | None]
+KeyRange = tuple[Any, Any]  # split keys keep the key column's type; None = unbounded
 
 
-def key_ranges(split_keys: list[str]) -> list[KeyRange]:
+def key_ranges(split_keys: list[Any]) -> list[KeyRange]:
     """Half-open ranges ``[lo, hi)`` around sorted, distinct ``split_keys``; ``None`` is unbounded."""
     if any(a >= b for a, b in itertools.pairwise(split_keys)):
         raise ValueError(f"split keys must be sorted and distinct, got {split_keys[:5]!r}...")
@@ -69,53 +77,80 @@ def key_ranges(split_keys: list[str]) -> list[KeyRange]:
     return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
 
-def _range_clause(lo: str | None, hi: str | None, key: str) -> str:
+def _range_clause(lo: Any, hi: Any, key: str) -> str:
     return (f" and {key} >= :lo" if lo is not None else "") + (f" and {key} < :hi" if hi is not None else "")
 
 
-def _since_clause(since: str | None) -> str:
-    return " and updated_at >= :since" if since else ""
+def _since_clause(since: str | None, mapping: EntityMapping) -> str:
+    return f" and {mapping.qcol('updated_at')} >= :since" if since else ""
 
 
 def _since_param(since: str | None) -> dict[str, Any]:
     return {"since": events.parse_ts(since)} if since else {}
 
 
+def snapshot_row(mapping: SourceMapping, table: str, source_row: dict[str, Any]) -> dict[str, Any]:
+    """A source row as the snapshot row of ``table``; ValueError naming key and column when unreadable."""
+    row, errors, _defaulted = mapping.row(table, source_row)
+    if errors:
+        entity = mapping[table]
+        key = entity.entity.key[0]
+        key_value = source_row.get(entity.columns.get(key, key))
+        detail = "; ".join(f"{col}: {reason}" for col, reason in errors)
+        raise ValueError(f"{mapping.origin}: {table} row {key}={key_value!r:.60} (table {entity.table!r}): {detail}")
+    return row
+
+
 class PlanKeyRangesFn(beam.DoFn):
     """table name -> ``(table, lo, hi)`` ranges covering every key to read, with equal row counts."""
 
-    def __init__(self, url: str | None, url_env: str | None, num_partitions: int, updated_since: str | None):
+    def __init__(
+        self,
+        url: str | None,
+        url_env: str | None,
+        num_partitions: int,
+        updated_since: str | None,
+        mapping: SourceMapping | None = None,
+    ):
         self._url, self._url_env = url, url_env
         self._n = num_partitions
         self._since = updated_since
+        self._mapping = mapping or SourceMapping.default()
 
     def process(self, table_name):
-        table = dim_table(table_name)
-        where = f"from {table.name} where 1 = 1{_since_clause(self._since)}"
+        mapped = self._mapping[dim_table(table_name).name]
+        key = mapped.qcol(dim_table(table_name).key)
+        where = f"from {mapped.qtable} where 1 = 1{_since_clause(self._since, mapped)}"
         params = _since_param(self._since)
-        with sql.connect(resolve_database_url(self._url, self._url_env)) as db:
+        with source_mapping.connect(resolve_database_url(self._url, self._url_env), self._mapping) as db:
+            check_live(db, self._mapping, table_name)
             count = int(db.scalar(f"select count(*) {where}", params))
             if count == 0:
                 return
             n = min(self._n, count)
-            pick = f"select {table.key} {where} order by {table.key} limit 1 offset :offset"
-            split_keys = [str(db.scalar(pick, {**params, "offset": count * i // n})) for i in range(1, n)]
+            # Split keys keep the column's own type (text, integer, uuid), so they compare
+            # in Python as the database orders them.
+            pick = f"select {key} {where} order by {key} limit 1 offset :offset"
+            split_keys = [db.scalar(pick, {**params, "offset": count * i // n}) for i in range(1, n)]
         for lo, hi in key_ranges(split_keys):
-            yield table.name, lo, hi
+            yield table_name, lo, hi
 
 
 class ReadKeyRangeFn(beam.DoFn):
-    """``(table, lo, hi)`` -> the table's rows with ``lo <= key < hi`` (``None``: unbounded) as JSON-ready dicts."""
+    """``(table, lo, hi)`` -> the table's rows with ``lo <= key < hi`` (``None``: unbounded) as snapshot rows."""
 
-    def __init__(self, url: str | None, url_env: str | None, updated_since: str | None):
+    def __init__(
+        self, url: str | None, url_env: str | None, updated_since: str | None, mapping: SourceMapping | None = None
+    ):
         self._url, self._url_env = url, url_env
         self._since = updated_since
+        self._mapping = mapping or SourceMapping.default()
         self._db: sql.Database | None = None
         self._rows = Metrics.counter(METRICS_NAMESPACE, "sql_rows_read")
         self._ranges = Metrics.counter(METRICS_NAMESPACE, "sql_key_ranges_read")
 
     def setup(self):
-        self._db = sql.connect(resolve_database_url(self._url, self._url_env))
+        self._db = source_mapping.connect(resolve_database_url(self._url, self._url_env), self._mapping)
 
     def teardown(self):
         if self._db is not None:
@@ -123,16 +158,17 @@ class ReadKeyRangeFn(beam.DoFn):
 
     def process(self, key_range):
         name, lo, hi = key_range
-        table = dim_table(name)
+        mapped = self._mapping[dim_table(name).name]
+        key = mapped.qcol(dim_table(name).key)
         query = (
-            f"select {', '.join(table.columns)} from {table.name} "
-            f"where 1 = 1{_range_clause(lo, hi, table.key)}{_since_clause(self._since)} order by {table.key}"
+            f"select {mapped.select_list()} from {mapped.qtable} "
+            f"where 1 = 1{_range_clause(lo, hi, key)}{_since_clause(self._since, mapped)} order by {key}"
         )
         bounds = {name: value for name, value in (("lo", lo), ("hi", hi)) if value is not None}
         self._ranges.inc()
         for row in self._db.iter_query(query, {**bounds, **_since_param(self._since)}):
             self._rows.inc()
-            yield sql.jsonable(row)
+            yield snapshot_row(self._mapping, name, row)
 
 
 class ReadTableByKeyRanges(beam.PTransform):
@@ -146,6 +182,7 @@ class ReadTableByKeyRanges(beam.PTransform):
       database_url_env: environment variable holding the URL.
       num_partitions: number of key ranges (>= 1).
       updated_since: ISO timestamp: only rows with ``updated_at >= updated_since``.
+      mapping: how the source names the table and its columns (default: the project's DDL).
 
     Returns:
       PCollection of row dicts (columns of ``bigquery_schemas/<table>.json``).
@@ -159,9 +196,13 @@ class ReadTableByKeyRanges(beam.PTransform):
         database_url_env: str | None = None,
         num_partitions: int = 4,
         updated_since: str | None = None,
+        mapping: SourceMapping | None = None,
     ):
         super().__init__()
         dim_table(table)
+        self._mapping = mapping or SourceMapping.default()
+        if updated_since:
+            self._mapping[table].qcol("updated_at")  # an incremental read needs a real updated_at column
         if num_partitions < 1:
             raise ValueError(f"num_partitions must be >= 1, got {num_partitions}")
         if updated_since:
@@ -175,9 +216,10 @@ class ReadTableByKeyRanges(beam.PTransform):
         return (
             pbegin
             | "CreateTableName" >> beam.Create([self._table])
-            | "PlanKeyRanges" >> beam.ParDo(PlanKeyRangesFn(self._url, self._url_env, self._n, self._since))
+            | "PlanKeyRanges"
+            >> beam.ParDo(PlanKeyRangesFn(self._url, self._url_env, self._n, self._since, self._mapping))
             | "SpreadKeyRanges" >> beam.Reshuffle()
-            | "ReadKeyRange" >> beam.ParDo(ReadKeyRangeFn(self._url, self._url_env, self._since))
+            | "ReadKeyRange" >> beam.ParDo(ReadKeyRangeFn(self._url, self._url_env, self._since, self._mapping))
         )
 
 
