@@ -208,6 +208,17 @@ def report_error(message: str, exc: BaseException | None, verbose: bool, prog: s
     print(f"error: {message}{suffix}", file=sys.stderr)
 
 
+def command_failed(exc: BaseException, *, prog: str, resources: Iterable[str], verbose: bool) -> int:
+    """Report a failed (non-Beam) command's error in one line and return its exit code."""
+    from beam_pipelines import preflight
+
+    if isinstance(exc, preflight.PreflightError):
+        report_error(str(exc), None, verbose, prog)
+        return EXIT_NOT_READY
+    report_error(failure_summary(prog.rsplit(".", 1)[-1], exc, resources), exc, verbose, prog)
+    return EXIT_FAILED
+
+
 def _is_input_error(exc: BaseException) -> bool:
     # A ValueError raised while launching (option checks) is bad input; one raised inside
     # a step carries Beam's "[while running ...]" marker and is a failed run.

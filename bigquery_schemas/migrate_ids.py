@@ -183,13 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MigrationError as exc:
         cli.report_error(str(exc), None, args.verbose, parser.prog)
         return cli.EXIT_FAILED
-    except preflight.PreflightError as exc:
-        cli.report_error(str(exc), None, args.verbose, parser.prog)
-        return cli.EXIT_NOT_READY
     except Exception as exc:
-        summary = cli.failure_summary("migrate_ids", exc, [f"{args.project}:{args.dataset}"])
-        cli.report_error(summary, exc, args.verbose, parser.prog)
-        return cli.EXIT_FAILED
+        return cli.command_failed(
+            exc, prog=parser.prog, resources=[f"{args.project}:{args.dataset}"], verbose=args.verbose
+        )
     return 0
 
 

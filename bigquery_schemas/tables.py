@@ -249,13 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IncompatibleSchemaChange as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except preflight.PreflightError as exc:
-        cli.report_error(str(exc), None, args.verbose, parser.prog)
-        return cli.EXIT_NOT_READY
     except Exception as exc:
-        summary = cli.failure_summary("tables", exc, [f"{args.project}:{args.dataset}"])
-        cli.report_error(summary, exc, args.verbose, parser.prog)
-        return cli.EXIT_FAILED
+        return cli.command_failed(
+            exc, prog=parser.prog, resources=[f"{args.project}:{args.dataset}"], verbose=args.verbose
+        )
     return 0
 
 
