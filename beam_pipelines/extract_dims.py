@@ -31,9 +31,9 @@ from __future__ import annotations
 import sys
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_pipelines import cli, events
+from beam_pipelines import cli, events, runners
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.io import source_mapping
 from beam_pipelines.io.sql import parse_url
@@ -110,8 +110,10 @@ def build_pipeline(p: beam.Pipeline, options: ExtractDimsOptions) -> None:
     for name in tables:
         dim_table(name)
     mapping = source_mapping.load(options.source_mapping)
-    if options.database_url:
-        # At launch, in one line, rather than as a worker's traceback.
+    runner = p.options.view_as(StandardOptions).runner or "DirectRunner"
+    if options.database_url and runners.is_local(runner):
+        # At launch, in one line, rather than as a worker's traceback. Not for Dataflow: its
+        # launcher (a Composer worker) need not reach the database the workers read.
         with source_mapping.connect(options.database_url, mapping) as db:
             for name in tables:
                 source_mapping.check_live(db, mapping, name)
