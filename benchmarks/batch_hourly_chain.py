@@ -47,19 +47,21 @@ TARGET_EVENTS_PER_S = 25_000
 TARGET_CPU_US_PER_EVENT = 40.0
 TARGET_RATIO_TO_FLOOR = 1.5
 TARGET_PEAK_RSS_MIB = 2048
-MODES = ("floor", "chain", "python", "parse_only", "parse_dedupe")
+TARGET_EVENTS_PER_CORE = 60_000  # issue 14
+TARGET_RATIO_TO_PEER = 2.0  # issue 14
+MODES = ("floor", "chain", "element", "duckdb", "python", "parse_only", "parse_dedupe")
 # Ablations: the chain cut after a stage, so the marginal cost of each stage shows up
 # as the difference between neighbours measured in the same run.
-ABLATIONS = {"parse_only": "parse", "parse_dedupe": "dedupe", "chain": "enrich"}
+ABLATIONS = {"parse_only": "parse", "parse_dedupe": "dedupe", "element": "enrich"}
 
 ROW_PARQUET_FIELDS = (
     ("date", "string"),
     ("event_id", "string"),
     ("event_name", "string"),
     ("price", "string"),
-    ("product_id", "int64"),
+    ("product_id", "string"),
     ("product_name", "string"),
-    ("user_id", "int64"),
+    ("user_id", "string"),
     ("user_name", "string"),
     ("order_id", "string"),
     ("event_ts", "string"),
@@ -104,7 +106,8 @@ def _keyed_dimension(p, label: str, path: str, key: str):
     return (
         p
         | f"Read{label}" >> beam.io.ReadFromText(path)
-        | f"Key{label}" >> beam.Map(lambda line: (lambda row: (row[key], row))(json.loads(line)))
+        # Text keys, as ReadDimension gives the hourly job (ids are text in the contract).
+        | f"Key{label}" >> beam.Map(lambda line: (lambda row: (str(row[key]), row))(json.loads(line)))
     )
 
 
@@ -154,6 +157,76 @@ def build_chain(p, dataset: Dataset, out_dir: str, output_format: str, upto: str
     )
 
 
+def build_sharded(p, dataset: Dataset, out_dir: str) -> None:
+    import apache_beam as beam
+    import pyarrow.parquet as pq
+
+    from beam_pipelines import events
+    from beam_pipelines.events import SOURCE_STREAM
+    from beam_pipelines.transforms.sharded import DEAD_LETTERS, ROWS, ShardedStreamRows
+
+    products = _keyed_dimension(p, "Products", dataset.products_path, "product_id")
+    users = _keyed_dimension(p, "Users", dataset.users_path, "user_id")
+    start = events.parse_ts(dataset.hour_start)
+    out = p | "ShardedStreamRows" >> ShardedStreamRows(
+        [dataset.events_path], start, start + timedelta(hours=1), "hourly", products, users, SOURCE_STREAM
+    )
+
+    def write(table):
+        import uuid
+
+        pq.write_table(table, os.path.join(out_dir, f"rows-{uuid.uuid4().hex}.parquet"), compression="snappy")
+        return table.num_rows
+
+    _ = out[ROWS] | "WriteRowTables" >> beam.Map(write)
+    (
+        out[DEAD_LETTERS]
+        | "FormatDeadLetters" >> beam.Map(json.dumps)
+        | "WriteDeadLetters" >> beam.io.WriteToText(os.path.join(out_dir, "dead"), file_name_suffix=".jsonl")
+    )
+
+
+def run_duckdb_case(dataset: Dataset, out_dir: str) -> dict[str, Any]:
+    from beam_pipelines import events
+    from benchmarks import duckdb_peer
+
+    start = events.parse_ts(dataset.hour_start)
+    result: dict[str, Any] = {"mode": "duckdb"}
+    rows_out, dead_out = os.path.join(out_dir, "rows.parquet"), os.path.join(out_dir, "dead.parquet")
+    with measure.measured(result):
+        duckdb_peer.run(dataset, start, start + timedelta(hours=1), rows_out, dead_out)
+    import duckdb
+
+    result["rows_out"] = duckdb.sql(f"select count(*) from read_parquet('{rows_out}')").fetchone()[0]
+    result["dead_out"] = duckdb.sql(f"select count(*) from read_parquet('{dead_out}')").fetchone()[0]
+    result["counters"] = {"duplicates_removed": dataset.n_events - result["rows_out"] - result["dead_out"]}
+    return result
+
+
+def compare_outputs(chain_dir: str, peer_dir: str) -> str:
+    """Rows: EXCEPT ALL both ways (all columns but ingest_ts); dead letters: (stage, payload) multisets."""
+    import duckdb
+
+    cols = ", ".join(name for name, _ in ROW_PARQUET_FIELDS if name != "ingest_ts")
+    chain_rows = f"select {cols} from read_parquet('{chain_dir}/rows*.parquet')"
+    peer_rows = f"select {cols} from read_parquet('{peer_dir}/rows.parquet')"
+    only_chain = duckdb.sql(f"select count(*) from ({chain_rows} except all {peer_rows})").fetchone()[0]
+    only_peer = duckdb.sql(f"select count(*) from ({peer_rows} except all {chain_rows})").fetchone()[0]
+    chain_dead = (
+        f"select stage, payload from read_json('{chain_dir}/dead*.jsonl', format='newline_delimited', "
+        "columns={stage: 'VARCHAR', payload: 'VARCHAR'})"
+    )
+    peer_dead = f"select stage, payload from read_parquet('{peer_dir}/dead.parquet')"
+    dead_chain = duckdb.sql(f"select count(*) from ({chain_dead} except all {peer_dead})").fetchone()[0]
+    dead_peer = duckdb.sql(f"select count(*) from ({peer_dead} except all {chain_dead})").fetchone()[0]
+    ok = only_chain == only_peer == dead_chain == dead_peer == 0
+    verdict = "equal" if ok else "DIFFERENT"
+    return (
+        f"{verdict}: rows only in chain {only_chain}, only in peer {only_peer}; "
+        f"dead letters only in chain {dead_chain}, only in peer {dead_peer}"
+    )
+
+
 def _count_output(pattern: str, output_format: str) -> int:
     files = glob.glob(pattern)
     if output_format == "parquet" and pattern.endswith(".parquet"):
@@ -173,6 +246,8 @@ def run_beam_case(mode: str, dataset: Dataset, out_dir: str, output_format: str)
     p = beam.Pipeline(options=_pipeline_options())
     if mode == "floor":
         build_floor(p, dataset, out_dir, output_format)
+    elif mode == "chain":
+        build_sharded(p, dataset, out_dir)
     else:
         build_chain(p, dataset, out_dir, output_format, ABLATIONS[mode])
     result: dict[str, Any] = {"mode": mode}
@@ -182,8 +257,10 @@ def run_beam_case(mode: str, dataset: Dataset, out_dir: str, output_format: str)
     from beam_pipelines.batch_run import counters
 
     result["counters"] = counters(pipeline_result) if mode != "floor" else {}
-    suffix = "parquet" if output_format == "parquet" and mode in ("floor", "chain") else "jsonl"
-    result["rows_out"] = _count_output(os.path.join(out_dir, f"rows*.{suffix}"), output_format)
+    suffix = "parquet" if (output_format == "parquet" and mode in ("floor", "element")) or mode == "chain" else "jsonl"
+    result["rows_out"] = _count_output(
+        os.path.join(out_dir, f"rows*.{suffix}"), "parquet" if suffix == "parquet" else output_format
+    )
     result["dead_out"] = _count_output(os.path.join(out_dir, "dead*.jsonl"), "jsonl")
     return result
 
@@ -245,14 +322,17 @@ def run_python_case(dataset: Dataset, out_dir: str) -> dict[str, Any]:
 
 def child_main(args: argparse.Namespace) -> None:
     dataset = Dataset(**json.loads(Path(args.dataset_json).read_text()))
-    out_dir = tempfile.mkdtemp(prefix=f"bench-{args.worker}-")
+    out_dir = args.out_dir or tempfile.mkdtemp(prefix=f"bench-{args.worker}-")
     try:
         if args.worker == "python":
             result = run_python_case(dataset, out_dir)
+        elif args.worker == "duckdb":
+            result = run_duckdb_case(dataset, out_dir)
         else:
             result = run_beam_case(args.worker, dataset, out_dir, args.output_format)
     finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
+        if not args.out_dir:
+            shutil.rmtree(out_dir, ignore_errors=True)
     measure.emit(result)
 
 
@@ -297,6 +377,15 @@ def summarise(cases: list[dict[str, Any]], dataset: Dataset, modes: list[str]) -
         ratios = [r["chain"]["cpu_s"] / r["floor"]["cpu_s"] for r in by_repeat.values() if {"chain", "floor"} <= set(r)]
         summary["chain_to_floor_cpu_ratio"] = measure.median(ratios)
         summary["chain_to_floor_cpu_ratio_all"] = [round(x, 2) for x in ratios]
+    if "duckdb" in modes and "chain" in modes:
+        by_repeat = {}
+        for c in cases:
+            by_repeat.setdefault(c["repeat"], {})[c["mode"]] = c
+        ratios = [
+            r["chain"]["cpu_s"] / r["duckdb"]["cpu_s"] for r in by_repeat.values() if {"chain", "duckdb"} <= set(r)
+        ]
+        summary["chain_to_duckdb_cpu_ratio"] = measure.median(ratios)
+        summary["chain_to_duckdb_cpu_ratio_all"] = [round(x, 2) for x in ratios]
     return summary
 
 
@@ -353,6 +442,23 @@ def report(summary: dict[str, Any], dataset: Dataset, args: argparse.Namespace) 
                     f"{ratio:.2f}x (each repeat: {summary['chain_to_floor_cpu_ratio_all']})",
                 )
             )
+        peer = summary.get("chain_to_duckdb_cpu_ratio")
+        checks.append(
+            (
+                "events/s per core >= 60,000 (1 / CPU per event)",
+                1e6 / chain["cpu_us_per_event"] >= TARGET_EVENTS_PER_CORE,
+                f"{1e6 / chain['cpu_us_per_event']:,.0f}",
+            )
+        )
+        if peer is not None:
+            checks.append(
+                (
+                    "CPU <= 2x the DuckDB peer",
+                    peer <= TARGET_RATIO_TO_PEER,
+                    f"{peer:.2f}x (each repeat: {summary['chain_to_duckdb_cpu_ratio_all']}); "
+                    f"output {'; '.join(summary['chain_vs_duckdb_output'])}",
+                )
+            )
         lines += ["", "targets (chain):"]
         lines += [f"  {'PASS' if ok else 'MISS'}  {name}: {value}" for name, ok, value in checks]
     return "\n".join(lines)
@@ -368,6 +474,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json_out", help="also write the raw cases and summary as JSON here")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--dataset_json", help=argparse.SUPPRESS)
+    parser.add_argument("--out_dir", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -385,7 +492,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     print(f"input: {dataset.events_path} ({gen_s:.1f} s to generate or find)", file=sys.stderr)
     dataset_json = Path(dataset.events_path).with_name("dataset.json")
     cases = []
+    comparisons = []
     for repeat in range(args.repeats):
+        outs = {m: tempfile.mkdtemp(prefix=f"bench-{m}-") for m in ("chain", "duckdb") if m in modes}
         # Alternate the order so that drift in background load does not favour one case.
         order = modes if repeat % 2 == 0 else list(reversed(modes))
         for mode in order:
@@ -399,6 +508,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                     str(dataset_json),
                     "--output_format",
                     args.output_format,
+                    *(["--out_dir", outs[mode]] if mode in outs else []),
                 ]
             )
             case["repeat"] = repeat
@@ -408,7 +518,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                 file=sys.stderr,
             )
             cases.append(case)
+        if len(outs) == 2:
+            comparisons.append(compare_outputs(outs["chain"], outs["duckdb"]))
+            print(f"  repeat {repeat} chain vs duckdb: {comparisons[-1]}", file=sys.stderr)
+        for folder in outs.values():
+            shutil.rmtree(folder, ignore_errors=True)
     summary = summarise(cases, dataset, modes)
+    summary["chain_vs_duckdb_output"] = sorted(set(comparisons))
     summary["machine"] = machine
     summary["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     print(report(summary, dataset, args))
