@@ -1,96 +1,153 @@
--- Average spend per session and per user, for sessions started in the date range.
+-- Average spend per session and per user, over the sessions active in the date range.
 --
 -- Question:
---   How much do shoppers spend per session, overall and per user, for the sessions
---   that started between @start_date and @end_date?
+--   How much did shoppers spend per session, overall and per user, between
+--   @start_date and @end_date?
 -- Parameters:
---   @start_date DATE  first day, inclusive (UTC date of the session's first event)
+--   @start_date DATE  first day, inclusive (UTC date of event_ts)
 --   @end_date   DATE  last day, inclusive
 -- Definitions:
---   session      a session_id. Its date is the UTC date of its first event (any event
---                type, all history), so a session spanning midnight counts on the day
---                it started, and all its events count, even those after @end_date.
---                Events without a session_id (e.g. API orders with no session) are not
---                part of any session and are left out here.
---   gross_spend  sum of the price of the sessions' order events (line amounts).
---   refunds      sum of the price of return events carrying the same session_id (the
---                return of an order placed in the session), whenever they happened.
---   net_spend    gross_spend - refunds.
---   avg_spend_per_session         net_spend / sessions (sessions without orders count as 0).
---   avg_spend_per_buying_session  net_spend / sessions with at least one order event.
---   avg_spend_per_user            net_spend / distinct users with a session.
---   avg_user_spend_per_session    mean over users of (user's net_spend / user's sessions).
---   Averages are NUMERIC rounded to 2 decimals; one row for the whole range.
-with session_events as (
+--   dating       every figure is dated by its own events (UTC date of event_ts), like
+--                orders_revenue_by_date, never by the day a session started: a session
+--                spanning midnight or a session id reused by a replay puts each order on
+--                the day it happened, so a day's revenue is the same in every query.
+--   sale         an order event whose order is not cancelled (user_behavior_dedup.
+--                cancelled: status 'cancelled' or 'unavailable'; unknown counts as sold).
+--   gross_revenue, refunds, net_revenue  sum of the price of all sales / of all return
+--                events of orders not cancelled dated in the range, with or without a
+--                session: equal to the sums of orders_revenue_by_date over the range and
+--                to kpi_summary.revenue / refunds / net_revenue for the same days.
+--   net_revenue_without_session  the part of net_revenue on events without session_id
+--                (e.g. API orders with no session): in no session average below.
+--   sessions     active sessions: distinct non-NULL session_id with at least one event
+--                (any type, any source) dated in the range. A session whose rows all came
+--                from the orders API is a session here (it spent money); a session active
+--                on two days counts once per day when each day is asked apart.
+--   buying_sessions  sessions with at least one sale dated in the range.
+--   session_net_spend  sales - returns dated in the range that carry a session_id
+--                (= net_revenue - net_revenue_without_session).
+--   users        distinct user_id with an event in a session, in the range: every user
+--                of a session counts, also one who only shares a session someone else
+--                ordered in (ids are strings; no user stands for a session).
+--   avg_spend_per_session         session_net_spend / sessions.
+--   avg_spend_per_buying_session  session_net_spend / buying_sessions.
+--   avg_spend_per_user            session_net_spend / users.
+--   avg_user_spend_per_session    mean over users of (the user's own session sales -
+--                returns, by the event's user_id) / (sessions the user has an event in).
+--   Averages are NUMERIC rounded to 2 decimals (NULL on division by zero); one row.
+with range_events as (
     select
         session_id,
         user_id,
         event_name,
         price,
-        event_ts
+        cancelled
     from `{project}.{dataset}.user_behavior_dedup`
-    where session_id is not null
+    where date between @start_date and @end_date
 ),
 
-sessions as (
+money_events as (
     select
         session_id,
-        min(user_id) as user_id,
-        date(min(event_ts)) as session_date,
-        logical_or(event_name = 'order') as has_order,
-        coalesce(sum(if(event_name = 'order', price, 0)), 0) as gross_spend,
-        coalesce(sum(if(event_name = 'return', price, 0)), 0) as refunds
-    from session_events
+        user_id,
+        event_name = 'order' as is_sale,
+        if(event_name = 'order', price, -price) as net_amount,
+        if(event_name = 'order', price, 0) as sale_amount,
+        if(event_name = 'return', price, 0) as refund_amount
+    from range_events
+    where event_name in ('order', 'return')
+        and not cancelled
+),
+
+revenue as (
+    select
+        coalesce(sum(sale_amount), 0) as gross_revenue,
+        coalesce(sum(refund_amount), 0) as refunds,
+        coalesce(sum(net_amount), 0) as net_revenue,
+        coalesce(sum(if(session_id is null, net_amount, 0)), 0) as net_revenue_without_session
+    from money_events
+),
+
+session_spend as (
+    select
+        session_id,
+        logical_or(is_sale) as has_sale,
+        sum(net_amount) as net_spend
+    from money_events
+    where session_id is not null
     group by session_id
 ),
 
-sessions_in_range as (
+active_sessions as (
+    select distinct session_id
+    from range_events
+    where session_id is not null
+),
+
+session_users as (
+    select distinct
+        session_id,
+        user_id
+    from range_events
+    where session_id is not null
+),
+
+user_spend as (
     select
-        *,
-        gross_spend - refunds as net_spend
-    from sessions
-    where session_date between @start_date and @end_date
+        user_id,
+        sum(net_amount) as net_spend
+    from money_events
+    where session_id is not null
+    group by user_id
 ),
 
 per_user as (
     select
-        user_id,
+        session_users.user_id,
         count(*) as sessions,
-        sum(net_spend) as net_spend
-    from sessions_in_range
-    group by user_id
+        coalesce(any_value(user_spend.net_spend), 0) as net_spend
+    from session_users
+    left join user_spend
+        on user_spend.user_id = session_users.user_id
+    group by session_users.user_id
 ),
 
-totals as (
+session_totals as (
     select
         count(*) as sessions,
-        countif(has_order) as buying_sessions,
-        count(distinct user_id) as users,
-        coalesce(sum(gross_spend), 0) as gross_spend,
-        coalesce(sum(refunds), 0) as refunds,
-        coalesce(sum(net_spend), 0) as net_spend
-    from sessions_in_range
+        countif(coalesce(session_spend.has_sale, false)) as buying_sessions,
+        coalesce(sum(session_spend.net_spend), 0) as session_net_spend
+    from active_sessions
+    left join session_spend
+        on session_spend.session_id = active_sessions.session_id
 ),
 
-user_means as (
-    select avg(net_spend / sessions) as avg_user_spend_per_session
+user_totals as (
+    select
+        count(*) as users,
+        avg(net_spend / sessions) as avg_user_spend_per_session
     from per_user
 ),
 
 final as (
     select
-        totals.sessions,
-        totals.buying_sessions,
-        totals.users,
-        totals.gross_spend,
-        totals.refunds,
-        totals.net_spend,
-        round(safe_divide(totals.net_spend, totals.sessions), 2) as avg_spend_per_session,
-        round(safe_divide(totals.net_spend, totals.buying_sessions), 2) as avg_spend_per_buying_session,
-        round(safe_divide(totals.net_spend, totals.users), 2) as avg_spend_per_user,
-        round(user_means.avg_user_spend_per_session, 2) as avg_user_spend_per_session
-    from totals
-    cross join user_means
+        revenue.gross_revenue,
+        revenue.refunds,
+        revenue.net_revenue,
+        revenue.net_revenue_without_session,
+        session_totals.sessions,
+        session_totals.buying_sessions,
+        user_totals.users,
+        session_totals.session_net_spend,
+        round(safe_divide(session_totals.session_net_spend, session_totals.sessions), 2) as avg_spend_per_session,
+        round(
+            safe_divide(session_totals.session_net_spend, session_totals.buying_sessions), 2
+        ) as avg_spend_per_buying_session,
+        round(safe_divide(session_totals.session_net_spend, user_totals.users), 2) as avg_spend_per_user,
+        round(user_totals.avg_user_spend_per_session, 2) as avg_user_spend_per_session
+    from revenue
+    cross join session_totals
+    cross join user_totals
 )
 
 select * from final

@@ -10,6 +10,9 @@
 --   category        user_behavior.category of each order/return event (the product's
 --                   category when the event was processed); '(unknown)' when NULL
 --                   (product not in the products dimension yet).
+--   cancelled       order and return events of cancelled orders (user_behavior_dedup.
+--                   cancelled: status 'cancelled' or 'unavailable') are no sale and are
+--                   left out of every column; unknown status counts as sold.
 --   orders          distinct order_id among the category's order events.
 --   units_sold      sum of quantity over order events dated in the range.
 --   gross_revenue   sum of the order events' price (line amounts).
@@ -29,6 +32,7 @@ with order_and_return_lines as (
         price
     from `{project}.{dataset}.user_behavior_dedup`
     where event_name in ('order', 'return')
+        and not cancelled
         and date between @start_date and @end_date
 ),
 

@@ -8,7 +8,8 @@
 --   @end_date   DATE  last day, inclusive
 -- Definitions:
 --   events    deduplicated events of that type that day (an order or return event is
---             one order line).
+--             one order line). Traffic, not sales: order events of cancelled orders
+--             count here too (revenue queries leave them out).
 --   users     distinct user_id among them.
 --   sessions  distinct non-NULL session_id among them. Here every event counts on its
 --             own date: a session spanning midnight appears on both days.

@@ -10,17 +10,27 @@
 -- Definitions:
 --   period           'current' = @start_date .. @end_date; 'previous' = the same number
 --                    of days ending the day before @start_date. first_day/last_day say which.
---   revenue          gross revenue: sum of the price of order events dated in the period
---                    (as gross_revenue in orders_revenue_by_date).
---   refunds          sum of the price of return events dated in the period.
+--   sale             an order event whose order is not cancelled (user_behavior_dedup.
+--                    cancelled: status 'cancelled' or 'unavailable'; unknown counts as sold).
+--   revenue          gross revenue: sum of the price of sales dated in the period (the
+--                    sum of orders_revenue_by_date.gross_revenue and avg_spend_per_session.
+--                    gross_revenue over the same days).
+--   refunds          sum of the price of return events (of orders not cancelled) dated in
+--                    the period.
 --   net_revenue      revenue - refunds.
---   orders           distinct order_id among the period's order events.
+--   cancelled_revenue  sum of the price of order events of cancelled orders dated in the
+--                    period (not in revenue).
+--   orders           distinct order_id among the period's sales.
 --   avg_order_value  revenue / orders, NUMERIC 2 decimals (NULL without orders).
 --   visitors         distinct user_id with any event in the period (as unique_visitors).
 --   sessions         clickstream sessions started in the period, as in
---                    conversion_funnel_daily (sessions with no stream event are left out).
---   buying_sessions  those sessions with at least one order event.
---   conversion       buying_sessions / sessions, FLOAT64 4 decimals (NULL without sessions).
+--                    conversion_funnel_daily: a non-NULL session_id with a stream event,
+--                    dated by its first event (sessions with no stream event are left out).
+--   buying_sessions  those sessions with at least one sale (any date), as
+--                    conversion_funnel_daily.buying_sessions.
+--   order_conversion buying_sessions / sessions, FLOAT64 4 decimals (NULL without
+--                    sessions): conversion_funnel_daily.order_conversion over the period,
+--                    not its funnel_conversion (sessions through view, cart and order).
 --   rows             two, 'current' then 'previous'.
 with dated_events as (
     select
@@ -28,7 +38,8 @@ with dated_events as (
         event_name,
         user_id,
         order_id,
-        price
+        price,
+        cancelled
     from `{project}.{dataset}.user_behavior_dedup`
 ),
 
@@ -37,6 +48,7 @@ session_events as (
         session_id,
         event_name,
         source,
+        cancelled,
         event_ts
     from `{project}.{dataset}.user_behavior_dedup`
     where session_id is not null
@@ -57,9 +69,14 @@ periods as (
 event_totals as (
     select
         periods.period,
-        count(distinct if(dated_events.event_name = 'order', dated_events.order_id, null)) as orders,
-        coalesce(sum(if(dated_events.event_name = 'order', dated_events.price, 0)), 0) as revenue,
-        coalesce(sum(if(dated_events.event_name = 'return', dated_events.price, 0)), 0) as refunds,
+        count(distinct if(dated_events.event_name = 'order' and not dated_events.cancelled, dated_events.order_id, null))
+            as orders,
+        coalesce(sum(if(dated_events.event_name = 'order' and not dated_events.cancelled, dated_events.price, 0)), 0)
+            as revenue,
+        coalesce(sum(if(dated_events.event_name = 'return' and not dated_events.cancelled, dated_events.price, 0)), 0)
+            as refunds,
+        coalesce(sum(if(dated_events.event_name = 'order' and dated_events.cancelled, dated_events.price, 0)), 0)
+            as cancelled_revenue,
         count(distinct dated_events.user_id) as visitors
     from periods
     left join dated_events
@@ -71,7 +88,7 @@ sessions as (
     select
         session_id,
         date(min(event_ts)) as session_date,
-        logical_or(event_name = 'order') as has_order
+        logical_or(event_name = 'order' and not cancelled) as has_order
     from session_events
     group by session_id
     having logical_or(source = 'stream')
@@ -96,12 +113,13 @@ final as (
         event_totals.revenue,
         event_totals.refunds,
         event_totals.revenue - event_totals.refunds as net_revenue,
+        event_totals.cancelled_revenue,
         event_totals.orders,
         round(safe_divide(event_totals.revenue, event_totals.orders), 2) as avg_order_value,
         event_totals.visitors,
         session_totals.sessions,
         session_totals.buying_sessions,
-        round(safe_divide(session_totals.buying_sessions, session_totals.sessions), 4) as conversion
+        round(safe_divide(session_totals.buying_sessions, session_totals.sessions), 4) as order_conversion
     from periods
     inner join event_totals
         on event_totals.period = periods.period

@@ -38,7 +38,7 @@ DASH, MINUS = "\u2013", "\u2212"
 
 # Rate columns of the query files (FLOAT64 fractions), shown as percentages.
 RATE_COLUMNS = frozenset(
-    {"view_to_cart", "cart_to_order", "session_conversion", "return_rate", "conversion", "coverage"}
+    {"view_to_cart", "cart_to_order", "funnel_conversion", "order_conversion", "return_rate", "coverage"}
     | {"rate_d1", "rate_d7", "rate_d30"}
 )
 
@@ -293,7 +293,7 @@ KPIS = (
     ("orders", "Orders", count),
     ("avg_order_value", "Average order value", lambda v: DASH if v is None else money(v)),
     ("visitors", "Visitors", count),
-    ("conversion", "Conversion", percent),
+    ("order_conversion", "Sessions with an order", percent),
 )
 
 
@@ -324,14 +324,16 @@ def _kpi_section(rows: Sequence[Mapping[str, Any]], fresh: Sequence[Mapping[str,
             f"<div class='kpi' data-kpi='{key}' data-current='{escape(_data_value(cur))}' "
             f"data-previous='{escape(_data_value(prev))}'><div class='label'>{escape(label)}</div>"
             f"<div class='value'>{escape(fmt(cur))}</div>"
-            f"<div class='prev'>previous: {escape(fmt(prev))}{_delta(cur, prev, key == 'conversion')}</div></div>"
+            f"<div class='prev'>previous: {escape(fmt(prev))}{_delta(cur, prev, key == 'order_conversion')}</div></div>"
         )
     return (
         "<section id='kpis'><h2>Key figures</h2>"
         f"<div class='kpis'>{''.join(tiles)}</div>"
         f"<p class='note'>Previous period: {escape(prev_range)} (same number of days). Net revenue after "
         f"refunds: {escape(money(current['net_revenue']))} (previous {escape(money(previous['net_revenue']))}). "
-        "Conversion: clickstream sessions started in the period with an order event, over all of them.</p>"
+        "Sessions with an order: clickstream sessions started in the period with at least one sale, over "
+        "all of them (the funnel's order conversion; its last step also needs a view and a cart event). "
+        f"Cancelled orders are not in revenue: {escape(money(current['cancelled_revenue']))} this period.</p>"
         "</section>"
     )
 
@@ -388,6 +390,7 @@ FUNNEL_STEPS = (("sessions", "Sessions"), ("viewed", "Viewed a product"), ("cart
 def _funnel_section(rows: Sequence[Mapping[str, Any]]) -> str:
     totals = {key: sum(r[key] for r in rows) for key, _ in FUNNEL_STEPS}
     without = sum(r.get("sessions_without_clickstream") or 0 for r in rows)
+    buying = sum(r.get("buying_sessions") or 0 for r in rows)
     note = (
         f"<p class='note' data-sessions-without-clickstream='{without}'>{count(without)} "
         f"{'session' if without == 1 else 'sessions'} without clickstream (only orders from the orders API) "
@@ -403,7 +406,9 @@ def _funnel_section(rows: Sequence[Mapping[str, Any]]) -> str:
     return (
         f"<section id='funnel'><h2>Conversion funnel</h2>{chart}"
         "<p class='note'>Clickstream sessions started in the range; each step is a subset of the one above "
-        f"(percentages of all sessions).</p>{note}</section>"
+        f"(percentages of all sessions). Sessions with an order, whatever their steps: "
+        f"<span data-buying-sessions='{buying}'>{count(buying)} ({percent(buying / totals['sessions'])})</span>, "
+        f"the key figure's conversion.</p>{note}</section>"
     )
 
 

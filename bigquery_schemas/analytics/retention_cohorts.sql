@@ -18,7 +18,8 @@
 --                knows about.
 --   rate_dN      retained_dN / new_users, FLOAT64 4 decimals; NULL while day N of the
 --                cohort is after data_through (too early to tell).
---   buyers, repeat_buyers  users of the cohort with at least 1 / at least 2 orders.
+--   buyers, repeat_buyers  users of the cohort with at least 1 / at least 2 orders
+--                (user_profile.orders: cancelled orders are not counted).
 --   rows         one per cohort day with at least one new user, by cohort_date.
 with profiles as (
     select

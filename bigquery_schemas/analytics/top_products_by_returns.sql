@@ -15,6 +15,9 @@
 --                   dated by their own event, so a return of an order placed before
 --                   @start_date can push the rate above 1; NULL when nothing sold.
 --   refunds         sum of the return events' price (line amount returned).
+--   cancelled       order and return events of cancelled orders (user_behavior_dedup.
+--                   cancelled: status 'cancelled' or 'unavailable') are left out of
+--                   both sides; unknown status counts as sold.
 --   Only products with at least one return in the range are listed.
 --   order           units_returned descending, then return_rate descending, then product_id.
 with order_and_return_lines as (
@@ -28,6 +31,7 @@ with order_and_return_lines as (
         event_ts
     from `{project}.{dataset}.user_behavior_dedup`
     where event_name in ('order', 'return')
+        and not cancelled
         and date between @start_date and @end_date
 ),
 

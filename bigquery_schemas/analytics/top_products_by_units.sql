@@ -7,7 +7,10 @@
 --   @end_date   DATE   last day, inclusive
 --   @limit      INT64  number of products returned
 -- Definitions:
---   units_sold     sum of quantity over order events (one event per order line) dated
+--   sale           an order event (one per order line) dated in the range whose order
+--                  is not cancelled (user_behavior_dedup.cancelled: status 'cancelled'
+--                  or 'unavailable'; an order of unknown status counts as sold).
+--   units_sold     sum of quantity over sales (one event per order line) dated
 --                  in the range; gross: returns are not subtracted (see
 --                  top_products_by_returns for those).
 --   orders         distinct order_id among those lines.
@@ -26,6 +29,7 @@ with order_lines as (
         event_ts
     from `{project}.{dataset}.user_behavior_dedup`
     where event_name = 'order'
+        and not cancelled
         and date between @start_date and @end_date
 ),
 

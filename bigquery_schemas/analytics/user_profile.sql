@@ -9,6 +9,9 @@
 -- Definitions:
 --   sessions        distinct non-NULL session_id of the user.
 --   events, views, wishlists, add_to_carts  deduplicated events of the user by type.
+--   cancelled       order and return events of cancelled orders (user_behavior_dedup.
+--                   cancelled: status 'cancelled' or 'unavailable') are no purchase:
+--                   left out of orders, units and spend (still in events).
 --   orders          distinct order_id among the user's order events.
 --   units_bought, units_returned  summed quantity of order / return events.
 --   gross_spend     sum of the price of order events (line amounts).
@@ -34,6 +37,7 @@ with user_events as (
         order_id,
         quantity,
         price,
+        cancelled,
         event_ts
     from `{project}.{dataset}.user_behavior_dedup`
 ),
@@ -47,13 +51,13 @@ final as (
         countif(event_name = 'view') as views,
         countif(event_name = 'wishlist') as wishlists,
         countif(event_name = 'add_to_cart') as add_to_carts,
-        count(distinct if(event_name = 'order', order_id, null)) as orders,
-        coalesce(sum(if(event_name = 'order', quantity, 0)), 0) as units_bought,
-        coalesce(sum(if(event_name = 'return', quantity, 0)), 0) as units_returned,
-        coalesce(sum(if(event_name = 'order', price, 0)), 0) as gross_spend,
-        coalesce(sum(if(event_name = 'return', price, 0)), 0) as refunds,
-        coalesce(sum(if(event_name = 'order', price, 0)), 0)
-        - coalesce(sum(if(event_name = 'return', price, 0)), 0) as net_spend,
+        count(distinct if(event_name = 'order' and not cancelled, order_id, null)) as orders,
+        coalesce(sum(if(event_name = 'order' and not cancelled, quantity, 0)), 0) as units_bought,
+        coalesce(sum(if(event_name = 'return' and not cancelled, quantity, 0)), 0) as units_returned,
+        coalesce(sum(if(event_name = 'order' and not cancelled, price, 0)), 0) as gross_spend,
+        coalesce(sum(if(event_name = 'return' and not cancelled, price, 0)), 0) as refunds,
+        coalesce(sum(if(event_name = 'order' and not cancelled, price, 0)), 0)
+        - coalesce(sum(if(event_name = 'return' and not cancelled, price, 0)), 0) as net_spend,
         min(event_ts) as first_seen,
         max(event_ts) as last_seen,
         current_timestamp() as refreshed_at
