@@ -193,9 +193,10 @@ def test_format_rows_table_csv_json():
 def _report_results(**overrides):
     """Rows for every report query: one day, one product, nothing else."""
     day = dt.date(2026, 11, 20)
-    kpi = {"revenue": Decimal("1234.5"), "refunds": Decimal("0"), "net_revenue": Decimal("1234.5"), "orders": 2,
+    kpi = {"revenue": Decimal("1234.5"), "refunds": Decimal("0"), "net_revenue": Decimal("1234.5"),
+           "cancelled_revenue": Decimal("12.5"), "orders": 2,
            "avg_order_value": Decimal("617.25"), "visitors": 3, "sessions": 4, "buying_sessions": 1,
-           "conversion": 0.25}  # fmt: skip
+           "order_conversion": 0.25}  # fmt: skip
     results = {
         "kpi_summary": [
             {"period": "current", "first_day": day, "last_day": day, **kpi},
@@ -205,7 +206,7 @@ def _report_results(**overrides):
                 "last_day": day - dt.timedelta(days=1),
                 **kpi,
                 "revenue": Decimal("987.60"),
-                "conversion": 0.5,
+                "order_conversion": 0.5,
             },
         ],
         "orders_revenue_by_date": [{"date": day, "orders": 2, "gross_revenue": Decimal("1234.5")}],
@@ -214,7 +215,8 @@ def _report_results(**overrides):
             {"product_id": "105", "product_name": None, "units_sold": 1, "gross_revenue": Decimal("7.5")},
         ],
         "conversion_funnel_daily": [
-            {"date": day, "sessions": 4, "viewed": 4, "carted": 2, "ordered": 1, "sessions_without_clickstream": 2}
+            {"date": day, "sessions": 4, "viewed": 4, "carted": 2, "ordered": 1, "buying_sessions": 1,
+             "sessions_without_clickstream": 2}
         ],
         "retention_cohorts": [],
         "dead_letters_by_stage": [],

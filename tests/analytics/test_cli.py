@@ -49,11 +49,11 @@ def test_create_views_then_run_prints_a_readable_table(target):
     lines = out.splitlines()
     assert lines[0].split() == [
         "date", "orders", "order_lines", "units_sold", "gross_revenue", "return_lines", "units_returned", "refunds",
-        "net_revenue", "avg_order_value",
+        "net_revenue", "avg_order_value", "cancelled_orders", "cancelled_revenue",
     ]  # fmt: skip
     assert [line.split() for line in lines[2:]] == [
-        ["2026-11-20", "1", "2", "3", "45.00", "1", "1", "20.00", "25.00", "45.00"],
-        ["2026-11-21", "3", "4", "9", "157.50", "2", "5", "70.00", "87.50", "52.50"],
+        ["2026-11-20", "1", "2", "3", "45.00", "1", "1", "20.00", "25.00", "45.00", "0", "0.00"],
+        ["2026-11-21", "3", "4", "9", "157.50", "2", "5", "70.00", "87.50", "52.50", "0", "0.00"],
     ]
 
 
@@ -79,8 +79,8 @@ def test_run_csv_and_json_formats(target, tmp_path):
     ]  # fmt: skip
     assert doc["conversion_funnel_daily"][1] == {
         "date": "2026-11-21", "sessions": 3, "viewed": 3, "carted": 2, "ordered": 1,
-        "view_to_cart": 0.6667, "cart_to_order": 0.5, "session_conversion": 0.3333,
-        "sessions_without_clickstream": 0,
+        "view_to_cart": 0.6667, "cart_to_order": 0.5, "funnel_conversion": 0.3333,
+        "buying_sessions": 1, "order_conversion": 0.3333, "sessions_without_clickstream": 0,
     }  # fmt: skip
     assert len(doc) == len(analytics.queries()) == 14
 

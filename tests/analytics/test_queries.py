@@ -124,28 +124,31 @@ def test_top_products_by_returns_nets_returns_on_their_own_date(loaded):
 # ----------------------------------------------------------------------------- sessions
 
 
-def test_avg_spend_per_session_counts_sessions_on_their_first_day(loaded):
-    # sessions starting in range: S1 (11-20), S2 (11-20 23:50, spans midnight), S3, S4, S6 (11-21 23:58).
-    # S0 started 11-19 and S5 11-22: out. o4 has no session: out.
-    # net spend: S1 45.00 - 40.00 (its return on 11-21) = 5.00; S2 100.00 (ordered after midnight);
-    # S3 0; S4 37.50 - 30.00 = 7.50; S6 0.  Total gross 182.50, refunds 70.00, net 112.50.
-    # per user: user 1 (S1, S4) 12.50 / 2 = 6.25; user 2 (S2) 100.00; user 3 (S3, S6) 0.
+def test_avg_spend_per_session_dates_spend_by_its_own_events(loaded):
+    # events dated in range that carry a session: S0 (o0:1:return, 11-20), S1, S2 (its order on
+    # 11-21 too), S3, S4, S6 (view 11-21 23:58) -> 6 sessions; S5 (11-22) out; o4 has no session.
+    # sales in range: o1 45.00, o2 100.00, o4 20.00, o3 37.50 = 202.50 (orders_revenue_by_date's
+    # 45.00 + 157.50); returns: o0:1 20.00, o1:1 40.00, o3:1 30.00 = 90.00; net 112.50, of which
+    # 20.00 (o4) without session -> session net spend 92.50.
+    # per user: 4 (S0) -20.00 / 1; 1 (S1, S4) 45 - 40 + 37.50 - 30 = 12.50 / 2; 2 (S2) 100 / 1; 3 (S3, S6) 0.
     rows = _run(loaded, "avg_spend_per_session")
     # BigQuery's AVG(NUMERIC) is NUMERIC; the emulator returns FLOAT64 (pinned in
     # test_emulator_divergences.py), so compare this one column by its decimal value.
     rows[0]["avg_user_spend_per_session"] = D(str(rows[0]["avg_user_spend_per_session"]))
     assert rows == [
         {
-            "sessions": 5,
+            "gross_revenue": D("202.50"),
+            "refunds": D("90.00"),
+            "net_revenue": D("112.50"),
+            "net_revenue_without_session": D("20.00"),
+            "sessions": 6,
             "buying_sessions": 3,  # S1, S2, S4
-            "users": 3,
-            "gross_spend": D("182.50"),
-            "refunds": D("70.00"),
-            "net_spend": D("112.50"),
-            "avg_spend_per_session": D("22.50"),  # 112.50 / 5
-            "avg_spend_per_buying_session": D("37.50"),  # 112.50 / 3
-            "avg_spend_per_user": D("37.50"),  # 112.50 / 3
-            "avg_user_spend_per_session": D("35.42"),  # (6.25 + 100 + 0) / 3 = 35.4166...
+            "users": 4,
+            "session_net_spend": D("92.50"),
+            "avg_spend_per_session": D("15.42"),  # 92.50 / 6 = 15.4166...
+            "avg_spend_per_buying_session": D("30.83"),  # 92.50 / 3
+            "avg_spend_per_user": D("23.13"),  # 92.50 / 4 = 23.125, half away from zero
+            "avg_user_spend_per_session": D("21.56"),  # (-20 + 6.25 + 100 + 0) / 4 = 21.5625
         }
     ]
 
@@ -155,16 +158,20 @@ def test_conversion_funnel_counts_a_midnight_session_on_its_first_day(loaded):
     # 11-21: S3 (view, no cart), S4 (view, cart, order), S6 (view 23:58, cart 00:02 on 11-22) -> 3/3/2/1.
     assert _run(loaded, "conversion_funnel_daily") == [
         {"date": NOV[20], "sessions": 2, "viewed": 2, "carted": 2, "ordered": 2,
-         "view_to_cart": 1.0, "cart_to_order": 1.0, "session_conversion": 1.0, "sessions_without_clickstream": 0},
+         "view_to_cart": 1.0, "cart_to_order": 1.0, "funnel_conversion": 1.0, "buying_sessions": 2,
+         "order_conversion": 1.0, "sessions_without_clickstream": 0},
         {"date": NOV[21], "sessions": 3, "viewed": 3, "carted": 2, "ordered": 1,
-         "view_to_cart": 0.6667, "cart_to_order": 0.5, "session_conversion": 0.3333, "sessions_without_clickstream": 0},
+         "view_to_cart": 0.6667, "cart_to_order": 0.5, "funnel_conversion": 0.3333, "buying_sessions": 1,
+         "order_conversion": 0.3333, "sessions_without_clickstream": 0},
     ]  # fmt: skip
     # a day without sessions is listed with zeros; 11-22 has S5 (view only)
     assert _run(loaded, "conversion_funnel_daily", start=NOV[22], end=NOV[23]) == [
         {"date": NOV[22], "sessions": 1, "viewed": 1, "carted": 0, "ordered": 0,
-         "view_to_cart": 0.0, "cart_to_order": None, "session_conversion": 0.0, "sessions_without_clickstream": 0},
+         "view_to_cart": 0.0, "cart_to_order": None, "funnel_conversion": 0.0, "buying_sessions": 0,
+         "order_conversion": 0.0, "sessions_without_clickstream": 0},
         {"date": NOV[23], "sessions": 0, "viewed": 0, "carted": 0, "ordered": 0,
-         "view_to_cart": None, "cart_to_order": None, "session_conversion": None, "sessions_without_clickstream": 0},
+         "view_to_cart": None, "cart_to_order": None, "funnel_conversion": None, "buying_sessions": 0,
+         "order_conversion": None, "sessions_without_clickstream": 0},
     ]  # fmt: skip
 
 
@@ -185,16 +192,17 @@ def test_orders_and_revenue_by_date(loaded):
         # 11-20: o1 = 40.00 + 5.00 (3 units); return of o0:1 (1 unit, 20.00)
         {"date": NOV[20], "orders": 1, "order_lines": 2, "units_sold": 3, "gross_revenue": D("45.00"),
          "return_lines": 1, "units_returned": 1, "refunds": D("20.00"), "net_revenue": D("25.00"),
-         "avg_order_value": D("45.00")},
+         "avg_order_value": D("45.00"), "cancelled_orders": 0, "cancelled_revenue": D("0")},
         # 11-21: o2 100.00 (1), o4 20.00 (4), o3 30.00 + 7.50 (3 + 1); returns o1:1 (2, 40.00), o3:1 (3, 30.00)
         {"date": NOV[21], "orders": 3, "order_lines": 4, "units_sold": 9, "gross_revenue": D("157.50"),
          "return_lines": 2, "units_returned": 5, "refunds": D("70.00"), "net_revenue": D("87.50"),
-         "avg_order_value": D("52.50")},
+         "avg_order_value": D("52.50"), "cancelled_orders": 0, "cancelled_revenue": D("0")},
     ]  # fmt: skip
     assert _run(loaded, "orders_revenue_by_date") == expected
     # days without orders are listed with zeros
     empty = {"orders": 0, "order_lines": 0, "units_sold": 0, "gross_revenue": D("0"), "return_lines": 0,
-             "units_returned": 0, "refunds": D("0"), "net_revenue": D("0"), "avg_order_value": None}  # fmt: skip
+             "units_returned": 0, "refunds": D("0"), "net_revenue": D("0"), "avg_order_value": None,
+             "cancelled_orders": 0, "cancelled_revenue": D("0")}  # fmt: skip
     assert _run(loaded, "orders_revenue_by_date", start=NOV[21], end=NOV[22]) == [
         expected[1],
         {"date": NOV[22], **empty},

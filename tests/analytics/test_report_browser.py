@@ -201,7 +201,7 @@ def test_report_in_chromium_fits_1280_and_charts_equal_the_queries(loaded, chrom
     kpis = page.evaluate(KPIS_JS)
     # by hand: o1 45.00 + o2 100.00 + o4 20.00 + o3 37.50 + o7 5.00; previous o0 20.00
     assert kpis["revenue"][2:] == ["207.50", "previous: 20.00 +937.5%"]
-    assert kpis["conversion"][2:] == ["60.0%", "previous: 100.0% \u221240.0 pp"]  # 3 of 5 sessions; S0 1 of 1
+    assert kpis["order_conversion"][2:] == ["60.0%", "previous: 100.0% \u221240.0 pp"]  # 3 of 5 sessions; S0 1 of 1
     assert charts["top_products"][0] == ["Mug #102", "6"]  # o1:2 1 + o4:1 4 + o7:1 1
     assert [v for _, v in charts["funnel"]] == ["5", "5", "4", "3"]  # S7 (API only) is not a session
     assert "1 session without clickstream" in _section_text(page, "funnel")

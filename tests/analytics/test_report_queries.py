@@ -48,16 +48,16 @@ def test_kpi_summary_current_and_previous_period(loaded):
         # orders o1 (45.00), o2 (100.00), o4 (20.00), o3 (37.50); returns o0:1 20.00 + o1:1 40.00 + o3:1 30.00;
         # users 1-4; clickstream sessions S1, S2, S3, S4, S6, with orders S1, S2, S4
         {"period": "current", "first_day": NOV[20], "last_day": NOV[21], "revenue": D("202.50"),
-         "refunds": D("90.00"), "net_revenue": D("112.50"), "orders": 4, "avg_order_value": D("50.63"),
-         "visitors": 4, "sessions": 5, "buying_sessions": 3, "conversion": 0.6},
+         "refunds": D("90.00"), "net_revenue": D("112.50"), "cancelled_revenue": D("0"), "orders": 4, "avg_order_value": D("50.63"),
+         "visitors": 4, "sessions": 5, "buying_sessions": 3, "order_conversion": 0.6},
         # two days before: S0 on 11-19 (view, order o0 20.00)
         {"period": "previous", "first_day": NOV[18], "last_day": NOV[19], "revenue": D("20.00"),
-         "refunds": D("0"), "net_revenue": D("20.00"), "orders": 1, "avg_order_value": D("20.00"),
-         "visitors": 1, "sessions": 1, "buying_sessions": 1, "conversion": 1.0},
+         "refunds": D("0"), "net_revenue": D("20.00"), "cancelled_revenue": D("0"), "orders": 1, "avg_order_value": D("20.00"),
+         "visitors": 1, "sessions": 1, "buying_sessions": 1, "order_conversion": 1.0},
     ]  # fmt: skip
     # one day: the previous period is the one day before; an empty period has zeros and NULL ratios
     rows = _run(loaded, "kpi_summary", start=NOV[18], end=NOV[18])
-    assert [(r["period"], r["first_day"], r["orders"], r["avg_order_value"], r["conversion"]) for r in rows] == [
+    assert [(r["period"], r["first_day"], r["orders"], r["avg_order_value"], r["order_conversion"]) for r in rows] == [
         ("current", NOV[18], 0, None, None),
         ("previous", NOV[17], 0, None, None),
     ]
@@ -74,7 +74,7 @@ def test_api_only_session_is_counted_apart_from_the_funnel(loaded):
     current = _run(loaded, "kpi_summary")[0]
     # o7 is revenue and an order (207.50 / 5), but S7 is no session: conversion stays 3 / 5
     assert (current["revenue"], current["orders"], current["avg_order_value"]) == (D("207.50"), 5, D("41.50"))
-    assert (current["sessions"], current["buying_sessions"], current["conversion"]) == (5, 3, 0.6)
+    assert (current["sessions"], current["buying_sessions"], current["order_conversion"]) == (5, 3, 0.6)
 
 
 def test_retention_cohorts_from_user_profile(loaded):
