@@ -73,11 +73,14 @@ class Events:
     def cancelled(self, row: dict) -> bool:
         return row["event_name"] in ("order", "return") and self.status.get(row["order_id"]) in CANCELLED_STATUSES
 
+    def _money(self, name: str, start: dt.date, end: dt.date) -> list[dict]:
+        return [r for r in self.rows if r["event_name"] == name and not self.cancelled(r) and start <= _day(r) <= end]
+
     def sales(self, start: dt.date, end: dt.date) -> list[dict]:
-        return [r for r in self.rows if r["event_name"] == "order" and not self.cancelled(r) and start <= _day(r) <= end]
+        return self._money("order", start, end)
 
     def refunds(self, start: dt.date, end: dt.date) -> list[dict]:
-        return [r for r in self.rows if r["event_name"] == "return" and not self.cancelled(r) and start <= _day(r) <= end]
+        return self._money("return", start, end)
 
     def in_range(self, start: dt.date, end: dt.date) -> list[dict]:
         return [r for r in self.rows if start <= _day(r) <= end]

@@ -189,7 +189,8 @@ def generated(seed: int, sessions: int = 80) -> tuple[list[dict], list[dict]]:
                     b.duplicate(row)
             if rng.random() < 0.6:
                 ts += timedelta(minutes=rng.randrange(1, 9))
-                b.event("add_to_cart", ts, rng.choice(users), sid, rng.choice(PRODUCT_IDS), quantity=rng.randrange(1, 4))
+                quantity = rng.randrange(1, 4)
+                b.event("add_to_cart", ts, rng.choice(users), sid, rng.choice(PRODUCT_IDS), quantity=quantity)
         if api_only or rng.random() < 0.55:
             ts += timedelta(minutes=rng.randrange(1, 15))
             status = rng.choice(STATUSES)

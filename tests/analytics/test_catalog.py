@@ -215,8 +215,15 @@ def _report_results(**overrides):
             {"product_id": "105", "product_name": None, "units_sold": 1, "gross_revenue": Decimal("7.5")},
         ],
         "conversion_funnel_daily": [
-            {"date": day, "sessions": 4, "viewed": 4, "carted": 2, "ordered": 1, "buying_sessions": 1,
-             "sessions_without_clickstream": 2}
+            {
+                "date": day,
+                "sessions": 4,
+                "viewed": 4,
+                "carted": 2,
+                "ordered": 1,
+                "buying_sessions": 1,
+                "sessions_without_clickstream": 2,
+            }
         ],
         "retention_cohorts": [],
         "dead_letters_by_stage": [],

@@ -48,11 +48,13 @@ def test_kpi_summary_current_and_previous_period(loaded):
         # orders o1 (45.00), o2 (100.00), o4 (20.00), o3 (37.50); returns o0:1 20.00 + o1:1 40.00 + o3:1 30.00;
         # users 1-4; clickstream sessions S1, S2, S3, S4, S6, with orders S1, S2, S4
         {"period": "current", "first_day": NOV[20], "last_day": NOV[21], "revenue": D("202.50"),
-         "refunds": D("90.00"), "net_revenue": D("112.50"), "cancelled_revenue": D("0"), "orders": 4, "avg_order_value": D("50.63"),
+         "refunds": D("90.00"), "net_revenue": D("112.50"), "cancelled_revenue": D("0"), "orders": 4,
+         "avg_order_value": D("50.63"),
          "visitors": 4, "sessions": 5, "buying_sessions": 3, "order_conversion": 0.6},
         # two days before: S0 on 11-19 (view, order o0 20.00)
         {"period": "previous", "first_day": NOV[18], "last_day": NOV[19], "revenue": D("20.00"),
-         "refunds": D("0"), "net_revenue": D("20.00"), "cancelled_revenue": D("0"), "orders": 1, "avg_order_value": D("20.00"),
+         "refunds": D("0"), "net_revenue": D("20.00"), "cancelled_revenue": D("0"), "orders": 1,
+         "avg_order_value": D("20.00"),
          "visitors": 1, "sessions": 1, "buying_sessions": 1, "order_conversion": 1.0},
     ]  # fmt: skip
     # one day: the previous period is the one day before; an empty period has zeros and NULL ratios
