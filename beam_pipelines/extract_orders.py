@@ -16,7 +16,7 @@ The window is cut into at most ``--read_pieces`` ranges (default 8) of at least
 cursor, with retries (429/5xx, transport errors, ``Retry-After``, exponential backoff +
 jitter); every order lands in the hour partition of its ``updated_at``. Requests grow
 with the orders, not with the window: at most ``floor(orders / page_size)`` plus one per
-range (a two-year backfill of 8,135 orders: 24 requests, was 70,080; docs/batch.md).
+range (a two-year backfill of 8,135 orders: 21 requests, was 70,080; docs/batch.md).
 A page that breaks the API's contract (no ``next_page_token`` key,
 not JSON, a cursor that does not move) fails the job after its retries, before any
 lake file of the window is replaced: the job never exits 0 on a page it did not

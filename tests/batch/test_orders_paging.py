@@ -9,6 +9,7 @@ exactly once, in the hour partition of its ``updated_at``, and the same after a 
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
@@ -27,7 +28,7 @@ def test_read_ranges_are_contiguous_whole_seconds_and_few():
     two_years = plan_read_ranges(T0, T0 + timedelta(days=730), 8, timedelta(minutes=15))
     assert len(two_years) == 8
     assert two_years[0][0] == T0 and two_years[-1][1] == T0 + timedelta(days=730)
-    assert all(a[1] == b[0] for a, b in zip(two_years, two_years[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(two_years))
     assert all(s.microsecond == 0 and s < e for s, e in two_years)
     # a short window is not cut below the shortest range; a 10-minute window is one range
     assert plan_read_ranges(T0, T0 + timedelta(minutes=90), 8, timedelta(minutes=30)) == [
@@ -107,7 +108,7 @@ def test_a_long_sparse_window_costs_requests_per_order_not_per_quarter_hour(
                     for q in queries if "page_token" not in q)  # fmt: skip
     assert len(firsts) == pieces
     assert firsts[0][0] == start and firsts[-1][1] == end
-    assert all(a[1] == b[0] for a, b in zip(firsts, firsts[1:], strict=False))  # no gap, no overlap
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(firsts))  # no gap, no overlap
     assert requests <= len(expected) // page_size + pieces
     assert requests == counters["api_pages_read"] == rerun_requests
     # exactly once, in the hour partition of updated_at, and the same after the re-run
