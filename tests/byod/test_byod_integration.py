@@ -200,3 +200,33 @@ def test_replayed_clickstream_rows_are_enriched_from_the_clickstreams_own_produc
         "user_id, user_name, session_id from `{t}.user_behavior` where source = 'stream'",
     )
     assert sorted(actual) == sorted(expected)
+
+
+def test_analytics_over_the_imported_data_match_a_computation_from_the_files(data, runs):
+    """Revenue, orders, cancellations and visitors of the day, from the files alone."""
+    from decimal import Decimal
+
+    from bigquery_schemas import analytics
+
+    client, ds = runs["client"], runs["table"].split(".", 1)[1]
+    analytics.create_views(client, ds)
+    orders = {o["order_id"]: o for o in data["orders"]}
+    day = START.date()
+    sold, cancelled = [], []
+    for item in data["items"]:
+        order = orders[item["order_id"]]
+        ts = datetime.fromisoformat(order["order_purchase_timestamp"]).replace(tzinfo=UTC) - LOCAL
+        if ts.date() != day:
+            continue
+        is_cancelled = PROJECT_STATUS[order["order_status"]] == "cancelled"
+        (cancelled if is_cancelled else sold).append((item["order_id"], Decimal(item["price"])))
+    (row,) = analytics.run_query(client, "orders_revenue_by_date", ds, day, day)
+    assert row["orders"] == len({o for o, _ in sold})
+    assert Decimal(row["gross_revenue"]) == sum(p for _, p in sold)
+    assert row["cancelled_orders"] == len({o for o, _ in cancelled})
+    assert Decimal(row["cancelled_revenue"]) == sum(p for _, p in cancelled)
+    assert cancelled, "the data set must hold cancelled orders with items"
+    # Visitors: everyone with an event that day, clickstream users and API buyers alike.
+    visitors = {c["user_id"] for c in data["clicks"]} | {orders[i["order_id"]]["customer_id"] for i in data["items"]}
+    (traffic,) = [r for r in analytics.run_query(client, "unique_visitors", ds, day, day) if r["scope"] == "day"]
+    assert traffic["visitors"] == len(visitors)
