@@ -38,11 +38,6 @@ setup(
     ],
     extras_require={
         "publishers": ["faker>=30", "fastapi>=0.110", "uvicorn>=0.29"],
-        "airflow": [
-            "apache-airflow>=2.10,<4",
-            "apache-airflow-providers-google",
-            "apache-airflow-providers-apache-beam",
-        ],
         # The local stack (beam_pipelines/local, beam_pipelines/demo.py), never on workers.
         "local": [
             "bqemulator==1.4.0",
@@ -51,6 +46,6 @@ setup(
             "duckdb-extension-avro==1.5.5",
             "gcp-storage-emulator",
         ],
-        "test": ["pytest>=8", "pytest-timeout", "testcontainers", "ruff", "httpx>=0.27"],
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "httpx>=0.27", "jsonschema"],
     },
 )

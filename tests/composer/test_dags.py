@@ -10,8 +10,9 @@ from typing import Any
 
 import pendulum
 import pytest
+import yaml
 
-from tests.composer.conftest import DAGS_FOLDER
+from tests.composer.conftest import DAGS_FOLDER, REPO_ROOT
 
 HOUR_START = pendulum.datetime(2026, 11, 22, 10, tz="UTC")
 HOUR_END = HOUR_START.add(hours=1)
@@ -288,6 +289,9 @@ def test_failure_callback_logs_one_structured_alert(caplog: pytest.LogCaptureFix
     assert record.getMessage().startswith(ALERT_PREFIX + " ")
     assert '"error": "ValueError: 3 null keys"' in record.getMessage()
     assert '"task_id": "check_null_keys"' in record.getMessage()
+    # The log-based metric the alert policy pages on counts exactly these lines.
+    metric = yaml.safe_load((REPO_ROOT / "dataflow" / "monitoring" / "log_metric_pipeline_alerts.yaml").read_text())
+    assert f'textPayload:"{ALERT_PREFIX}"' in metric["filter"]
 
 
 def test_failure_emails_are_an_smtp_notifier_when_configured() -> None:
