@@ -41,8 +41,9 @@ $(STAMP): requirements.lock setup.py
 
 composer-venv: $(COMPOSER_STAMP)
 
-# No editable install here: tests/composer puts the repository on sys.path, as Composer's
-# dags/ folder does for the DAGs. uv comes from the main venv.
+# No editable install here: tests/composer puts the repository on sys.path (and PYTHONPATH,
+# for the jobs and emulators it starts), as Composer's dags/ folder does for the DAGs.
+# uv comes from the main venv.
 $(COMPOSER_STAMP): requirements-composer.lock | $(STAMP)
 	@echo "==> Creating $(COMPOSER_VENV) (Composer image versions, one-off, ~1.5 min)"
 	test -x $(COMPOSER_PY) || $(PYTHON) -m venv $(COMPOSER_VENV)

@@ -10,7 +10,9 @@ between parse and run is still checked. Keys that are not set take the model's l
 defaults (everything on this machine with the DirectRunner). See ``docs/deploy.md``
 for the Composer values.
 
-Works on Airflow 3.x (``airflow.sdk``) and 2.10 (``airflow.models`` & co.).
+Tested on the Composer image's Airflow 2.10.5 and providers (``requirements-composer.in``);
+imports fall back to Airflow 3.x's ``airflow.sdk`` names where they moved. Jobs run through
+:func:`job_task`: a Flex Template launch on Composer, the module with the DirectRunner here.
 """
 
 from __future__ import annotations
@@ -417,8 +419,8 @@ class DataQualityCheckOperator(BigQueryCheckOperator):
       ``bigquery.googleapis.com``), which ignores the emulator and fails offline with
       ``ServerNotFoundError``.
     * ``project_id`` is templated (the provider's is not), so jobs run in ``cfg('project')``,
-      where the provider takes one: google provider 15.1.0 (composer-3-airflow-2.10.5) has
-      no ``project_id`` and runs the job in the connection's project.
+      where the provider takes one (google provider 17.2.0 of composer-3-airflow-2.10.5
+      does); an older provider without it runs the job in the connection's project.
     """
 
     template_fields: Sequence[str] = (

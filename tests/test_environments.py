@@ -49,3 +49,14 @@ def test_composer_lock_resolves_the_image_pins() -> None:
 def test_the_image_named_once_matches_its_airflow_pin() -> None:
     image = composer_versions.image()
     assert image.startswith(f"composer-3-airflow-{composer_versions.airflow_pin()}-build.")
+
+
+def test_deploy_doc_names_the_image_and_its_pinned_versions() -> None:
+    deploy = (REPO_ROOT / "docs" / "deploy.md").read_text()
+    assert f"--image-version {composer_versions.image()} " in deploy
+    airflow_pins = {n: v for n, v in composer_versions.pins().items() if n.startswith(composer_versions.AIRFLOW)}
+    assert len(airflow_pins) >= 3
+    for name, version in airflow_pins.items():
+        assert f"`{name}=={version}`" in deploy, name
+    named = dict(re.findall(r"`(apache-airflow[a-z-]*)==([0-9][^`]*)`", deploy))
+    assert named == {n: airflow_pins[n] for n in named}  # no other version named anywhere

@@ -156,27 +156,3 @@ def test_job_task_on_composer_launches_the_flex_template_and_defers(
     options_cls = job_options_class(importlib.import_module(f"beam_pipelines.{job}"))
     options = PipelineOptions([f"--{k}={v}" for k, v in parameters.items()]).view_as(options_cls)
     assert {k: str(getattr(options, k)) for k in parameters} == parameters
-
-
-def test_parsing_the_dags_for_composer_imports_no_job_code_and_no_beam() -> None:
-    """Composer needs the DAG files and their helpers only: parsing imports neither ``beam_pipelines`` nor Beam."""
-    import os
-    import subprocess
-    import sys
-
-    script = (
-        "import json, sys\n"
-        "from airflow.models import DagBag\n"
-        f"bag = DagBag(dag_folder={str(DAGS_FOLDER)!r})\n"
-        "mods = sorted({m.split('.')[0] for m in sys.modules})\n"
-        "print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()}, "
-        "'dags': sorted(bag.dags), 'modules': mods}))\n"
-    )
-    env = {**os.environ, "AIRFLOW_VAR_ECOMMERCE_CONFIG": json.dumps(CONFIG), COMPOSER_ENV: "ecommerce"}
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=True
-    ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
-    assert result["errors"] == {}
-    assert result["dags"] == ["ecommerce_extract_dims", "ecommerce_extract_orders", "ecommerce_hourly"]
-    assert not {"apache_beam", "beam_pipelines", "publishers", "psycopg"} & set(result["modules"])
