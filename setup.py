@@ -33,7 +33,10 @@ setup(
         "google-cloud-pubsub>=2.20",
         "google-cloud-secret-manager>=2.0",
         "grpcio>=1.60",
+        # The hourly job's columnar batches (beam_pipelines/event_batch.py).
+        "numpy>=1.26",
         "psycopg[binary]>=3.1",
+        "pyarrow>=16",
         "requests>=2.31",
     ],
     extras_require={
