@@ -28,7 +28,9 @@ $(STAMP): requirements.lock setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
 	@echo "==> [2/4] $$(grep -c '^[a-zA-Z]' requirements.lock) pinned packages from requirements.lock, compiled to bytecode (the long step)"
-	@start=$$(date +%s); $(UV) pip install --python $(PY) --compile-bytecode -r requirements.lock \
+	@# sync, not install: a venv built from an older lock loses what the lock dropped
+	@# (Airflow left for .venv/composer); uv keeps itself, pip and setuptools.
+	@start=$$(date +%s); $(UV) pip sync --python $(PY) --compile-bytecode requirements.lock \
 	  && echo "    done in $$(( $$(date +%s) - start )) s"
 	@echo "==> [3/4] this project (editable)"
 	$(UV) pip install --python $(PY) --quiet --no-deps -e .
@@ -39,12 +41,13 @@ $(STAMP): requirements.lock setup.py
 
 composer-venv: $(COMPOSER_STAMP)
 
-# No editable install here: tests/composer puts the repository on sys.path, as Composer's
-# dags/ folder does for the DAGs. uv comes from the main venv.
+# No editable install here: tests/composer puts the repository on sys.path (and PYTHONPATH,
+# for the jobs and emulators it starts), as Composer's dags/ folder does for the DAGs.
+# uv comes from the main venv.
 $(COMPOSER_STAMP): requirements-composer.lock | $(STAMP)
 	@echo "==> Creating $(COMPOSER_VENV) (Composer image versions, one-off, ~1.5 min)"
 	test -x $(COMPOSER_PY) || $(PYTHON) -m venv $(COMPOSER_VENV)
-	$(UV) pip install --python $(COMPOSER_PY) --compile-bytecode --quiet -r requirements-composer.lock
+	$(UV) pip sync --python $(COMPOSER_PY) --compile-bytecode --quiet requirements-composer.lock
 	@touch $(COMPOSER_STAMP)
 
 # Every DAG test (the emulator end-to-end DAG runs included) under the Composer image's

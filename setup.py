@@ -33,16 +33,14 @@ setup(
         "google-cloud-pubsub>=2.20",
         "google-cloud-secret-manager>=2.0",
         "grpcio>=1.60",
+        # The hourly job's columnar batches (beam_pipelines/event_batch.py).
+        "numpy>=1.26",
         "psycopg[binary]>=3.1",
+        "pyarrow>=16",
         "requests>=2.31",
     ],
     extras_require={
         "publishers": ["faker>=30", "fastapi>=0.110", "uvicorn>=0.29"],
-        "airflow": [
-            "apache-airflow>=2.10,<4",
-            "apache-airflow-providers-google",
-            "apache-airflow-providers-apache-beam",
-        ],
         # The local stack (beam_pipelines/local, beam_pipelines/demo.py), never on workers.
         "local": [
             "bqemulator==1.4.0",
@@ -51,6 +49,6 @@ setup(
             "duckdb-extension-avro==1.5.5",
             "gcp-storage-emulator",
         ],
-        "test": ["pytest>=8", "pytest-timeout", "testcontainers", "ruff", "httpx>=0.27"],
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "httpx>=0.27", "jsonschema"],
     },
 )

@@ -10,7 +10,9 @@ between parse and run is still checked. Keys that are not set take the model's l
 defaults (everything on this machine with the DirectRunner). See ``docs/deploy.md``
 for the Composer values.
 
-Works on Airflow 3.x (``airflow.sdk``) and 2.10 (``airflow.models`` & co.).
+Tested on the Composer image's Airflow 2.10.5 and providers (``requirements-composer.in``);
+imports fall back to Airflow 3.x's ``airflow.sdk`` names where they moved. Jobs run through
+:func:`job_task`: a Flex Template launch on Composer, the module with the DirectRunner here.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ except ImportError:  # Airflow 2.10
 
 from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
 from airflow.providers.google.cloud.operators.bigquery import BigQueryCheckOperator
-from airflow.providers.google.cloud.operators.dataflow import DataflowConfiguration
+from airflow.providers.google.cloud.operators.dataflow import DataflowStartFlexTemplateOperator
 
-from composer_dags.config import DATAFLOW_RUNNER, EcommerceConfig, load_config
+from composer_dags.config import DATAFLOW_RUNNER, LOCAL_RUNNER, EcommerceConfig, load_config
 
 _LOG = logging.getLogger(__name__)
 
@@ -179,85 +181,115 @@ def default_args(config: EcommerceConfig, **overrides: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- launching jobs
 
 
-class EcommerceBeamJobOperator(BeamRunPythonPipelineOperator):
-    """``BeamRunPythonPipelineOperator`` for one job of ``beam_pipelines``, local or on Dataflow.
+class LocalBeamJobOperator(BeamRunPythonPipelineOperator):
+    """``BeamRunPythonPipelineOperator`` running one job of ``beam_pipelines`` on this machine (DirectRunner).
 
-    The runner comes from the configuration (``cfg('runner')``). Options whose value
-    renders empty are dropped (an unset optional option must not reach the job as
-    ``--x=``), and ``cloud_options`` (staging, setup.py, service account) are only
-    passed to the DataflowRunner. Runs with this venv's interpreter: the provider
-    would otherwise look ``python3`` up on PATH, and ``py_requirements`` would build a
-    fresh venv from the package index on every run.
+    The local half of :func:`job_task`. Runs ``beam_pipelines/<job>.py`` with this
+    interpreter (the provider would otherwise look ``python3`` up on PATH, and
+    ``py_requirements`` would build a fresh venv from the package index on every run).
+    Options whose value renders empty are dropped: an unset optional option must not
+    reach the job as ``--x=``.
 
     Args:
       job: module name under ``beam_pipelines`` (``extract_orders``, ``hourly``...).
-      job_options: the job's own options (contracts.md), templated.
-      cloud_options: options only the DataflowRunner gets, templated.
+      job_options: the job's own options (the parameters of ``dataflow/<job>/metadata.json``), templated.
     """
 
-    template_fields: Sequence[str] = (
-        *BeamRunPythonPipelineOperator.template_fields,
-        "cloud_options",
-        "dataflow_project",
-    )
-
-    def __init__(
-        self,
-        *,
-        job: str,
-        job_options: dict[str, Any],
-        cloud_options: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, job: str, job_options: dict[str, Any], **kwargs: Any) -> None:
         kwargs.setdefault("py_file", f"{{{{ job_file('{job}') }}}}")
         kwargs.setdefault("py_interpreter", sys.executable)
+        # Rendered, so a Variable switched to the DataflowRunner after this DAG was parsed is
+        # caught at run time rather than run here.
         kwargs.setdefault("runner", "{{ cfg('runner') }}")
-        kwargs.setdefault(
-            "dataflow_config",
-            DataflowConfiguration(
-                job_name=f"ecommerce-{job.replace('_', '-')}",
-                append_job_name=True,
-                location="{{ cfg('region') }}",
-                wait_until_finished=True,
-            ),
-        )
         super().__init__(pipeline_options=dict(job_options), **kwargs)
-        self.cloud_options = dict(cloud_options or {})
-        # The jobs' project, explicit: otherwise the provider asks the connection's
-        # credentials for a default project (DataflowConfiguration.project_id is not templated).
-        self.dataflow_project = "{{ cfg('project') }}"
 
     def effective_pipeline_options(self) -> dict[str, Any]:
-        """The rendered options the job gets: cloud options on Dataflow only, empty values dropped."""
-        options = dict(self.pipeline_options)
-        if self.runner.lower() == DATAFLOW_RUNNER.lower():
-            options.update(self.cloud_options)
-        return {k: v for k, v in options.items() if v not in (None, "")}
+        """The rendered options the job gets, empty values dropped."""
+        return {k: v for k, v in self.pipeline_options.items() if v not in (None, "")}
 
     def execute(self, context: Any) -> Any:
+        if self.runner != LOCAL_RUNNER:
+            raise ValueError(
+                f"task {self.task_id} runs jobs locally, but the configuration's runner is now {self.runner!r}: "
+                "the DAG was parsed with another ecommerce_config; let it be parsed again"
+            )
         self.pipeline_options = self.effective_pipeline_options()
-        # Deferrable on Dataflow: the worker slot is freed once the job is submitted and
-        # the triggerer watches the job. Never locally: a deferred DirectRunner job would
-        # run inside the triggerer.
-        self.deferrable = self.runner.lower() == DATAFLOW_RUNNER.lower()
-        if isinstance(self.dataflow_config, dict):
-            self.dataflow_config.setdefault("project_id", self.dataflow_project)
-        elif self.dataflow_config is not None and not self.dataflow_config.project_id:
-            self.dataflow_config.project_id = self.dataflow_project
         return super().execute(context)
 
 
-def cloud_options(job: str) -> dict[str, str]:
-    """Dataflow-only options for ``job`` (templates; empty values are dropped at run time)."""
-    return {
-        "temp_location": "{{ cfg('temp_location') }}",
-        "staging_location": "{{ cfg('staging_location') }}",
-        "setup_file": "{{ cfg('setup_file') }}",
-        "sdk_container_image": "{{ cfg('sdk_container_image') }}",
-        "subnetwork": "{{ cfg('subnetwork') }}",
-        "max_num_workers": "{{ cfg('max_num_workers') }}",
-        "service_account_email": f"{{{{ cfg('service_account_{job}') }}}}",
-    }
+def flex_template_path(templates_location: str, job: str, version: str) -> str:
+    """``<templates_location>/<job>-<version>.json``: where dataflow/build_templates.sh writes a job's template."""
+    return f"{templates_location.rstrip('/')}/{job}-{version}.json"
+
+
+class FlexTemplateJobOperator(DataflowStartFlexTemplateOperator):
+    """Launch one job from its Flex Template on Dataflow, deferrable; the Composer half of :func:`job_task`.
+
+    The job's container (``dataflow/Dockerfile``: the package and the workers' Beam) builds
+    and submits the pipeline, so the Composer environment needs neither ``beam_pipelines``'
+    Beam nor ``setup.py``: only the DAG files and the Google provider. Once the launch is
+    accepted the task defers (``TemplateJobStartTrigger``) and frees its worker slot.
+
+    Template parameters and runtime environment values that render empty are dropped
+    (the Flex Template refuses ``x=`` for a parameter it would otherwise default);
+    ``maxWorkers`` is sent as a number.
+
+    Args:
+      job: module name under ``beam_pipelines``; the template is ``<job>-<template_version>.json``.
+      job_options: the template's parameters (``dataflow/<job>/metadata.json``), templated.
+    """
+
+    def __init__(self, *, job: str, job_options: dict[str, Any], **kwargs: Any) -> None:
+        body = {
+            "launchParameter": {
+                "jobName": f"ecommerce-{job.replace('_', '-')}",
+                "containerSpecGcsPath": flex_template_path(
+                    "{{ cfg('templates_location') }}", job, "{{ cfg('template_version') }}"
+                ),
+                "parameters": dict(job_options),
+                "environment": {
+                    "serviceAccountEmail": f"{{{{ cfg('service_account_{job}') }}}}",
+                    "tempLocation": "{{ cfg('temp_location') }}",
+                    "stagingLocation": "{{ cfg('staging_location') }}",
+                    "subnetwork": "{{ cfg('subnetwork') }}",
+                    "maxWorkers": "{{ cfg('max_num_workers') }}",
+                    "sdkContainerImage": "{{ cfg('sdk_container_image') }}",
+                },
+            }
+        }
+        kwargs.setdefault("project_id", "{{ cfg('project') }}")
+        kwargs.setdefault("location", "{{ cfg('region') }}")
+        kwargs.setdefault("deferrable", True)
+        kwargs.setdefault("append_job_name", True)
+        super().__init__(body=body, **kwargs)
+
+    def launch_parameter(self) -> dict[str, Any]:
+        """The rendered ``launchParameter``: empty parameters and environment values dropped."""
+        launch = dict(self.body["launchParameter"])
+        launch["parameters"] = {k: str(v) for k, v in launch["parameters"].items() if v not in (None, "")}
+        environment = {k: v for k, v in launch["environment"].items() if v not in (None, "")}
+        if "maxWorkers" in environment:
+            environment["maxWorkers"] = int(environment["maxWorkers"])
+        launch["environment"] = environment
+        return launch
+
+    def execute(self, context: Any) -> Any:
+        self.body = {"launchParameter": self.launch_parameter()}
+        return super().execute(context)
+
+
+def job_task(config: EcommerceConfig, *, task_id: str, job: str, job_options: dict[str, Any], **kwargs: Any) -> Any:
+    """The task that runs ``beam_pipelines.<job>``: the one seam between Composer and this machine.
+
+    ``runner`` DataflowRunner (always on Composer): :class:`FlexTemplateJobOperator`,
+    the job's own container builds and submits it. DirectRunner (tests, local stack):
+    :class:`LocalBeamJobOperator` runs the same module with this interpreter. Either
+    way the job gets the same options and builds the same graph; the task id,
+    dependencies and retries do not change.
+    """
+    if config.runner == DATAFLOW_RUNNER:
+        return FlexTemplateJobOperator(task_id=task_id, job=job, job_options=job_options, **kwargs)
+    return LocalBeamJobOperator(task_id=task_id, job=job, job_options=job_options, **kwargs)
 
 
 # ----------------------------------------------------------------------------- lake completion markers
@@ -387,8 +419,8 @@ class DataQualityCheckOperator(BigQueryCheckOperator):
       ``bigquery.googleapis.com``), which ignores the emulator and fails offline with
       ``ServerNotFoundError``.
     * ``project_id`` is templated (the provider's is not), so jobs run in ``cfg('project')``,
-      where the provider takes one: google provider 15.1.0 (composer-3-airflow-2.10.5) has
-      no ``project_id`` and runs the job in the connection's project.
+      where the provider takes one (google provider 17.2.0 of composer-3-airflow-2.10.5
+      does); an older provider without it runs the job in the connection's project.
     """
 
     template_fields: Sequence[str] = (

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 CONFIG_VARIABLE = "ecommerce_config"
 DATAFLOW_RUNNER = "DataflowRunner"
+LOCAL_RUNNER = "DirectRunner"
 # Set by Cloud Composer in every Airflow component's environment.
 COMPOSER_ENV = "COMPOSER_ENVIRONMENT"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,8 @@ DATAFLOW_REQUIRED = (
     "lake_root",
     "temp_location",
     "staging_location",
-    "setup_file",
+    "templates_location",
+    "template_version",
 )
 
 
@@ -65,10 +67,13 @@ class EcommerceConfig(BaseModel):
     region: str = Field("us-central1", min_length=1)
     dataset: str = Field("ecommerce", min_length=1)
     lake_root: str = Field(str(REPO_ROOT / ".local" / "lake"), min_length=1)
-    # DataflowRunner only (dropped from the job's options locally).
+    # DataflowRunner only: each job is launched from its Flex Template
+    # <templates_location>/<job>-<template_version>.json (dataflow/build_templates.sh writes
+    # them), so Composer needs neither the job code nor its Beam.
     temp_location: str = ""
     staging_location: str = ""
-    setup_file: str = str(REPO_ROOT / "setup.py")
+    templates_location: str = ""
+    template_version: str = ""
     sdk_container_image: str = ""
     subnetwork: str = ""
     max_num_workers: int | None = Field(None, ge=1)
@@ -95,6 +100,11 @@ class EcommerceConfig(BaseModel):
             missing = [k for k in DATAFLOW_REQUIRED if k not in self.model_fields_set or not getattr(self, k)]
             if missing:
                 raise ValueError(f"runner {DATAFLOW_RUNNER} needs the key(s) {', '.join(missing)}")
+            if not self.templates_location.startswith("gs://"):
+                raise ValueError(
+                    f"key 'templates_location' must be the gs:// folder of the Flex Template specs, "
+                    f"got {self.templates_location!r}"
+                )
         return self
 
     def value(self, key: str) -> Any:

@@ -19,9 +19,8 @@ from composer_dags.common import (
     DIMS_ASSET,
     MACROS,
     START_DATE,
-    EcommerceBeamJobOperator,
-    cloud_options,
     default_args,
+    job_task,
 )
 from composer_dags.config import load_config
 
@@ -46,7 +45,8 @@ with DAG(
     user_defined_macros=MACROS,
     tags=["ecommerce", "extract", "dimensions", "dataflow"],
 ) as dag:
-    extract_dims = EcommerceBeamJobOperator(
+    extract_dims = job_task(
+        CONFIG,
         task_id="extract_dims",
         job="extract_dims",
         job_options={
@@ -58,6 +58,5 @@ with DAG(
             "tables": "{{ cfg('dims_tables') }}",
             "snapshot_ts": "{{ iso_utc(data_interval_end) }}",
         },
-        cloud_options=cloud_options("extract_dims"),
         outlets=[DIMS_ASSET],
     )

@@ -24,9 +24,8 @@ from composer_dags.common import (
     MACROS,
     ORDERS_ASSET,
     START_DATE,
-    EcommerceBeamJobOperator,
-    cloud_options,
     default_args,
+    job_task,
     write_orders_marker,
 )
 from composer_dags.config import load_config
@@ -52,7 +51,8 @@ with DAG(
     user_defined_macros=MACROS,
     tags=["ecommerce", "extract", "orders", "dataflow"],
 ) as dag:
-    extract_orders = EcommerceBeamJobOperator(
+    extract_orders = job_task(
+        CONFIG,
         task_id="extract_orders",
         job="extract_orders",
         job_options={
@@ -64,7 +64,6 @@ with DAG(
             "lake_root": "{{ cfg('lake_root') }}",
             "page_size": "{{ cfg('orders_page_size') }}",
         },
-        cloud_options=cloud_options("extract_orders"),
         outlets=[ORDERS_ASSET],
     )
 

@@ -36,10 +36,9 @@ from composer_dags.common import (
     START_DATE,
     USER_BEHAVIOR_ASSET,
     DataQualityCheckOperator,
-    EcommerceBeamJobOperator,
     LakeReadySensor,
-    cloud_options,
     default_args,
+    job_task,
     query_params,
     sql_path,
 )
@@ -98,7 +97,8 @@ with DAG(
         **WINDOW,
     )
 
-    run_hourly = EcommerceBeamJobOperator(
+    run_hourly = job_task(
+        CONFIG,
         task_id="run_hourly",
         job="hourly",
         job_options={
@@ -112,7 +112,6 @@ with DAG(
             "temp_gcs_location": "{{ cfg('temp_location') }}",
             "run_id": JOB_RUN_ID,
         },
-        cloud_options=cloud_options("hourly"),
         execution_timeout=timedelta(minutes=50),
         outlets=[USER_BEHAVIOR_ASSET],
     )

@@ -4,12 +4,13 @@ Fixtures that need a real service (emulators, PostgreSQL, the orders API) start 
 on free loopback ports and stop it at the end of the session.
 """
 
-import importlib.util
 import os
 from pathlib import Path
 
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
+
+from tests import composer_versions
 
 # Never probe the GCE metadata server, never let google-auth look for a login.
 os.environ.setdefault("NO_GCE_CHECK", "true")
@@ -24,6 +25,7 @@ pytest_plugins = sorted(
 )
 
 # The DAG tests run in .venv/composer, at the Composer image's Airflow and provider versions
-# (`make test-composer`, part of `make test`); the main venv has no Airflow, as the
-# Dataflow workers have none. Where Airflow is missing, tests/composer is not collected.
-collect_ignore = [] if importlib.util.find_spec("airflow") else ["composer"]
+# (`make test-composer`, part of `make test`, which fails when it collects nothing). The
+# main venv has no Airflow, as the Dataflow workers have none: there, and in any venv whose
+# Airflow is not the image's, tests/composer is not collected (and airflow never imported).
+collect_ignore = [] if composer_versions.in_composer_env() else ["composer"]

@@ -19,7 +19,8 @@ DATAFLOW = {
     "lake_root": "gs://acme-lake-prod/ecommerce",
     "temp_location": "gs://acme-dataflow-prod/temp",
     "staging_location": "gs://acme-dataflow-prod/staging",
-    "setup_file": "/home/airflow/gcs/data/ecommerce/setup.py",
+    "templates_location": "gs://acme-dataflow-prod/templates",
+    "template_version": "20261122-3f2a9c1",
 }
 
 
@@ -70,6 +71,9 @@ def test_values_are_typed() -> None:
         (None, True, "Variable ecommerce_config is not set; on Cloud Composer it is required"),
         ("{not json", False, "Variable ecommerce_config is not valid JSON"),
         ("[1, 2]", False, "must be a JSON object, got list"),
+        ({**DATAFLOW, "templates_location": "/data/templates"}, False, "key 'templates_location' must be the gs://"),
+        # Composer no longer stages the sources: a Variable still naming setup.py is out of date.
+        ({**DATAFLOW, "setup_file": "/home/airflow/gcs/data/ecommerce/setup.py"}, False, "unknown key 'setup_file'"),
     ],
 )
 def test_invalid_configuration_is_refused_naming_the_key(raw: Any, composer: bool, named: str) -> None:
@@ -82,7 +86,8 @@ def test_every_key_the_dags_template_is_in_the_model() -> None:
     import re
 
     used = {m for p in DAGS_FOLDER.glob("*.py") for m in re.findall(r"cfg\('([a-z0-9_]+)'\)", p.read_text())}
-    used |= {f"service_account_{job}" for job in ("extract_orders", "extract_dims", "hourly")}  # cloud_options(job)
+    # FlexTemplateJobOperator's cfg(f'service_account_{job}'):
+    used |= {f"service_account_{job}" for job in ("extract_orders", "extract_dims", "hourly")}
     assert used and used <= set(EcommerceConfig.model_fields)
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pendulum
 import pytest
+import yaml
 
-from tests.composer.conftest import DAGS_FOLDER
+from tests.composer.conftest import DAGS_FOLDER, REPO_ROOT
 
 HOUR_START = pendulum.datetime(2026, 11, 22, 10, tz="UTC")
 HOUR_END = HOUR_START.add(hours=1)
@@ -174,7 +175,8 @@ def test_hourly_templates_render_the_window_and_tables(dagbag: Any, set_ecommerc
     )
 
 
-def test_dataflow_runner_gets_cloud_options_and_a_templated_job_config(dagbag: Any, set_ecommerce_config: Any) -> None:
+def test_a_runner_switched_after_parsing_is_refused_not_run_here(dagbag: Any, set_ecommerce_config: Any) -> None:
+    # Parsed with the DirectRunner (a local task), rendered after the Variable became the DataflowRunner.
     set_ecommerce_config(
         runner="DataflowRunner",
         project="acme-analytics",
@@ -183,24 +185,12 @@ def test_dataflow_runner_gets_cloud_options_and_a_templated_job_config(dagbag: A
         lake_root="gs://acme-lake/ecommerce",
         temp_location="gs://acme-dataflow/temp",
         staging_location="gs://acme-dataflow/staging",
-        setup_file="/home/airflow/gcs/data/ecommerce/setup.py",
-        service_account_hourly="df-hourly@acme-analytics.iam.gserviceaccount.com",
+        templates_location="gs://acme-dataflow/templates",
+        template_version="v1",
     )
     task = render(dagbag.dags["ecommerce_hourly"], "run_hourly", HOUR_START, HOUR_END)
-    options = task.effective_pipeline_options()
-    assert task.runner == "DataflowRunner"
-    assert task.dataflow_config.location == "europe-west1"
-    assert task.dataflow_project == "acme-analytics"  # DataflowConfiguration.project_id at execute time
-    assert task.dataflow_config.job_name == "ecommerce-hourly"
-    assert task.dataflow_config.wait_until_finished is True
-    assert {k: options[k] for k in ("temp_location", "staging_location", "setup_file", "service_account_email")} == {
-        "temp_location": "gs://acme-dataflow/temp",
-        "staging_location": "gs://acme-dataflow/staging",
-        "setup_file": "/home/airflow/gcs/data/ecommerce/setup.py",
-        "service_account_email": "df-hourly@acme-analytics.iam.gserviceaccount.com",
-    }
-    assert options["temp_gcs_location"] == "gs://acme-dataflow/temp"
-    assert "sdk_container_image" not in options  # empty values never reach the job
+    with pytest.raises(ValueError, match=r"runner is now 'DataflowRunner'.*parsed again"):
+        task.execute({})
 
 
 def test_extract_templates_render_the_window(dagbag: Any, set_ecommerce_config: Any) -> None:
@@ -288,6 +278,9 @@ def test_failure_callback_logs_one_structured_alert(caplog: pytest.LogCaptureFix
     assert record.getMessage().startswith(ALERT_PREFIX + " ")
     assert '"error": "ValueError: 3 null keys"' in record.getMessage()
     assert '"task_id": "check_null_keys"' in record.getMessage()
+    # The log-based metric the alert policy pages on counts exactly these lines.
+    metric = yaml.safe_load((REPO_ROOT / "dataflow" / "monitoring" / "log_metric_pipeline_alerts.yaml").read_text())
+    assert f'textPayload:"{ALERT_PREFIX}"' in metric["filter"]
 
 
 def test_failure_emails_are_an_smtp_notifier_when_configured() -> None:

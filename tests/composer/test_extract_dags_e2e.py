@@ -15,7 +15,7 @@ from typing import Any
 import pendulum
 import pytest
 
-from tests.composer.test_hourly_dag_e2e import dag_run_states, test_dag
+from tests.composer.dag_runs import run_dag, run_states
 
 WINDOW_START = pendulum.datetime(2026, 11, 21, 10, 20, tz="UTC")
 WINDOW_END = WINDOW_START.add(minutes=10)
@@ -48,7 +48,7 @@ def test_orders_extract_dag_lands_its_window_and_marks_it(
     set_ecommerce_config(lake_root=lake_root, orders_api_base_url=recent_orders_api.base_url, orders_page_size=200)
     monkeypatch.setenv("ORDERS_API_TOKEN", recent_orders_api.token)
 
-    state, states = dag_run_states(test_dag(dagbag.dags["ecommerce_extract_orders"], WINDOW_END))
+    state, states = run_states(run_dag(dagbag.dags["ecommerce_extract_orders"], WINDOW_END))
 
     assert (state, states) == ("success", {"extract_orders": "success", "mark_window_landed": "success"})
     partition = lake.partition_path(lake_root, lake.ORDERS, WINDOW_START)
@@ -77,7 +77,7 @@ def test_dims_extract_dag_writes_snapshots_named_after_the_interval_end(
     monkeypatch.setenv("ECOMMERCE_DATABASE_URL", recent_orders_api.database_url)  # the DAG passes only the name
     run_after = datetime(2026, 11, 21, 11, 0, tzinfo=UTC)
 
-    state, states = dag_run_states(test_dag(dagbag.dags["ecommerce_extract_dims"], run_after))
+    state, states = run_states(run_dag(dagbag.dags["ecommerce_extract_dims"], run_after))
 
     assert (state, states) == ("success", {"extract_dims": "success"})
     for table, key, count in (("products", "product_id", 50), ("users", "user_id", 40)):

@@ -18,6 +18,8 @@ from typing import Any
 import pendulum
 import pytest
 
+from tests.composer.dag_runs import run_dag, run_states, run_xcoms
+
 HOUR_START = pendulum.datetime(2026, 11, 21, 10, tz="UTC")  # in the past: the job refuses future events
 HOUR_END = HOUR_START.add(hours=1)
 # dag.test() run id; the DAG passes it to the job, which stamps its dead letters with it.
@@ -68,56 +70,12 @@ def write_lake(lake_root: str, order_lines: list[str]) -> None:
         write_orders_marker(lake_root, start.strftime("%Y-%m-%dT%H:%M:%SZ"), "", "test")
 
 
-def dag_run_states(dag_run: Any) -> tuple[str, dict[str, str]]:
-    """The run's state and each task's state, from the metadata DB."""
-    from airflow.models import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = session.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
-        return str(dag_run.state), {ti.task_id: str(ti.state) for ti in tis}
-
-
-def test_dag(dag: Any, run_after: Any) -> Any:
-    """``dag.test()`` for the last complete interval before ``run_after``, on Airflow 2.10 and 3.x.
-
-    Composer's Airflow 2.10 takes the run's date as ``execution_date``; 3.x renamed it
-    ``logical_date`` and added ``run_after``. Either way the manual run's data interval is
-    the timetable's last complete one before that instant.
-    """
-    import inspect
-
-    if "logical_date" in inspect.signature(dag.test).parameters:
-        return dag.test(logical_date=run_after, run_after=run_after)
-    return dag.test(execution_date=run_after)
-
-
-test_dag.__test__ = False  # a helper, not a test
-
-
 def run_hourly_dag(dagbag: Any) -> tuple[str, dict[str, str], dict[str, Any]]:
     """``dag.test()`` for hour 10; returns the run state, task states and the tasks' XComs (``task_id.key``)."""
-    from airflow.models import TaskInstance
-    from airflow.utils.session import create_session
-
-    dag = dagbag.dags["ecommerce_hourly"]
     # A manual run covers the last complete interval before run_after: [10:00, 11:00).
-    dag_run = test_dag(dag, HOUR_END)
-    state, states = dag_run_states(dag_run)
-    with create_session() as session:
-        try:  # Airflow 3.x: the ORM model (airflow.models.XCom is the task SDK's class there)
-            from airflow.models.xcom import XComModel
-
-            rows = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id)
-            xcoms = {f"{x.task_id}.{x.key}": XComModel.deserialize_value(x) for x in rows}
-        except ImportError:  # Airflow 2.10 (Composer): read them as a task would, through its instance
-            xcoms = {}
-            for ti in session.query(TaskInstance).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id):
-                for key in ("job_id", "return_value"):
-                    found = ti.xcom_pull(task_ids=ti.task_id, key=key, session=session)
-                    if found is not None:
-                        xcoms[f"{ti.task_id}.{key}"] = found
-    return state, states, xcoms
+    dag_run = run_dag(dagbag.dags["ecommerce_hourly"], HOUR_END)
+    state, states = run_states(dag_run)
+    return state, states, run_xcoms(dag_run)
 
 
 @pytest.fixture

@@ -35,8 +35,7 @@ HELP_CHECKS = {
         "--triggerer-cpu",
         "--triggerer-memory",
     ],
-    ("uv", "build"): ["--wheel", "--out-dir"],
-    ("uv", "publish"): ["--publish-url", "--username", "--password"],
+    ("gcloud", "storage", "rsync"): ["--recursive", "--exclude", "--delete-unmatched-destination-objects"],
 }
 
 
@@ -56,6 +55,13 @@ def test_every_command_block_says_what_it_needs() -> None:
         assert first.startswith(MARKERS), f"mark this block with one of {MARKERS}:\n{block}"
         for named in re.findall(r"tests/[\w/]+\.py", first):
             assert (REPO_ROOT / named).exists(), named
+
+
+def test_composer_gets_no_pip_package() -> None:
+    # The image's preinstalled Beam stays: the jobs run in their Flex Template containers.
+    text = DEPLOY_MD.read_text()
+    assert "--update-pypi-package" not in text
+    assert "setup_file" not in text[text.index("## 6. Cloud Composer") :]
 
 
 def test_no_tool_the_venv_lacks() -> None:
