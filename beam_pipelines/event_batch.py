@@ -44,23 +44,10 @@ import pyarrow.compute as pc
 
 from beam_pipelines import events
 
-# The order of events.validate_record's result; the columns of an event table.
-EVENT_FIELDS = (
-    "event_id",
-    "event_name",
-    "event_ts",
-    "event_time",
-    "user_id",
-    "session_id",
-    "product_id",
-    "price",
-    "quantity",
-    "order_id",
-)
 EVENT_SCHEMA = pa.schema(
     [
         (name, pa.float64() if name == "event_time" else pa.int64() if name == "quantity" else pa.string())
-        for name in EVENT_FIELDS
+        for name in events.EVENT_FIELDS
     ]
 )
 

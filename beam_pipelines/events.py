@@ -77,6 +77,21 @@ STAGE_VALIDATE = "validate"
 SOURCE_STREAM = "stream"
 SOURCE_API = "api"
 
+# The keys of validate_record's result, in its order: the columns of an event, shared by
+# every path that carries events as tuples or columns (dedupe's shuffle, the sharded path).
+EVENT_FIELDS = (
+    "event_id",
+    "event_name",
+    "event_ts",
+    "event_time",
+    "user_id",
+    "session_id",
+    "product_id",
+    "price",
+    "quantity",
+    "order_id",
+)
+
 Event = dict[str, Any]
 """A valid event: event_id, event_name, event_ts (canonical string), event_time
 (epoch seconds, float), user_id, session_id, product_id, price (unit price, decimal

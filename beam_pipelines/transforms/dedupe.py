@@ -31,25 +31,14 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from beam_pipelines import events
 from beam_pipelines.transforms import METRICS_NAMESPACE
 
 # DeduplicateEvents shuffles an event as a tuple of its values in this order (the
 # fields of events.validate_record) rather than as the dict: no field names on the
 # wire, so fewer bytes to encode, hold and decode (measured in docs/benchmarks.md).
-_EVENT_FIELDS = (
-    "event_id",
-    "event_name",
-    "event_ts",
-    "event_time",
-    "user_id",
-    "session_id",
-    "product_id",
-    "price",
-    "quantity",
-    "order_id",
-)
-_EVENT_FIELD_SET = frozenset(_EVENT_FIELDS)
-_event_values = operator.itemgetter(*_EVENT_FIELDS)
+_EVENT_FIELD_SET = frozenset(events.EVENT_FIELDS)
+_event_values = operator.itemgetter(*events.EVENT_FIELDS)
 
 
 def _pack(event: dict[str, Any]) -> tuple | dict[str, Any]:
@@ -58,7 +47,7 @@ def _pack(event: dict[str, Any]) -> tuple | dict[str, Any]:
 
 
 def _unpack(value: tuple | dict[str, Any]) -> dict[str, Any]:
-    return dict(zip(_EVENT_FIELDS, value, strict=True)) if isinstance(value, tuple) else value
+    return dict(zip(events.EVENT_FIELDS, value, strict=True)) if isinstance(value, tuple) else value
 
 
 def _winner_key(event: dict[str, Any]) -> tuple[float, str]:

@@ -8,19 +8,17 @@ extract; every input record must end as a row, a dead letter or a counted duplic
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import psycopg
 import pytest
 
 from beam_pipelines import extract_dims, extract_orders, hourly, lake
 from beam_pipelines.events import format_ts
 from beam_pipelines.io import sql
 from bigquery_schemas.client import query_scalar
-from bigquery_schemas.tables import ensure_all
 from tests.fixtures.jobs import hourly_job_args
+from tests.fixtures.stack import own_dataset, own_postgres_database
 
 pytestmark = pytest.mark.integration
 
@@ -72,21 +70,14 @@ BAD_ORDER_LINES = [
 @pytest.fixture(scope="module")
 def source_url(postgres_url):
     """A PostgreSQL database of our own on the session's server (the world replaces its tables)."""
-    name = f"batch_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    with own_postgres_database(postgres_url, "batch") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def dataset(bigquery_emulator, beam_bq_emulator):
-    client = bigquery_emulator.client()
-    name = f"batch_{uuid.uuid4().hex[:8]}"
-    ensure_all(client, name)
-    yield client, bigquery_emulator.project, name
-    client.delete_dataset(name, delete_contents=True, not_found_ok=True)
+    with own_dataset(bigquery_emulator, "batch") as made:
+        yield made
 
 
 @pytest.fixture(scope="module")

@@ -20,15 +20,14 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 
 from beam_pipelines import extract_dims, extract_orders, hourly
 from beam_pipelines.events import format_ts
-from bigquery_schemas.tables import ensure_all
 from publishers import import_files
 from tests.byod.test_import_files import MAPPING
 from tests.fixtures.jobs import hourly_job_args
+from tests.fixtures.stack import own_dataset, own_postgres_database
 
 pytestmark = pytest.mark.integration
 
@@ -100,21 +99,14 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def source_url(postgres_url):
-    name = f"byod_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    with own_postgres_database(postgres_url, "byod") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def dataset(bigquery_emulator, beam_bq_emulator):
-    client = bigquery_emulator.client()
-    name = f"byod_{uuid.uuid4().hex[:8]}"
-    ensure_all(client, name)
-    yield client, bigquery_emulator.project, name
-    client.delete_dataset(name, delete_contents=True, not_found_ok=True)
+    with own_dataset(bigquery_emulator, "byod") as made:
+        yield made
 
 
 @pytest.fixture(scope="module")

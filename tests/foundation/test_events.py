@@ -184,3 +184,7 @@ def test_non_ascii_digits_never_take_the_fast_path():
     except events.InvalidEvent:
         return  # rejected outright: fine
     assert event["event_ts"].isascii()
+
+
+def test_event_fields_are_the_keys_of_a_valid_event_in_order():
+    assert tuple(events.parse_payload(_payload(), now=NOW)) == events.EVENT_FIELDS
