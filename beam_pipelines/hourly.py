@@ -33,8 +33,11 @@ window is on the orders' ``updated_at``, while the rows' partitioning column is
 hour H"; event ids are deterministic, so keying on them is exact, and it also
 collapses an order seen in several hours (placed in H, paid in H+1) into one row.
 Re-running a window leaves exactly the rows of one run. MERGE works on BigQuery and
-on bqemulator; the staging writes use streaming inserts, which the emulator supports
-(file loads would need the GCS emulator). Dead letters are appended to
+on bqemulator. Staging tables are filled by one BigQuery load job each, of Parquet
+files under ``--temp_gcs_location`` (:mod:`beam_pipelines.transforms.load_stage`; the
+local GCS emulator's files are what the BigQuery emulator loads): free on BigQuery,
+where streaming inserts are billed per byte, and a failed load fails the run before
+any MERGE. Dead letters are appended to
 ``dead_letter`` as an audit log of every run, each stamped with ``job_name`` = the
 run id, so a re-run's rejections can be told apart. Staging tables expire
 ``--staging_ttl_minutes`` after the run starts, and each run drops the staging tables
@@ -59,21 +62,23 @@ Run locally (after ``python -m beam_pipelines.local up`` and ``eval $(... env)``
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
-import pyarrow as pa
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from beam_pipelines import cli, events, lake, runners
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
+from beam_pipelines.local.services import TEMP_LOCATION_ENV
 from beam_pipelines.transforms import parse
-from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable
+from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters
 from beam_pipelines.transforms.dedupe import DeduplicateEvents
 from beam_pipelines.transforms.dims import dim_table
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
 from beam_pipelines.transforms.lake_io import ReadDimension, ReadLakeFiles
+from beam_pipelines.transforms.load_stage import StageWithLoadJob
 from beam_pipelines.transforms.orders import (
     ORDER_RECORDS,
     ORDERS,
@@ -142,8 +147,10 @@ class HourlyOptions(PipelineOptions):
             parser,
             "--temp_gcs_location",
             default=None,
-            help="gs:// folder for BigQuery temp files; unused by the default streaming-insert staging, "
-            "accepted for symmetry with the other jobs.",
+            help="gs:// folder for the staging tables' Parquet files, which BigQuery load jobs read "
+            f"(default: --temp_location; on a local runner ${TEMP_LOCATION_ENV}, which "
+            "'python -m beam_pipelines.local env' sets to a bucket of the local GCS emulator). "
+            "Each run deletes its files after its loads; give the folder a lifecycle rule for killed runs.",
         )
         add_argument_once(
             parser,
@@ -179,6 +186,24 @@ def _patterns(lake_root: str, hours, zone: str, table: str, glob: str) -> list[s
     return [lake.join(lake.partition_path(lake_root, table, h, zone=zone), glob) for h, _ in hours]
 
 
+def staging_files_location(options: PipelineOptions) -> str:
+    """The ``gs://`` folder for the staging load files; ValueError saying what to pass when there is none."""
+    hourly = options.view_as(HourlyOptions)
+    location = hourly.temp_gcs_location or options.view_as(GoogleCloudOptions).temp_location
+    local = runners.is_local(options.view_as(StandardOptions).runner or "")
+    if not location and local:
+        location = os.environ.get(TEMP_LOCATION_ENV)
+    if not location or not location.startswith("gs://"):
+        where = f"got {location!r}" if location else "none given"
+        raise ValueError(
+            "--temp_gcs_location must be a gs:// folder for the staging load files (BigQuery loads read only "
+            f"Cloud Storage), {where}: on Dataflow e.g. gs://my-bucket/tmp; locally start the stack "
+            "('python -m beam_pipelines.local up') and eval \"$(python -m beam_pipelines.local env)\", "
+            f"which sets {TEMP_LOCATION_ENV}"
+        )
+    return location.rstrip("/")
+
+
 def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
     """Wire the hourly job; return the run id (staging suffix, dead-letter job_name)."""
     require(
@@ -208,15 +233,12 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
     staging_ttl = timedelta(minutes=options.staging_ttl_minutes)
     # Fixed when the job is built: a killed run's tables expire one TTL after its start.
     staging_expires = datetime.now(UTC) + staging_ttl
-    # Local runs insert each bundle's staging rows directly instead of through
-    # WriteToBigQuery's insert-id reshuffle, which the in-memory FnApiRunner holds whole:
-    # at 100k events 58 s and 524 MiB instead of 168 s and 675 MiB (benchmarks.job_memory).
-    # A retried bundle would only stage a row twice, and every MERGE keeps one row per key.
-    local = runners.is_local(options.view_as(StandardOptions).runner or "")
+    temp = staging_files_location(options)
 
-    def stage(kind: str) -> WriteRowsToTable:
-        return WriteRowsToTable(
-            targets[kind].staging.beam, kind, pipeline=JOB, per_bundle_inserts=local, expires_at=staging_expires
+    def stage(kind: str) -> StageWithLoadJob:
+        ref = targets[kind].staging
+        return StageWithLoadJob(
+            (ref.project, ref.dataset, ref.table), kind, f"{temp}/{run_id}", pipeline=JOB, expires_at=staging_expires
         )
 
     _ = p | "DropStaleStagingTables" >> DropStaleStagingTables(
@@ -251,9 +273,8 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
         users,
         events.SOURCE_STREAM,
     )
-    stream_rows = stream[ROWS] | "StreamRowTablesToRows" >> beam.FlatMap(pa.Table.to_pylist)
-
-    rows = (api_rows, stream_rows) | "FlattenRows" >> beam.Flatten()
+    # API rows are dicts, stream rows Arrow tables in the same text form: staging takes both.
+    rows = (api_rows, stream[ROWS]) | "FlattenRows" >> beam.Flatten()
     order_rows = orders[ORDERS] | "KeepLatestOrderVersions" >> LatestOrderVersions() | "ToOrderRows" >> ToOrderRows(JOB)
     # Each staging write returns its refused rows as dead letters; together they are
     # also the barrier that holds the MERGE back until every write has finished.

@@ -135,8 +135,9 @@ def _check_partitioning(spec: TableSpec, table: bigquery.Table) -> None:
         )
 
 
-def build_table(project: str, dataset: str, spec: TableSpec) -> bigquery.Table:
-    table = bigquery.Table(f"{project}.{dataset}.{spec.name}", schema=to_schema_fields(spec.fields))
+def build_table(project: str, dataset: str, spec: TableSpec, name: str | None = None) -> bigquery.Table:
+    """``spec`` as a table to create, named ``name`` (default ``spec.name``: a staging table takes its own)."""
+    table = bigquery.Table(f"{project}.{dataset}.{name or spec.name}", schema=to_schema_fields(spec.fields))
     table.description = spec.description
     if spec.partition_field:
         table.time_partitioning = bigquery.TimePartitioning(type_=spec.partition_type, field=spec.partition_field)

@@ -29,6 +29,9 @@ from beam_pipelines.local.processes import (
 )
 from bigquery_schemas.client import EMULATOR_ENV, EMULATOR_GRPC_ENV
 
+TEMP_LOCATION_ENV = "LOCAL_TEMP_GCS_LOCATION"
+"""A ``gs://`` folder on the storage emulator for the jobs' temp files (the hourly job's staging loads)."""
+
 
 @dataclass
 class ServiceInfo:
@@ -166,8 +169,17 @@ def install_duckdb_extensions(root: Path) -> list[Path]:
     return installed
 
 
-def start_bigquery(state_dir: Path, project: str, root: Path, ports: dict[str, int] | None = None) -> ServiceInfo:
+def start_bigquery(
+    state_dir: Path, project: str, root: Path, ports: dict[str, int] | None = None, gcs_dir: Path | None = None
+) -> ServiceInfo:
+    """bqemulator; with ``gcs_dir`` (the storage emulator's ``--data-dir``) its load jobs read ``gs://`` there."""
     install_duckdb_extensions(root)
+    env = {"HOME": str(duckdb_home(root)), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "true"}
+    if gcs_dir is not None:
+        # bqemulator maps gs://bucket/object to <BQEMU_GCS_LOCAL_ROOT>/bucket/object, the
+        # very file the storage emulator keeps for that object: a load job reads what
+        # the job uploaded through the storage API, as BigQuery reads Cloud Storage.
+        env["BQEMU_GCS_LOCAL_ROOT"] = str(gcs_objects_dir(gcs_dir))
     rest, grpc = _port(ports, "rest", "bigquery"), _port(ports, "grpc", "bigquery")
     exe = Path(sys.executable).with_name("bqemulator")
     url = f"http://{LOOPBACK}:{rest}"
@@ -192,7 +204,7 @@ def start_bigquery(state_dir: Path, project: str, root: Path, ports: dict[str, i
             "console",
         ],
         state_dir / "logs" / "bigquery-emulator.log",
-        env={"HOME": str(duckdb_home(root)), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "true"},
+        env=env,
         ready=lambda: http_ok(f"{url}/bigquery/v2/projects/{project}/datasets"),
         timeout=90,
         hint="Run 'make venv' (bqemulator and the DuckDB extension wheels come from requirements.lock).",
@@ -209,20 +221,45 @@ def start_bigquery(state_dir: Path, project: str, root: Path, ports: dict[str, i
 # --------------------------------------------------------------------------- Cloud Storage
 
 
-def start_storage(state_dir: Path, bucket: str, ports: dict[str, int] | None = None) -> ServiceInfo:
+def gcs_objects_dir(data_dir: Path) -> Path:
+    """Where the storage emulator started with ``--data-dir data_dir`` keeps object ``b/o``: ``<dir>/b/o``."""
+    from gcp_storage_emulator.settings import STORAGE_DIR
+
+    return data_dir / STORAGE_DIR
+
+
+def start_storage(
+    state_dir: Path, bucket: str, ports: dict[str, int] | None = None, data_dir: Path | None = None
+) -> ServiceInfo:
+    """The GCS emulator; objects live in files under ``data_dir`` (default ``<state_dir>/gcs``).
+
+    On disk, not in memory: the BigQuery emulator's load jobs read the same files
+    (``start_bigquery(gcs_dir=...)``), and hourly staging files of a 1M-event run do not
+    sit in the emulator's heap.
+    """
     port = _port(ports, "http", "storage")
     exe = Path(sys.executable).with_name("gcp-storage-emulator")
     url = f"http://{LOOPBACK}:{port}"
+    data_dir = data_dir or state_dir / "gcs"
+    data_dir.mkdir(parents=True, exist_ok=True)
     proc = start_process(
         "storage-emulator",
-        [str(exe), "start", "--host", LOOPBACK, "--port", str(port), "--default-bucket", bucket, "--in-memory", "-q"],
+        [
+            *(str(exe), "--data-dir", str(data_dir), "start"),
+            *("--host", LOOPBACK, "--port", str(port), "--default-bucket", bucket, "-q"),
+        ],
         state_dir / "logs" / "storage-emulator.log",
         ready=lambda: http_ok(f"{url}/storage/v1/b"),
         timeout=60,
         hint="Run 'make venv' (gcp-storage-emulator comes from requirements.lock).",
     )
     return ServiceInfo(
-        "storage", proc.pid, {"http": url}, {"STORAGE_EMULATOR_HOST": url}, str(proc.log_path), {"bucket": bucket}
+        "storage",
+        proc.pid,
+        {"http": url},
+        {"STORAGE_EMULATOR_HOST": url, TEMP_LOCATION_ENV: f"gs://{bucket}/jobs-temp"},
+        str(proc.log_path),
+        {"bucket": bucket, "data_dir": str(data_dir)},
     )
 
 

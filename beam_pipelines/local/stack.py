@@ -50,6 +50,11 @@ class StackConfig:
         return self.root / "lake"
 
     @property
+    def gcs_dir(self) -> Path:
+        """The storage emulator's objects, which the BigQuery emulator's load jobs read too."""
+        return self.state_dir / "gcs"
+
+    @property
     def sqlite_url(self) -> str:
         return f"sqlite:///{self.root / 'source.db'}"
 
@@ -63,8 +68,8 @@ ServiceStarter = Callable[[StackConfig, "dict[str, int] | None"], ServiceInfo]
 
 SERVICES: dict[str, ServiceStarter] = {
     "pubsub": lambda c, ports: start_pubsub(c.state_dir, c.project, ports),
-    "bigquery": lambda c, ports: start_bigquery(c.state_dir, c.project, c.root, ports),
-    "storage": lambda c, ports: start_storage(c.state_dir, c.bucket, ports),
+    "bigquery": lambda c, ports: start_bigquery(c.state_dir, c.project, c.root, ports, gcs_dir=c.gcs_dir),
+    "storage": lambda c, ports: start_storage(c.state_dir, c.bucket, ports, data_dir=c.gcs_dir),
     "orders_api": lambda c, ports: start_orders_api(c.state_dir, c.source_url, ports=ports),
 }
 

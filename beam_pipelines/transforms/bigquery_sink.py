@@ -50,10 +50,11 @@ def _check_table(table: str) -> None:
 
 
 class FailedRowToDeadLetterFn(beam.DoFn):
-    """(destination, row, errors) from WriteToBigQuery -> a ``dead_letter`` row."""
+    """(destination, row, errors) from WriteToBigQuery (or a row a load would refuse) -> a ``dead_letter`` row."""
 
-    def __init__(self, pipeline: str):
+    def __init__(self, pipeline: str, stage: str = STAGE_BIGQUERY_INSERT):
         self._pipeline = pipeline
+        self._stage = stage
         self._failed = Metrics.counter(METRICS_NAMESPACE, "bigquery_failed_rows")
 
     def process(self, failed):
@@ -65,7 +66,7 @@ class FailedRowToDeadLetterFn(beam.DoFn):
             event_ts = None
         yield events.dead_letter_row(
             pipeline=self._pipeline,
-            stage=STAGE_BIGQUERY_INSERT,
+            stage=self._stage,
             error=json.dumps(errors, default=str),
             payload=json.dumps(row, sort_keys=True, default=str),
             attributes={"destination": str(destination)},

@@ -1,0 +1,342 @@
+"""Fill a per-run staging table with one BigQuery load job of Parquet files.
+
+The hourly job stages its rows here before the MERGE (:mod:`.unify`)::
+
+    rows (dicts, or Arrow tables in the rows' text form)
+      -> Arrow tables typed by bigquery_schemas/<kind>.json     rows that cannot load -> dead letters
+      -> Parquet files under <temp>/<run_id>/<kind>/ (Beam's WriteToParquetBatched, gs:// or local)
+      -> create the staging table (schema, partitioning, expiry), one load job WRITE_TRUNCATE
+      -> check the job's output rows against the rows written, delete the files
+
+Load jobs are free on BigQuery's shared slot pool, where streaming inserts are
+billed per byte, and the local BigQuery emulator holds far less per row for them
+(docs/benchmarks.md). A row BigQuery would refuse (a NULL in a REQUIRED column,
+a value its column type cannot hold) never reaches the load: it is a
+``bigquery_load`` dead letter with the column and the reason, the way a refused
+streaming insert was. A load that still fails, or loads another number of rows
+than were written, fails the run with the job id and BigQuery's error, before
+any MERGE (the MERGE waits for this transform's output).
+
+One load job per staging table with ``WRITE_TRUNCATE``: a retried load (a worker
+retrying the bundle) replaces the table's rows instead of adding to them.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.metrics import Metrics
+from apache_beam.utils.windowed_value import WindowedValue
+
+import bigquery_schemas
+from beam_pipelines.transforms import METRICS_NAMESPACE
+from beam_pipelines.transforms.bigquery_sink import FailedRowToDeadLetterFn
+
+STAGE_BIGQUERY_LOAD = "bigquery_load"
+FAILED = "failed"
+BATCH_ROWS = 50_000
+# How long a load job may take before the run gives up on it (BigQuery queues loads
+# on the shared pool; minutes are normal at busy times).
+LOAD_TIMEOUT_SECONDS = 1800
+
+_LOG = logging.getLogger(__name__)
+
+# BigQuery column type -> (type of the loaded Parquet column, type of the rows' own form).
+# NUMERIC(38, 9), TIMESTAMP and DATE travel as text in the rows (events.format_ts,
+# decimal strings) and are cast here, in one vectorised step per column.
+_SCALARS: dict[str, tuple[pa.DataType, pa.DataType]] = {
+    "STRING": (pa.string(), pa.string()),
+    "INTEGER": (pa.int64(), pa.int64()),
+    "INT64": (pa.int64(), pa.int64()),
+    "FLOAT": (pa.float64(), pa.float64()),
+    "FLOAT64": (pa.float64(), pa.float64()),
+    "BOOLEAN": (pa.bool_(), pa.bool_()),
+    "BOOL": (pa.bool_(), pa.bool_()),
+    "NUMERIC": (pa.decimal128(38, 9), pa.string()),
+    "TIMESTAMP": (pa.timestamp("us", tz="UTC"), pa.string()),
+    "DATE": (pa.date32(), pa.string()),
+}
+
+
+class UnloadableRow(ValueError):
+    """A row BigQuery would refuse: ``column`` and ``reason`` say why."""
+
+    def __init__(self, column: str, reason: str):
+        super().__init__(f"column {column}: {reason}")
+        self.column = column
+        self.reason = reason
+
+
+class StagingLoadFailed(RuntimeError):
+    """A load job failed or loaded another number of rows than were written."""
+
+
+def _field(spec: dict[str, Any], typed: bool) -> pa.Field:
+    kind = spec["type"].upper()
+    if kind in ("RECORD", "STRUCT"):
+        value: pa.DataType = pa.struct([_field(sub, typed) for sub in spec["fields"]])
+    elif kind in _SCALARS:
+        value = _SCALARS[kind][0 if typed else 1]
+    else:
+        raise ValueError(f"column {spec['name']}: BigQuery type {kind} has no Parquet mapping here")
+    mode = spec.get("mode", "NULLABLE").upper()
+    if mode == "REPEATED":
+        # BigQuery loads list<element> as REPEATED with list inference; elements are never NULL.
+        return pa.field(spec["name"], pa.list_(pa.field("element", value, nullable=False)), nullable=False)
+    return pa.field(spec["name"], value, nullable=mode != "REQUIRED")
+
+
+def arrow_schemas(table: str) -> tuple[pa.Schema, pa.Schema]:
+    """``(typed, text)`` Arrow schemas of a ``tables.json`` table, columns in the table's order.
+
+    ``typed`` is what the Parquet files carry; ``text`` is the rows' own form
+    (timestamps, dates and NUMERIC as strings), what :func:`to_load_table` accepts.
+    """
+    fields = bigquery_schemas.load_fields(table)
+    return pa.schema([_field(f, True) for f in fields]), pa.schema([_field(f, False) for f in fields])
+
+
+def _required_nulls(values: pa.Array, field: pa.Field) -> np.ndarray:
+    """Per element of ``values``: does it hold a NULL where ``field`` (or a nested field) is REQUIRED?"""
+    bad = np.zeros(len(values), dtype=bool)
+    if not field.nullable:
+        bad |= values.is_null().to_numpy(zero_copy_only=False)
+    kind = field.type
+    if pa.types.is_struct(kind):
+        present = values.is_valid().to_numpy(zero_copy_only=False)
+        for i in range(kind.num_fields):
+            bad |= _required_nulls(values.field(i), kind.field(i)) & present
+    elif pa.types.is_list(kind) and len(values):
+        inner = _required_nulls(values.flatten(), kind.value_field)
+        if inner.any():
+            parents = pa.compute.list_parent_indices(values).to_numpy(zero_copy_only=False)
+            bad[np.unique(parents[inner])] = True
+    return bad
+
+
+def _typed_column(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
+    try:
+        typed = column.cast(field.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError) as exc:
+        raise UnloadableRow(field.name, str(exc).split("\n")[0]) from exc
+    if _required_nulls(typed.combine_chunks(), field).any():
+        raise UnloadableRow(field.name, "NULL in a REQUIRED field")
+    return typed
+
+
+def to_load_table(table: pa.Table, typed: pa.Schema) -> pa.Table:
+    """Rows in their text form -> the typed table a load job takes; UnloadableRow if any row cannot load."""
+    missing = [name for name in typed.names if name not in table.column_names]
+    if missing:
+        raise ValueError(f"rows lack the column(s) {missing} of the staging table")
+    return pa.Table.from_arrays([_typed_column(table[f.name], f) for f in typed], schema=typed)
+
+
+class ToLoadTablesFn(beam.DoFn):
+    """Row dicts (batched per bundle) or text-form Arrow tables -> typed tables; refused rows to ``FAILED``.
+
+    Refused rows come out as ``(destination, row, errors)``, the shape of a refused
+    streaming insert, so :class:`FailedRowToDeadLetterFn` turns them into dead letters.
+    A batch with a refused row is converted row by row; only that batch pays for it.
+    """
+
+    def __init__(self, kind: str, destination: str, batch_rows: int = BATCH_ROWS):
+        self._kind = kind
+        self._destination = destination
+        self._batch_rows = batch_rows
+        self._rows_out = Metrics.counter(METRICS_NAMESPACE, f"bq_load_rows_{kind}")
+
+    def setup(self):
+        self._typed, self._text = arrow_schemas(self._kind)
+
+    def start_bundle(self):
+        self._buffer: list[dict[str, Any]] = []
+        self._window: WindowedValue | None = None
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam, win=beam.DoFn.WindowParam):
+        if isinstance(element, pa.Table):
+            yield from self._convert(element, None)
+            return
+        self._buffer.append(element)
+        self._window = WindowedValue(None, timestamp, [win])
+        if len(self._buffer) >= self._batch_rows:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        for out in self._flush():
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(out.tag, self._window.with_value(out.value))
+            else:
+                yield self._window.with_value(out)
+
+    def _flush(self):
+        rows, self._buffer = self._buffer, []
+        if not rows:
+            return
+        try:
+            table = pa.Table.from_pylist(rows, schema=self._text)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            table = None  # some row has a value of the wrong kind: find it row by row
+        yield from self._convert(table, rows)
+
+    def _convert(self, table: pa.Table | None, rows: list[dict[str, Any]] | None):
+        if table is not None:
+            try:
+                typed = to_load_table(table, self._typed)
+            except UnloadableRow:
+                pass
+            else:
+                self._rows_out.inc(typed.num_rows)
+                yield typed
+                return
+        good = []
+        for row in rows if rows is not None else table.to_pylist():
+            try:
+                good.append(to_load_table(pa.Table.from_pylist([row], schema=self._text), self._typed))
+            except UnloadableRow as exc:
+                yield self._refused(row, exc.column, exc.reason)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+                yield self._refused(row, _first_bad_column(row, self._text), str(exc).split("\n")[0])
+        if good:
+            typed = pa.concat_tables(good)
+            self._rows_out.inc(typed.num_rows)
+            yield typed
+
+    def _refused(self, row: dict[str, Any], column: str, reason: str):
+        errors = [{"reason": "invalid", "location": column, "message": reason}]
+        return beam.pvalue.TaggedOutput(FAILED, (self._destination, row, errors))
+
+
+def _first_bad_column(row: dict[str, Any], text: pa.Schema) -> str:
+    for field in text:
+        try:
+            pa.array([row.get(field.name)], field.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            return field.name
+    return "?"
+
+
+class LoadStagingTableFn(beam.DoFn):
+    """The written files -> the staging table, created and filled by one load job; yields nothing.
+
+    Its (empty) output is complete only once the load has finished: the MERGE's barrier.
+    """
+
+    def __init__(self, project: str, dataset: str, table: str, kind: str, expires_at: datetime | None):
+        self._project, self._dataset, self._table = project, dataset, table
+        self._kind = kind
+        self._expires_at = expires_at
+        self._loaded = Metrics.counter(METRICS_NAMESPACE, f"bq_loaded_{kind}")
+
+    def process(self, files: list[str], expected_rows: int):
+        from apache_beam.io.filesystems import FileSystems
+        from google.cloud import bigquery
+
+        from bigquery_schemas.client import make_client
+        from bigquery_schemas.tables import build_table
+
+        client = make_client(self._project)
+        table = build_table(self._project, self._dataset, bigquery_schemas.table_spec(self._kind), name=self._table)
+        table.expires = self._expires_at
+        client.create_table(table, exists_ok=True)
+        files = sorted(files)
+        if not files:
+            client.close()
+            return
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
+            parquet_options=_parquet_options(),
+        )
+        job = client.load_table_from_uri(
+            files, table.reference, job_config=config, job_id_prefix=f"stage_{self._kind}_"
+        )
+        try:
+            job.result(timeout=LOAD_TIMEOUT_SECONDS)
+        except Exception as exc:
+            raise StagingLoadFailed(
+                f"load job {job.job_id} into {table.full_table_id or self._table} failed: {exc}; "
+                f"nothing was merged; its {len(files)} file(s) are kept, the first {files[0]}"
+            ) from exc
+        finally:
+            client.close()
+        if job.output_rows != expected_rows:
+            raise StagingLoadFailed(
+                f"load job {job.job_id} loaded {job.output_rows} rows into {self._table}, "
+                f"{expected_rows} were written; nothing was merged"
+            )
+        self._loaded.inc(expected_rows)
+        _LOG.info("staged %s rows into %s with load job %s", expected_rows, self._table, job.job_id)
+        FileSystems.delete(files)
+        return
+        yield  # a generator that yields nothing: the barrier's element count is 0
+
+
+def _parquet_options():
+    from google.cloud.bigquery.format_options import ParquetOptions
+
+    options = ParquetOptions()
+    options.enable_list_inference = True  # list<struct> -> REPEATED RECORD, not a wrapper record
+    return options
+
+
+class StageWithLoadJob(beam.PTransform):
+    """Rows -> a per-run staging table through Parquet files and one load job.
+
+    Args:
+      staging: ``(project, dataset, table)`` of the staging table this creates.
+      kind: the table's name in ``tables.json`` (schema, partitioning, clustering).
+      temp_location: folder for the Parquet files (``gs://...``; the load job reads them there).
+      pipeline: job name stored in dead-letter rows.
+      expires_at: when BigQuery drops the staging table (None: never).
+
+    Returns:
+      PCollection of ``bigquery_load`` dead letters for rows that could not load;
+      complete only after the load job succeeded (a barrier for the MERGE).
+    """
+
+    def __init__(
+        self,
+        staging: tuple[str, str, str],
+        kind: str,
+        temp_location: str,
+        *,
+        pipeline: str,
+        expires_at: datetime | None = None,
+    ):
+        super().__init__()
+        self._project, self._dataset, self._table = staging
+        self._kind = kind
+        self._prefix = f"{temp_location.rstrip('/')}/{self._table}/part"
+        self._pipeline = pipeline
+        self._expires_at = expires_at
+        self._typed, _ = arrow_schemas(kind)  # fails at construction on an unmapped type
+
+    def expand(self, rows):
+        destination = f"{self._project}:{self._dataset}.{self._table}"
+        tables = rows | "ToLoadTables" >> beam.ParDo(ToLoadTablesFn(self._kind, destination)).with_outputs(
+            FAILED, main="tables"
+        )
+        files = tables.tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
+            self._prefix, schema=self._typed, codec="snappy", file_name_suffix=".parquet"
+        )
+        written = tables.tables | "CountRows" >> beam.Map(lambda t: t.num_rows) | "SumRows" >> beam.CombineGlobally(sum)
+        loaded = (
+            files
+            | "ListFiles" >> beam.combiners.ToList()
+            | "LoadJob"
+            >> beam.ParDo(
+                LoadStagingTableFn(self._project, self._dataset, self._table, self._kind, self._expires_at),
+                beam.pvalue.AsSingleton(written),
+            )
+        )
+        refused = tables[FAILED] | "RefusedRowsToDeadLetters" >> beam.ParDo(
+            FailedRowToDeadLetterFn(self._pipeline, stage=STAGE_BIGQUERY_LOAD)
+        )
+        return (refused, loaded) | "DeadLettersAfterLoad" >> beam.Flatten()
