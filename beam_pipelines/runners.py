@@ -14,7 +14,13 @@ runners. Local runs therefore never ask for ``DirectRunner`` by that name:
 measured with Beam 2.77, ``multi_threading`` loses elements out of a GroupByKey
 (ReadFromText -> Map -> GroupByKey delivered 299,755 of 300,000 values; the hourly
 chain 292,145 of 292,500), and ``multi_processing`` with 2 workers made no progress
-on the hourly job at 50k events (37 s with 1 worker).
+on the hourly job at 50k events (37 s with 1 worker). Why, measured again after the job
+moved to load jobs (20k events: unfinished after 240 s, 11 s in_memory): the SDK worker
+processes are fresh interpreters without the emulator switch of
+:mod:`beam_pipelines.bq_local`, so Beam's BigQuery IO in them retries for Google
+credentials (the worker log shows ``DefaultCredentialsError`` retries) and then talks
+to the real endpoints. Parallel runs belong on Dataflow; the benchmark's chain (no
+BigQuery) ran 1.46x faster with 2 workers, which the job cannot use locally.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ STREAMING_RUNNER = "BundleBasedDirectRunner"
 _PICK_FOR_ME = {None, "", "DirectRunner", "direct", "Direct"}
 REFUSED_RUNNING_MODES = {
     "multi_threading": "it loses elements out of a GroupByKey in Beam 2.77 (299,755 of 300,000 delivered)",
-    "multi_processing": "the hourly job made no progress with 2 workers in Beam 2.77 (37 s with in_memory)",
+    "multi_processing": "its worker processes miss the local emulator switch (beam_pipelines.bq_local patches "
+    "the launching process only), so Beam's BigQuery writes there retry for Google credentials and real "
+    "endpoints (the hourly job at 20k events: unfinished after 240 s, 11 s in_memory)",
 }
 
 

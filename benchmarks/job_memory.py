@@ -13,10 +13,10 @@ difference the growth per record.
   -> lake; checks that the lake holds every order and every line of the window.
 * ``hourly``: N stream events (``benchmarks.datagen``: 2 % duplicates, 0.5 % malformed)
   in one lake hour, 5,000 products and 50,000 users as the snapshot, written to the
-  BigQuery emulator (staging tables + MERGE, as the job does); checks rows, dead
-  letters and ``duplicates_removed`` against the generator's ground truth. Sized apart
-  (``--hourly_records``): the emulator itself (DuckDB) grows by tens of KiB per inserted
-  row, ~19 GiB after ~355k rows here, so 1M rows would exhaust a 24 GiB machine.
+  BigQuery emulator (staging tables by load jobs from the GCS emulator + MERGE, as the
+  job does), both started fresh for each size so their peak RSS and CPU are that run's;
+  checks rows, dead letters and ``duplicates_removed`` against the generator's ground
+  truth. Sized apart (``--hourly_records``).
 * ``streaming``: the job as a long-running process on the Pub/Sub and BigQuery
   emulators (dimensions from the lake snapshot, ``--dims_lake_root``); the simulator
   publishes in steps (5 % duplicates, 3 % malformed) and after each step, once every
@@ -26,7 +26,7 @@ difference the growth per record.
 
 Generated sources are cached under ``.local/bench/job_memory/``. Run::
 
-    NO_GCE_CHECK=true .venv/bin/python -m benchmarks.job_memory  # extracts 100k+1M, hourly 10k+100k, streaming 5k+20k
+    NO_GCE_CHECK=true .venv/bin/python -m benchmarks.job_memory  # extracts 100k+1M, hourly 250k+1M, streaming 5k+20k
     NO_GCE_CHECK=true .venv/bin/python -m benchmarks.job_memory --hourly_records 20000 --jobs hourly
     NO_GCE_CHECK=true .venv/bin/python -m benchmarks.job_memory --jobs streaming --stream_messages 5000,20000
 """
@@ -74,6 +74,7 @@ class JobRun:
     peak_rss_mib: float
     wall_s: float
     counters: dict[str, int]
+    cpu_s: float = 0.0  # user + system of the job's process (its children included)
 
 
 def run_job(job: str, args: list[str], work: Path, env: dict[str, str], timeout: float = 3600) -> JobRun:
@@ -110,13 +111,19 @@ def run_job(job: str, args: list[str], work: Path, env: dict[str, str], timeout:
     if proc.returncode != 0:
         raise RuntimeError(f"{job} failed (exit {proc.returncode}):\n{err_path.read_text()[-3000:]}")
     counters = {m[1]: int(m[2]) for m in map(_COUNTER_LINE.match, out_path.read_text().splitlines()) if m}
-    return JobRun(usage.ru_maxrss / 1024, wall, counters)
+    return JobRun(usage.ru_maxrss / 1024, wall, counters, usage.ru_utime + usage.ru_stime)
 
 
 def proc_mib(pid: int, key: str) -> float:
     """``VmHWM`` (peak RSS) or ``VmRSS`` of a live process, from ``/proc``, in MiB."""
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     return int(status[key].split()[0]) / 1024
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far, from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def check(what: dict[str, tuple[int, int]]) -> str:
@@ -224,7 +231,12 @@ def case_extract_orders(n: int, cache: Path, work: Path, _services: Services) ->
     return {"input": f"{n_orders:,} orders, {n_lines:,} lines", "records": n_lines, "run": run, "check": check(got)}
 
 
-def case_hourly(n: int, cache: Path, work: Path, services: Services) -> dict[str, Any]:
+def case_hourly(n: int, cache: Path, work: Path, _services: Services) -> dict[str, Any]:
+    """The hourly job on emulators of its own (fresh per size, so their peaks and CPU are this run's)."""
+    from beam_pipelines.local.processes import stop_process
+    from beam_pipelines.local.services import start_bigquery, start_storage
+    from beam_pipelines.local.stack import DEFAULT_ROOT
+
     data = generate(n, cache_dir=cache, n_products=SMALL_PRODUCTS, n_users=SMALL_USERS)
     lake_root = str(work / "lake")
     small_dims_lake(cache, lake_root, work)
@@ -232,20 +244,43 @@ def case_hourly(n: int, cache: Path, work: Path, services: Services) -> dict[str
     partition = Path(lake.partition_path(lake_root, lake.EVENTS, hour))
     partition.mkdir(parents=True)
     os.link(data.events_path, partition / "events.jsonl")
-    dataset = services.fresh_dataset()
-    table = lambda name: f"{PROJECT}:{dataset}.{name}"  # noqa: E731
-    args = ["--project", PROJECT, "--lake_root", lake_root]
-    args += ["--window_start", data.hour_start, "--window_end", events.format_ts(hour + lake.HOUR)]
-    args += ["--output_table", table("user_behavior"), "--dead_letter_table", table("dead_letter")]
-    args += ["--products_table", table("products"), "--users_table", table("users"), "--orders_table", table("orders")]
-    run = run_job("hourly", args, work, services.bigquery.env)
-    got = {
-        "rows": (services.count(dataset, "user_behavior"), data.n_unique_valid),
-        "dead letters": (services.count(dataset, "dead_letter"), data.n_bad),
-        "duplicates_removed": (run.counters.get("duplicates_removed", 0), data.n_duplicates),
+    storage = start_storage(work / "storage", "job-memory-temp", data_dir=work / "gcs")
+    bigquery = start_bigquery(work / "bigquery", PROJECT, DEFAULT_ROOT, gcs_dir=work / "gcs")
+    services = Services(bigquery=bigquery)
+    try:
+        dataset = services.fresh_dataset()
+        table = lambda name: f"{PROJECT}:{dataset}.{name}"  # noqa: E731
+        args = ["--project", PROJECT, "--lake_root", lake_root]
+        args += ["--window_start", data.hour_start, "--window_end", events.format_ts(hour + lake.HOUR)]
+        args += ["--output_table", table("user_behavior"), "--dead_letter_table", table("dead_letter")]
+        args += ["--products_table", table("products"), "--users_table", table("users")]
+        args += ["--orders_table", table("orders")]
+        cpu0 = {s.name: proc_cpu_s(s.pid) for s in (bigquery, storage)}
+        run = run_job("hourly", args, work, {**bigquery.env, **storage.env})
+        cpu = {s.name: proc_cpu_s(s.pid) - cpu0[s.name] for s in (bigquery, storage)}
+        peak = {s.name: proc_mib(s.pid, "VmHWM") for s in (bigquery, storage)}
+        got = {
+            "rows": (services.count(dataset, "user_behavior"), data.n_unique_valid),
+            "dead letters": (services.count(dataset, "dead_letter"), data.n_bad),
+            "duplicates_removed": (run.counters.get("duplicates_removed", 0), data.n_duplicates),
+        }
+    finally:
+        stop_process(bigquery.pid)
+        stop_process(storage.pid)
+    total = run.peak_rss_mib + sum(peak.values())
+    note = (
+        f"job CPU {run.cpu_s:,.0f} s; bqemulator {peak['bigquery']:,.0f} MiB peak, {cpu['bigquery']:,.0f} s CPU; "
+        f"GCS emulator {peak['storage']:,.0f} MiB, {cpu['storage']:,.0f} s; job + emulators <= {total:,.0f} MiB"
+    )
+    return {
+        "input": f"{n:,} events",
+        "records": n,
+        "run": run,
+        "check": check(got),
+        "note": note,
+        "cpu_s": run.cpu_s + sum(cpu.values()),
+        "peak_sum_mib": total,
     }
-    note = f"bqemulator peak so far {proc_mib(services.bigquery.pid, 'VmHWM'):,.0f} MiB"
-    return {"input": f"{n:,} events", "records": n, "run": run, "check": check(got), "note": note}
 
 
 def case_streaming(steps: list[int], cache: Path, work: Path, services: Services) -> list[dict[str, Any]]:
@@ -364,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hourly_records",
         type=parse_sizes,
-        default=[10_000, 100_000],
-        help="comma-separated event counts for hourly (default 10000,100000): the BigQuery emulator's own RSS "
-        "grows by ~50 KiB per inserted row (~19 GiB after 355k rows here), so 1M needs a machine with >= 64 GiB",
+        default=[250_000, 1_000_000],
+        help="comma-separated event counts for hourly (default 250000,1000000: issue 14's targets compare "
+        "the CPU of the two); each size gets fresh emulators",
     )
     parser.add_argument(
         "--stream_messages",
@@ -393,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     services = Services()
     by_job: dict[str, list[dict[str, Any]]] = {}
     try:
-        if {"hourly", "streaming"} & set(jobs):
+        if "streaming" in jobs:
             say("starting the BigQuery emulator ...")
             services.bigquery = start_bigquery(state / "bigquery", PROJECT, DEFAULT_ROOT)
         if "streaming" in jobs:
@@ -424,6 +459,13 @@ def main(argv: list[str] | None = None) -> int:
     print("job_memory: peak RSS (ru_maxrss / VmHWM) of each job's own process, FnApiRunner in-memory for batch")
     print()
     print(report(by_job))
+    hourly = by_job.get("hourly", [])
+    if len(hourly) >= 2:
+        lo, hi = hourly[0], hourly[-1]
+        print(
+            f"\nhourly CPU (job + emulators) {hi['cpu_s']:,.0f} s at {hi['records']:,} vs {lo['cpu_s']:,.0f} s at "
+            f"{lo['records']:,}: {hi['cpu_s'] / lo['cpu_s']:.2f}x for {hi['records'] / lo['records']:.1f}x the events"
+        )
     print(f"\nmachine: {json.dumps(machine)}")
     if args.json_out:
         plain = {job: [{**r, "run": r["run"].__dict__} for r in rs] for job, rs in by_job.items()}

@@ -21,7 +21,6 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime
 from typing import Any
 
 import apache_beam as beam
@@ -181,10 +180,10 @@ class WriteRowsToTable(beam.PTransform):
       method: ``STREAMING_INSERTS`` (default; reports failed rows) or ``FILE_LOADS``
         (batch; needs ``temp_gcs_location`` or ``--temp_location`` on GCS).
       pipeline: job name stored in the dead-letter rows (``dead_letter.pipeline``).
-      expires_at: for a per-run staging table, which this write creates, when it expires
-        (BigQuery deletes it then). None (every lasting table): the table must exist
-        already (``python -m bigquery_schemas.tables``); the write never creates it
-        (CREATE_NEVER), so a misspelt table name fails instead of making a new table.
+      The table must exist already (``python -m bigquery_schemas.tables``); the write
+        never creates it (CREATE_NEVER), so a misspelt table name fails instead of making
+        a new table. (The hourly job's per-run staging tables are made by
+        :mod:`.load_stage`.)
       per_bundle_inserts: if true (STREAMING_INSERTS only), insert each bundle's rows
         directly with :class:`InsertRowsPerBundleFn` (one step) instead of
         ``beam.io.WriteToBigQuery`` (ten steps around a reshuffle). For local runners,
@@ -207,7 +206,6 @@ class WriteRowsToTable(beam.PTransform):
         *,
         pipeline: str = "unspecified",
         per_bundle_inserts: bool = False,
-        expires_at: datetime | None = None,
         **write_kwargs: Any,
     ):
         super().__init__()
@@ -223,10 +221,6 @@ class WriteRowsToTable(beam.PTransform):
         self._write_kwargs = write_kwargs
         self._create_parameters = bigquery_schemas.beam_additional_bq_parameters(schema_table_name)
         self._disposition = beam.io.BigQueryDisposition.CREATE_NEVER
-        if expires_at is not None:
-            # Table.expirationTime: milliseconds since the epoch.
-            self._create_parameters["expirationTime"] = int(expires_at.timestamp() * 1000)
-            self._disposition = beam.io.BigQueryDisposition.CREATE_IF_NEEDED
 
     def expand(self, rows):
         if self._per_bundle:

@@ -112,13 +112,8 @@ def test_create_if_needed_lays_out_table_from_the_schema_file(bq_dataset, beam_b
 
 
 @pytest.mark.parametrize("per_bundle_inserts", [True, False], ids=["per_bundle", "write_to_bigquery"])
-def test_the_jobs_sinks_never_create_a_lasting_table_but_do_create_staging(
-    bq_dataset, beam_bq_emulator, per_bundle_inserts
-):
-    """A misspelt table name fails the write instead of creating a new table; a per-run
-    staging table (one with an expiration) is created by its write."""
-    from datetime import UTC, datetime, timedelta
-
+def test_the_jobs_sinks_never_create_a_table(bq_dataset, beam_bq_emulator, per_bundle_inserts):
+    """A misspelt table name fails the write instead of creating a new table."""
     from google.api_core.exceptions import NotFound
 
     from beam_pipelines.transforms.bigquery_sink import WriteUserBehavior
@@ -134,10 +129,3 @@ def test_the_jobs_sinks_never_create_a_lasting_table_but_do_create_staging(
         p.run().wait_until_finish()
     with pytest.raises(NotFound):
         bq_dataset.client.get_table(bq_dataset.table_id("user_behaviour"))
-
-    staging = bq_dataset.table("user_behavior_stg_test")
-    q = beam.Pipeline(runner="FnApiRunner")
-    expires = datetime.now(UTC) + timedelta(hours=1)
-    _ = q | beam.Create(ROWS) | WriteUserBehavior(staging, per_bundle_inserts=per_bundle_inserts, expires_at=expires)
-    q.run().wait_until_finish()
-    assert bq_dataset.count("user_behavior_stg_test") == len(ROWS)
