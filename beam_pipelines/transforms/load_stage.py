@@ -24,7 +24,8 @@ retrying the bundle) replaces the table's rows instead of adding to them.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import apache_beam as beam
@@ -34,6 +35,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
 import bigquery_schemas
+from beam_pipelines import events
 from beam_pipelines.transforms import METRICS_NAMESPACE
 from beam_pipelines.transforms.bigquery_sink import FailedRowToDeadLetterFn
 
@@ -197,7 +199,8 @@ class ToLoadTablesFn(beam.DoFn):
         good = []
         for row in rows if rows is not None else table.to_pylist():
             try:
-                good.append(to_load_table(pa.Table.from_pylist([row], schema=self._text), self._typed))
+                text_row = _text_values(row, self._text)
+                good.append(to_load_table(pa.Table.from_pylist([text_row], schema=self._text), self._typed))
             except UnloadableRow as exc:
                 yield self._refused(row, exc.column, exc.reason)
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
@@ -210,6 +213,25 @@ class ToLoadTablesFn(beam.DoFn):
     def _refused(self, row: dict[str, Any], column: str, reason: str):
         errors = [{"reason": "invalid", "location": column, "message": reason}]
         return beam.pvalue.TaggedOutput(FAILED, (self._destination, row, errors))
+
+
+def _text_values(row: dict[str, Any], text: pa.Schema) -> dict[str, Any]:
+    """``row`` with numbers, dates and datetimes in text columns written as the text the cast reads.
+
+    The jobs build rows with text already (events.format_ts, decimal strings); a row
+    from elsewhere with a ``Decimal`` price or a ``datetime`` is loaded as that value,
+    not refused for its Python type.
+    """
+    out = dict(row)
+    for field in text:
+        value = out.get(field.name)
+        if value is None or isinstance(value, str) or not pa.types.is_string(field.type):
+            continue
+        if isinstance(value, datetime):
+            out[field.name] = events.format_ts(value) if value.tzinfo else value.isoformat()
+        elif isinstance(value, date | Decimal | int | float) and not isinstance(value, bool):
+            out[field.name] = value.isoformat() if isinstance(value, date) else str(value)
+    return out
 
 
 def _first_bad_column(row: dict[str, Any], text: pa.Schema) -> str:

@@ -48,6 +48,7 @@ def _row(event_id: str, **changes) -> dict:
 
 GOOD_DICTS = [_row("d-1"), _row("d-2", price="0.00", quantity=None, product_name="Ünïcode ☃")]
 GOOD_TABLE_ROWS = [_row("t-1", event_name="view", order_id=None), _row("t-2", date="2026-11-21")]
+TYPED_TS = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
 # (row, column the dead letter must name)
 BAD = [
     (_row("bad-null", user_id=None), "user_id"),
@@ -72,7 +73,8 @@ def test_dicts_and_arrow_tables_load_typed_and_refused_rows_are_dead_letters(
     _, text = arrow_schemas("user_behavior")
     temp = f"gs://{gcs_emulator.bucket}/load-test-{uuid.uuid4().hex[:8]}"
     table_rows = pa.Table.from_pylist([*GOOD_TABLE_ROWS, BAD[1][0]], schema=text)
-    elements = [*GOOD_DICTS, table_rows, *(row for row, _ in BAD if row["event_id"] != "bad-ts")]
+    typed = _row("d-typed", price=Decimal("5.50"), date=date(2026, 11, 20), event_ts=TYPED_TS)
+    elements = [*GOOD_DICTS, typed, table_rows, *(row for row, _ in BAD if row["event_id"] != "bad-ts")]
 
     p = beam.Pipeline(runner="FnApiRunner")
     dead = _stage(p, bq_dataset, "user_behavior_stg_load1", "user_behavior", temp, elements)
@@ -85,7 +87,9 @@ def test_dicts_and_arrow_tables_load_typed_and_refused_rows_are_dead_letters(
 
     loaded = {r["event_id"]: r for r in bq_dataset.rows("user_behavior_stg_load1")}
     good = GOOD_DICTS + GOOD_TABLE_ROWS
-    assert sorted(loaded) == sorted(r["event_id"] for r in good)
+    assert sorted(loaded) == sorted([*(r["event_id"] for r in good), "d-typed"])
+    typed = loaded["d-typed"]  # Python values instead of text load as those values
+    assert (typed["price"], typed["date"], typed["event_ts"]) == (Decimal("5.5"), date(2026, 11, 20), TYPED_TS)
     rows_in = len(elements) - 1 + table_rows.num_rows  # the table element holds several rows
     assert rows_in == len(loaded) + len(BAD)
     for row in good:
