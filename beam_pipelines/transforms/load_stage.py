@@ -45,6 +45,8 @@ BATCH_ROWS = 50_000
 # How long a load job may take before the run gives up on it (BigQuery queues loads
 # on the shared pool; minutes are normal at busy times).
 LOAD_TIMEOUT_SECONDS = 1800
+MAX_SOURCE_URIS = 10_000  # BigQuery's limit of source URIs per load job
+PARQUET_SUFFIX = ".parquet"
 
 _LOG = logging.getLogger(__name__)
 
@@ -249,8 +251,9 @@ class LoadStagingTableFn(beam.DoFn):
     Its (empty) output is complete only once the load has finished: the MERGE's barrier.
     """
 
-    def __init__(self, project: str, dataset: str, table: str, kind: str, expires_at: datetime | None):
+    def __init__(self, project: str, dataset: str, table: str, kind: str, expires_at: datetime | None, prefix: str):
         self._project, self._dataset, self._table = project, dataset, table
+        self._prefix = prefix
         self._kind = kind
         self._expires_at = expires_at
         self._loaded = Metrics.counter(METRICS_NAMESPACE, f"bq_loaded_{kind}")
@@ -276,8 +279,12 @@ class LoadStagingTableFn(beam.DoFn):
             create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
             parquet_options=_parquet_options(),
         )
+        # BigQuery takes at most MAX_SOURCE_URIS URIs per load job; past that one wildcard
+        # names them all (the run's own folder holds nothing else; the row count check
+        # below would catch a stray file).
+        sources = files if len(files) <= MAX_SOURCE_URIS else [f"{self._prefix}*{PARQUET_SUFFIX}"]
         job = client.load_table_from_uri(
-            files, table.reference, job_config=config, job_id_prefix=f"stage_{self._kind}_"
+            sources, table.reference, job_config=config, job_id_prefix=f"stage_{self._kind}_"
         )
         try:
             job.result(timeout=LOAD_TIMEOUT_SECONDS)
@@ -346,7 +353,7 @@ class StageWithLoadJob(beam.PTransform):
             FAILED, main="tables"
         )
         files = tables.tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
-            self._prefix, schema=self._typed, codec="snappy", file_name_suffix=".parquet"
+            self._prefix, schema=self._typed, codec="snappy", file_name_suffix=PARQUET_SUFFIX
         )
         written = tables.tables | "CountRows" >> beam.Map(lambda t: t.num_rows) | "SumRows" >> beam.CombineGlobally(sum)
         loaded = (
@@ -354,7 +361,9 @@ class StageWithLoadJob(beam.PTransform):
             | "ListFiles" >> beam.combiners.ToList()
             | "LoadJob"
             >> beam.ParDo(
-                LoadStagingTableFn(self._project, self._dataset, self._table, self._kind, self._expires_at),
+                LoadStagingTableFn(
+                    self._project, self._dataset, self._table, self._kind, self._expires_at, self._prefix
+                ),
                 beam.pvalue.AsSingleton(written),
             )
         )

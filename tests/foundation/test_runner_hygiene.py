@@ -33,7 +33,9 @@ def test_local_runs_never_ask_for_direct_runner_by_name(argv, expected):
     assert options.view_as(StandardOptions).runner == expected
 
 
-@pytest.mark.parametrize("mode, why", [("multi_threading", "loses elements"), ("multi_processing", "miss the local emulator switch")])
+@pytest.mark.parametrize(
+    "mode, why", [("multi_threading", "loses elements"), ("multi_processing", "miss the local emulator switch")]
+)
 @pytest.mark.parametrize("job", ["hourly", "extract_dims", "streaming"])
 def test_running_modes_that_lose_or_hang_are_refused_by_every_job(tmp_path, job, mode, why):
     """Through the job's real entry point, before any pipeline is built."""

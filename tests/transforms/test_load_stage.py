@@ -19,6 +19,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from google.cloud import bigquery
 
 from beam_pipelines import hourly, lake
+from beam_pipelines.transforms import load_stage
 from beam_pipelines.transforms.load_stage import STAGE_BIGQUERY_LOAD, StageWithLoadJob, arrow_schemas
 from tests.fixtures.jobs import hourly_job_args
 
@@ -105,7 +106,9 @@ def test_dicts_and_arrow_tables_load_typed_and_refused_rows_are_dead_letters(
     assert lake.list_files(f"{temp}/*/*") == []  # the load's files are deleted after it
 
 
-def test_nested_order_lines_load_as_repeated_records(bq_dataset, beam_bq_emulator, gcs_emulator):
+def test_nested_order_lines_load_as_repeated_records(bq_dataset, beam_bq_emulator, gcs_emulator, monkeypatch):
+    """Also through the wildcard URI a load uses past BigQuery's 10,000 URIs per job (limit set to 0 here)."""
+    monkeypatch.setattr(load_stage, "MAX_SOURCE_URIS", 0)
     line = {"line_number": 1, "product_id": "SKU-1", "quantity": 2, "unit_price": "9.99", "amount": "19.98"}
     order = {
         "order_id": "o-9",
