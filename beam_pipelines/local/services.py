@@ -215,6 +215,7 @@ def start_bigquery(
         {"rest": url, "grpc": f"{LOOPBACK}:{grpc}"},
         {EMULATOR_ENV: url, EMULATOR_GRPC_ENV: f"{LOOPBACK}:{grpc}"},
         str(proc.log_path),
+        {"gcs_dir": str(gcs_dir) if gcs_dir is not None else None},
     )
 
 

@@ -106,9 +106,15 @@ class LocalStack:
         for name in wanted:
             info = running.get(name)
             if info and info.alive():
-                progress(f"  {name:10s} already running (pid {info.pid})")
-                continue
-            if info:
+                if not self._outdated(name, info):
+                    progress(f"  {name:10s} already running (pid {info.pid})")
+                    continue
+                progress(
+                    f"  {name:10s} was started without the shared GCS folder (an older version); "
+                    f"restarting on {info.describe_endpoints()} ..."
+                )
+                stop_process(info.pid)
+            elif info:
                 progress(f"  {name:10s} died (pid {info.pid}); restarting on {info.describe_endpoints()} ...")
             else:
                 progress(f"  {name:10s} starting ...")
@@ -131,6 +137,11 @@ class LocalStack:
                 + ", ".join(f"{r.table_id.split('.')[-1]} {r.action}" for r in results)
             )
         return running
+
+    def _outdated(self, name: str, info: ServiceInfo) -> bool:
+        """A running emulator that does not share ``gcs_dir`` (staging load jobs could not read its files)."""
+        key = {"bigquery": "gcs_dir", "storage": "data_dir"}.get(name)
+        return key is not None and info.extra.get(key) != str(self.config.gcs_dir)
 
     def down(self, progress: Callable[[str], None] = print) -> None:
         for name, info in self.load().items():

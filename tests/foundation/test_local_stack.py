@@ -130,3 +130,27 @@ def test_cli_help_and_status_without_a_stack(tmp_path):
     ).stdout
     lines = {line.split()[0]: line.split()[1] for line in status.splitlines()[2:]}
     assert lines == {"pubsub": "stopped", "bigquery": "stopped", "storage": "stopped", "orders_api": "stopped"}
+
+
+def test_a_storage_emulator_not_sharing_the_gcs_folder_is_restarted_where_it_was(tmp_path):
+    """A stack started by an older version (in-memory GCS, no folder shared with the BigQuery
+    emulator's load jobs) is brought in line by the next ``up`` instead of failing later loads."""
+    import json
+
+    stack = LocalStack(StackConfig(root=tmp_path, project="stack-test-project", dataset="stack_test"))
+    lines: list[str] = []
+    try:
+        first = stack.up(["storage"], progress=lines.append)["storage"]
+        state = json.loads(stack.state_file.read_text())
+        state["services"]["storage"]["extra"].pop("data_dir")  # what an older version recorded
+        stack.state_file.write_text(json.dumps(state))
+        lines.clear()
+        again = stack.up(["storage"], progress=lines.append)["storage"]
+        assert again.pid != first.pid and not pid_alive(first.pid)
+        assert again.endpoints == first.endpoints
+        assert again.extra["data_dir"] == str(stack.config.gcs_dir)
+        assert any("without the shared GCS folder" in line for line in lines)
+        lines.clear()
+        assert stack.up(["storage"], progress=lines.append)["storage"].pid == again.pid  # in line now: kept
+    finally:
+        stack.down(progress=lambda _: None)
