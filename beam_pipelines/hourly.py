@@ -79,7 +79,7 @@ from beam_pipelines.transforms.dedupe import DeduplicateEvents
 from beam_pipelines.transforms.dims import dim_table
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
 from beam_pipelines.transforms.lake_io import ReadDimension, ReadLakeFiles
-from beam_pipelines.transforms.load_stage import StageWithLoadJob
+from beam_pipelines.transforms.load_stage import DeleteStagingFiles, StageWithLoadJob
 from beam_pipelines.transforms.orders import (
     ORDER_RECORDS,
     ORDERS,
@@ -151,7 +151,7 @@ class HourlyOptions(PipelineOptions):
             help="gs:// folder for the staging tables' Parquet files, which BigQuery load jobs read "
             f"(default: --temp_location; on a local runner ${TEMP_LOCATION_ENV}, which "
             "'python -m beam_pipelines.local env' sets to a bucket of the local GCS emulator). "
-            "Each run deletes its files after its loads; give the folder a lifecycle rule for killed runs.",
+            "Each run deletes its files after its MERGE; give the folder a lifecycle rule for killed runs.",
         )
         add_argument_once(
             parser,
@@ -165,7 +165,7 @@ class HourlyOptions(PipelineOptions):
             "--keep_staging_tables",
             action="store_true",
             default=False,
-            help="Keep the per-run staging tables after the merge (debugging).",
+            help="Keep the per-run staging tables and their load files after the merge (debugging).",
         )
         add_argument_once(
             parser,
@@ -292,9 +292,11 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
     merge_targets.append(targets["user_behavior"])
 
     barrier = staged | "FlattenStagingFailures" >> beam.Flatten()
-    _ = barrier | "MergeStagingTables" >> MergeStagingTables(
+    merged = barrier | "MergeStagingTables" >> MergeStagingTables(
         merge_targets, tables["user_behavior"].project, options.keep_staging_tables
     )
+    if not options.keep_staging_tables:
+        _ = merged | "DeleteStagingFiles" >> DeleteStagingFiles(f"{temp}/{run_id}")
 
     forwarded = (
         p

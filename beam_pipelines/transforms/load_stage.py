@@ -6,7 +6,8 @@ The hourly job stages its rows here before the MERGE (:mod:`.unify`)::
       -> Arrow tables typed by bigquery_schemas/<kind>.json     rows that cannot load -> dead letters
       -> Parquet files under <temp>/<run_id>/<kind>/ (Beam's WriteToParquetBatched, gs:// or local)
       -> create the staging table (schema, partitioning, expiry), one load job WRITE_TRUNCATE
-      -> check the job's output rows against the rows written, delete the files
+      -> check the job's output rows against the rows written
+    (after the MERGE) DeleteStagingFiles removes the run's files
 
 Load jobs are free on BigQuery's shared slot pool, where streaming inserts are
 billed per byte, and the local BigQuery emulator holds far less per row for them
@@ -259,7 +260,6 @@ class LoadStagingTableFn(beam.DoFn):
         self._loaded = Metrics.counter(METRICS_NAMESPACE, f"bq_loaded_{kind}")
 
     def process(self, files: list[str], expected_rows: int):
-        from apache_beam.io.filesystems import FileSystems
         from google.cloud import bigquery
 
         from bigquery_schemas.client import make_client
@@ -302,7 +302,8 @@ class LoadStagingTableFn(beam.DoFn):
             )
         self._loaded.inc(expected_rows)
         _LOG.info("staged %s rows into %s with load job %s", expected_rows, self._table, job.job_id)
-        FileSystems.delete(files)
+        # The files stay until DeleteStagingFiles runs after the MERGE: a retry of this
+        # step (a worker lost after the load) must find them to load again.
         return
         yield  # a generator that yields nothing: the barrier's element count is 0
 
@@ -371,3 +372,30 @@ class StageWithLoadJob(beam.PTransform):
             FailedRowToDeadLetterFn(self._pipeline, stage=STAGE_BIGQUERY_LOAD)
         )
         return (refused, loaded) | "DeadLettersAfterLoad" >> beam.Flatten()
+
+
+class DeleteStagingFilesFn(beam.DoFn):
+    def process(self, folder: str, _after: list[Any]):
+        from beam_pipelines import lake
+
+        lake.delete_tree(folder)
+        _LOG.info("deleted the staging files under %s", folder)
+
+
+class DeleteStagingFiles(beam.PTransform):
+    """Once ``after`` is complete (the MERGE's output), delete the run's staging files under ``folder``.
+
+    Deleting twice (a retried step) is harmless; a run that dies before this leaves them
+    to the temp bucket's lifecycle rule (docs/deploy.md).
+    """
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self._folder = folder
+
+    def expand(self, after):
+        return (
+            after.pipeline
+            | "StagingFolder" >> beam.Create([self._folder])
+            | "DeleteFiles" >> beam.ParDo(DeleteStagingFilesFn(), beam.pvalue.AsList(after))
+        )

@@ -103,7 +103,7 @@ def test_dicts_and_arrow_tables_load_typed_and_refused_rows_are_dead_letters(
         assert got["order_id"] == row["order_id"]
     table = bq_dataset.client.get_table(bq_dataset.table_id("user_behavior_stg_load1"))
     assert table.time_partitioning.field == "event_ts"
-    assert lake.list_files(f"{temp}/*/*") == []  # the load's files are deleted after it
+    assert lake.list_files(f"{temp}/*/*.parquet")  # kept for a retried load; the hourly job deletes them
 
 
 def test_nested_order_lines_load_as_repeated_records(bq_dataset, beam_bq_emulator, gcs_emulator, monkeypatch):
@@ -139,7 +139,8 @@ def test_nested_order_lines_load_as_repeated_records(bq_dataset, beam_bq_emulato
 
 def test_a_failed_load_fails_the_hourly_run_before_any_merge(bq_dataset, beam_bq_emulator, gcs_emulator, tmp_path):
     """A staging table BigQuery cannot load into (here: one of another shape, made beforehand)
-    fails the run with the load job's error, and user_behavior stays as it was."""
+    fails the run with the load job's error, and user_behavior stays as it was; the re-run
+    repairs it."""
     hour = datetime(2026, 11, 20, 10, tzinfo=UTC)
     folder = lake.partition_path(str(tmp_path), lake.EVENTS, hour, zone=lake.RAW)
     lake.write_text(
@@ -175,6 +176,14 @@ def test_a_failed_load_fails_the_hourly_run_before_any_merge(bq_dataset, beam_bq
     with pytest.raises(Exception, match=r"load job \S+ into .*user_behavior_stg_.* failed"):
         hourly.run(argv)
     assert bq_dataset.count("user_behavior") == 0
+
+    # Its re-run (a new run id, the clash gone) merges the row and deletes its load files.
+    temp = f"gs://{gcs_emulator.bucket}/rerun-{run_id}"
+    argv = [a for a in argv if not a.startswith(("--run_id", "--temp_gcs_location"))]
+    counters = hourly.run([*argv, f"--run_id=re{run_id}", f"--temp_gcs_location={temp}"])
+    assert bq_dataset.count("user_behavior") == 1
+    assert counters["bq_loaded_user_behavior"] == 1
+    assert lake.list_files(f"{temp}/*/*/*.parquet") == []  # <temp>/<run id>/<staging table>/part-*
 
 
 def test_hourly_refuses_a_temp_location_that_is_not_gcs(tmp_path, monkeypatch):
