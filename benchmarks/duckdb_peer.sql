@@ -28,10 +28,13 @@ create macro id_txt(t, v) as case
 create macro id_ok(v) as v is not null and length(v) between 1 and 128;
 create macro opt_id_ok(v) as v is null or v = '' or length(v) <= 128;
 
+-- lake.iter_raw_lines: a line without its \r\n, blank lines (NULL here) and lines of
+-- ASCII whitespace skipped.
 create temp table src as
     select line
     from read_csv(EVENTS_PATH, columns = {'line': 'VARCHAR'}, delim = E'\x01', quote = '', escape = '',
-                  header = false, auto_detect = false, strict_mode = false);
+                  header = false, auto_detect = false, strict_mode = false)
+    where line[1] > ' ' or trim(line, E' \t\n\r\x0b\x0c') <> '';
 
 -- The one parse (json_valid, a read without building values, decides parse or not first:
 -- 0.2 µs a line; try() around from_json makes DuckDB redo every chunk with a bad line row
