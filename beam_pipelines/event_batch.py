@@ -122,8 +122,10 @@ def _id_column(groups: pa.StructArray, name: str) -> tuple[pa.Array, pa.Array]:
     """(id text or None for "", whether the text is one the contract keeps unchanged)."""
     text = pc.binary_join_element_wise(groups.field(f"{name}_s"), groups.field(f"{name}_i"), b"").cast(pa.string())
     length = pc.utf8_length(text)
-    # Printable ASCII: the only character str.strip() removes is the space.
-    as_is = pc.and_(pc.less_equal(length, events.MAX_ID_LENGTH), pc.invert(pc.match_substring_regex(text, "^ | $")))
+    # Printable ASCII: the only character str.strip() removes is the space. starts_with /
+    # ends_with, not the regex "^ | $": ~0.01 against ~0.12 µs an id (5 ids an event).
+    trimmed = pc.invert(pc.or_(pc.starts_with(text, " "), pc.ends_with(text, " ")))
+    as_is = pc.and_(pc.less_equal(length, events.MAX_ID_LENGTH), trimmed)
     return pc.if_else(pc.equal(length, 0), pa.scalar(None, pa.string()), text), as_is
 
 

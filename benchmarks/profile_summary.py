@@ -5,9 +5,12 @@ Usage (profile one case of a benchmark, then summarise)::
     .venv/bin/py-spy record -r 250 --format raw -o /tmp/chain.txt -- \\
         .venv/bin/python -m benchmarks.batch_hourly_chain --worker chain --dataset_json <dataset.json>
     .venv/bin/python -m benchmarks.profile_summary /tmp/chain.txt --top 30 --match beam_pipelines
+    .venv/bin/python -m benchmarks.profile_summary /tmp/chain.txt --groups   # the sharded chain's steps
 
 ``--match`` restricts the inclusive table to frames whose file contains the text
 (e.g. ``beam_pipelines`` for our code, ``apache_beam/runners`` for the runner).
+``--groups`` splits the samples inside ``Pipeline.run`` (the timed part) by step of the
+sharded chain (:data:`SHARDED_GROUPS`; the first group with a matching frame wins).
 """
 
 from __future__ import annotations
@@ -15,6 +18,52 @@ from __future__ import annotations
 import argparse
 import re
 from collections import Counter
+from pathlib import Path
+
+
+def _line_of(path: Path, text: str) -> int:
+    """The line of ``path`` holding ``text`` (profiles name frames by line)."""
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+_EVENT_BATCH = Path(__file__).resolve().parents[1] / "beam_pipelines" / "event_batch.py"
+_FAST = "fast_events (beam_pipelines/event_batch.py"
+# (group, frame substrings): the first group with a frame containing one of them wins.
+SHARDED_GROUPS = (
+    ("sink: pyarrow.parquet.write_table (the benchmark's row writer)", ("write_table",)),
+    ("side inputs: AsDict materialisation + state-cache sizing", ("StateBackedSideInputMap", "statecache", "objsize")),
+    (
+        "fast path: RE2 extract_regex over the block",
+        (f"{_FAST}:{_line_of(_EVENT_BATCH, 'pc.extract_regex(payloads, FAST_PAYLOAD)')})",),
+    ),
+    ("fast path: pa.array(list of bytes)", (f"{_FAST}:{_line_of(_EVENT_BATCH, 'payloads = pa.array(payloads')})",)),
+    ("fast path: id columns, casts, event table", (_FAST,)),
+    ("slow path: ParseEventsInWindowFn on the other lines", ("BlockParser.parse",)),
+    ("shard split: crc32 per event, take, Arrow IPC", ("ParseFileBlocksFn._judge",)),
+    ("read: lake.iter_raw_lines + block list", ("iter_raw_lines", "ParseFileBlocksFn.process")),
+    ("dedupe: repeated ids, dedupe._winner_key", ("dedupe (beam_pipelines/event_batch.py", "_winner_key")),
+    ("enrich: joins, line amounts, row table", ("user_behavior_table", "Dimension", "DedupeAndEnrichShardFn")),
+    ("dimensions: read + key (json.loads per row)", ("_keyed_dimension",)),
+    ("dead letters: JSON + WriteToText", ("textio", "FormatDeadLetters", "json/encoder")),
+)
+
+
+def group(stacks, groups=SHARDED_GROUPS) -> str:
+    """Samples inside ``Pipeline.run`` per group, the rest as Beam's runner and worker."""
+    counts: Counter[str] = Counter()
+    for frames, count in stacks:
+        if not any(f.startswith("Pipeline.run ") for f in frames):
+            continue
+        label = next(
+            (name for name, parts in groups if any(p in f for f in frames for p in parts)),
+            "Beam runner/worker machinery (bundles, data plane, coders, GroupByKey)",
+        )
+        counts[label] += count
+    total = sum(counts.values())
+    out = [f"{total} samples inside Pipeline.run"]
+    out += [f"  {100 * c / total:5.1f}%  {name}" for name, c in counts.most_common()]
+    return "\n".join(out)
+
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 
@@ -65,8 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("profile", help="py-spy --format raw output")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--match", help="only frames whose name contains this, in the inclusive table")
+    parser.add_argument("--groups", action="store_true", help="samples of Pipeline.run by step of the sharded chain")
     args = parser.parse_args(argv)
-    print(summarise(load(args.profile), args.top, args.match))
+    stacks = load(args.profile)
+    print(group(stacks) if args.groups else summarise(stacks, args.top, args.match))
 
 
 if __name__ == "__main__":
