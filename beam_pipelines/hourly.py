@@ -48,7 +48,7 @@ Conservation (Beam counters, printed at the end of a local run):
 ``lake_order_records_read = orders_exploded + dead_letters_order_parse + dead_letters_explode``;
 ``records_in = valid_events + dead_letters_parse + dead_letters_validate``;
 ``valid_events = rows staged (bq_merged_user_behavior) + duplicates_removed + dead_letters_window``
-(+ ``bigquery_failed_rows``: rows a load would refuse, dead letters of stage ``bigquery_load``).
+(+ ``bq_load_refused_user_behavior``: rows a load would refuse, dead letters of stage ``bigquery_load``).
 
 Run locally (after ``python -m beam_pipelines.local up`` and ``eval $(... env)``)::
 

@@ -24,15 +24,18 @@ retrying the bundle) replaces the table's rows instead of adding to them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 import bigquery_schemas
@@ -119,16 +122,47 @@ def _required_nulls(values: pa.Array, field: pa.Field) -> np.ndarray:
     elif pa.types.is_list(kind) and len(values):
         inner = _required_nulls(values.flatten(), kind.value_field)
         if inner.any():
-            parents = pa.compute.list_parent_indices(values).to_numpy(zero_copy_only=False)
+            parents = pc.list_parent_indices(values).to_numpy(zero_copy_only=False)
             bad[np.unique(parents[inner])] = True
     return bad
+
+
+_CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError)
+_NUMERIC_SCALE = Decimal("1e-9")
+_WIDE = Context(prec=80)
+
+
+def _rounded_numeric(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray | None:
+    """Decimal text with more than 9 decimals, rounded half away from zero as BigQuery rounds NUMERIC.
+
+    None when some value is not a number or does not fit NUMERIC(38, 9) even rounded.
+    """
+    rounded = []
+    for value in column.to_pylist():
+        try:
+            rounded.append(
+                None
+                if value is None
+                else str(
+                    _WIDE.create_decimal(value.strip()).quantize(_NUMERIC_SCALE, rounding=ROUND_HALF_UP, context=_WIDE)
+                )
+            )
+        except (ArithmeticError, ValueError):
+            return None
+    try:
+        return pa.chunked_array([pa.array(rounded, pa.string()).cast(target)])
+    except _CAST_ERRORS:
+        return None
 
 
 def _typed_column(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
     try:
         typed = column.cast(field.type)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError) as exc:
-        raise UnloadableRow(field.name, str(exc).split("\n")[0]) from exc
+    except _CAST_ERRORS as exc:
+        is_numeric_text = pa.types.is_decimal(field.type) and pa.types.is_string(column.type)
+        typed = _rounded_numeric(column, field.type) if is_numeric_text else None
+        if typed is None:
+            raise UnloadableRow(field.name, str(exc).split("\n")[0]) from exc
     if _required_nulls(typed.combine_chunks(), field).any():
         raise UnloadableRow(field.name, "NULL in a REQUIRED field")
     return typed
@@ -155,6 +189,7 @@ class ToLoadTablesFn(beam.DoFn):
         self._destination = destination
         self._batch_rows = batch_rows
         self._rows_out = Metrics.counter(METRICS_NAMESPACE, f"bq_load_rows_{kind}")
+        self._refused_rows = Metrics.counter(METRICS_NAMESPACE, f"bq_load_refused_{kind}")
 
     def setup(self):
         self._typed, self._text = arrow_schemas(self._kind)
@@ -167,6 +202,8 @@ class ToLoadTablesFn(beam.DoFn):
         if isinstance(element, pa.Table):
             yield from self._convert(element, None)
             return
+        if not isinstance(win, GlobalWindow):
+            raise ValueError(f"StageWithLoadJob stages bounded rows in the global window, got {win}")
         self._buffer.append(element)
         self._window = WindowedValue(None, timestamp, [win])
         if len(self._buffer) >= self._batch_rows:
@@ -209,11 +246,12 @@ class ToLoadTablesFn(beam.DoFn):
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
                 yield self._refused(row, _first_bad_column(row, self._text), str(exc).split("\n")[0])
         if good:
-            typed = pa.concat_tables(good)
+            typed = pa.concat_tables(good).combine_chunks()
             self._rows_out.inc(typed.num_rows)
             yield typed
 
     def _refused(self, row: dict[str, Any], column: str, reason: str):
+        self._refused_rows.inc()
         errors = [{"reason": "invalid", "location": column, "message": reason}]
         return beam.pvalue.TaggedOutput(FAILED, (self._destination, row, errors))
 
@@ -222,8 +260,9 @@ def _text_values(row: dict[str, Any], text: pa.Schema) -> dict[str, Any]:
     """``row`` with numbers, dates and datetimes in text columns written as the text the cast reads.
 
     The jobs build rows with text already (events.format_ts, decimal strings); a row
-    from elsewhere with a ``Decimal`` price or a ``datetime`` is loaded as that value,
-    not refused for its Python type.
+    from elsewhere with a ``Decimal`` price or an aware ``datetime`` is loaded as that
+    value, not refused for its Python type. A naive ``datetime`` stays refused (no zone
+    offset: the contract's rule for every timestamp).
     """
     out = dict(row)
     for field in text:
@@ -263,41 +302,50 @@ class LoadStagingTableFn(beam.DoFn):
         from google.cloud import bigquery
 
         from bigquery_schemas.client import make_client
-        from bigquery_schemas.tables import build_table
+        from bigquery_schemas.tables import build_table, to_schema_fields
 
-        client = make_client(self._project)
-        table = build_table(self._project, self._dataset, bigquery_schemas.table_spec(self._kind), name=self._table)
+        spec = bigquery_schemas.table_spec(self._kind)
+        table = build_table(self._project, self._dataset, spec, name=self._table)
         table.expires = self._expires_at
-        client.create_table(table, exists_ok=True)
-        files = sorted(files)
-        if not files:
-            client.close()
-            return
-        config = bigquery.LoadJobConfig(
-            source_format=bigquery.SourceFormat.PARQUET,
-            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-            create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
-            parquet_options=_parquet_options(),
-        )
-        # BigQuery takes at most MAX_SOURCE_URIS URIs per load job; past that one wildcard
-        # names them all (the run's own folder holds nothing else; the row count check
-        # below would catch a stray file).
-        sources = files if len(files) <= MAX_SOURCE_URIS else [f"{self._prefix}*{PARQUET_SUFFIX}"]
-        job = client.load_table_from_uri(
-            sources, table.reference, job_config=config, job_id_prefix=f"stage_{self._kind}_"
-        )
+        name = f"{self._project}.{self._dataset}.{self._table}"
+        client = make_client(self._project)
         try:
-            job.result(timeout=LOAD_TIMEOUT_SECONDS)
-        except Exception as exc:
-            raise StagingLoadFailed(
-                f"load job {job.job_id} into {table.full_table_id or self._table} failed: {exc}; "
-                f"nothing was merged; its {len(files)} file(s) are kept, the first {files[0]}"
-            ) from exc
+            client.create_table(table, exists_ok=True)
+            if expected_rows == 0:
+                return  # the empty table is what the MERGE reads: nothing to load
+            config = bigquery.LoadJobConfig(
+                source_format=bigquery.SourceFormat.PARQUET,
+                write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+                create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
+                # With WRITE_TRUNCATE BigQuery gives the table the job's schema: pass the
+                # file's, so the staging table keeps its modes and descriptions.
+                schema=to_schema_fields(spec.fields),
+                parquet_options=_parquet_options(),
+            )
+            # BigQuery takes at most MAX_SOURCE_URIS URIs per load job; past that one wildcard
+            # names them all (the run's own folder holds nothing else; the row count check
+            # below would catch a stray file).
+            files = sorted(files)
+            sources = files if len(files) <= MAX_SOURCE_URIS else [f"{self._prefix}*{PARQUET_SUFFIX}"]
+            job = None
+            try:
+                job = client.load_table_from_uri(
+                    sources, table.reference, job_config=config, job_id_prefix=f"stage_{self._kind}_"
+                )
+                job.result(timeout=LOAD_TIMEOUT_SECONDS)
+            except Exception as exc:
+                if isinstance(exc, TimeoutError | concurrent.futures.TimeoutError) and job is not None:
+                    job.cancel()  # a retry starts its own job; this one must not land later
+                detail = f"; errors: {job.errors[:5]}" if job is not None and job.errors else ""
+                raise StagingLoadFailed(
+                    f"load job {job.job_id if job else '(not started)'} into {name} failed: {exc}{detail}; "
+                    f"nothing was merged; its {len(files)} file(s) are kept, the first {files[0] if files else '-'}"
+                ) from exc
         finally:
             client.close()
         if job.output_rows != expected_rows:
             raise StagingLoadFailed(
-                f"load job {job.job_id} loaded {job.output_rows} rows into {self._table}, "
+                f"load job {job.job_id} loaded {job.output_rows} rows into {name}, "
                 f"{expected_rows} were written; nothing was merged"
             )
         self._loaded.inc(expected_rows)

@@ -423,7 +423,10 @@ def order_row(order: dict[str, Any]) -> dict[str, Any]:
                 "product_id": events.id_text(line.get("product_id"), "product_id"),
                 "quantity": qty,
                 "unit_price": str(unit),
-                "amount": str(line.get("amount") or events.line_amount(str(unit), qty)),
+                # Cents, like unit_price: an API's float amount (19.989999999999998) is 19.99.
+                "amount": str(Decimal(str(line["amount"])).quantize(events.CENTS))
+                if line.get("amount") is not None
+                else events.line_amount(str(unit), qty),
             }
         )
     return {

@@ -333,18 +333,24 @@ class MergeStagingTablesFn(beam.DoFn):
         from bigquery_schemas.client import make_client
 
         client = make_client(self._project)
+        merged: list[tuple[str, int]] = []
         try:
             for target in self._targets:
                 try:
                     extra = ", min(date) as lo, max(date) as hi" if target.kind == "user_behavior" else ""
                     query = f"select count(*) as n{extra} from {target.staging.sql}"
                     stats = next(iter(client.query(query).result()))
-                except NotFound:
-                    stats = None  # no row was staged, so Beam never created the table
-                if stats is None or stats["n"] == 0:
+                except NotFound as exc:
+                    # Every staging load creates its table, empty or not: a missing one was
+                    # dropped or expired, and merging "nothing" would lose the window's rows.
+                    raise RuntimeError(
+                        f"staging table {target.staging.table_id} is missing (expired, or dropped by another "
+                        "attempt): nothing more was merged; run the window again"
+                    ) from exc
+                if stats["n"] == 0:
                     self._skipped.inc()
                     _LOG.info("merge %s: nothing staged, table left as it is", target.final.table_id)
-                    yield target.kind, 0
+                    merged.append((target.kind, 0))
                     continue
                 params: list[Any] = []
                 if target.kind == "user_behavior":
@@ -362,12 +368,16 @@ class MergeStagingTablesFn(beam.DoFn):
                 affected = job.num_dml_affected_rows or 0
                 self._merged[target.kind].inc(int(stats["n"]))
                 _LOG.info("merge %s: %s staged rows, %s affected", target.final.table_id, stats["n"], affected)
-                yield target.kind, int(stats["n"])
-        finally:
+                merged.append((target.kind, int(stats["n"])))
+            # Dropped only once every MERGE succeeded: a retried attempt after a failed
+            # MERGE finds every staging table again (each MERGE is idempotent), and a run
+            # that fails for good leaves them to their expiry and DropStaleStagingTables.
             if not self._keep:
                 for target in self._targets:
                     client.delete_table(target.staging.table_id, not_found_ok=True)
+        finally:
             client.close()
+        yield from merged
 
 
 class MergeStagingTables(beam.PTransform):

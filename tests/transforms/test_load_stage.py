@@ -21,6 +21,7 @@ from google.cloud import bigquery
 from beam_pipelines import hourly, lake
 from beam_pipelines.transforms import load_stage
 from beam_pipelines.transforms.load_stage import STAGE_BIGQUERY_LOAD, StageWithLoadJob, arrow_schemas
+from beam_pipelines.transforms.unify import MergeStagingTablesFn, MergeTarget, TableRef
 from tests.fixtures.jobs import hourly_job_args
 
 pytestmark = pytest.mark.integration
@@ -47,7 +48,11 @@ def _row(event_id: str, **changes) -> dict:
     return {**row, **changes}
 
 
-GOOD_DICTS = [_row("d-1"), _row("d-2", price="0.00", quantity=None, product_name="Ünïcode ☃")]
+GOOD_DICTS = [
+    _row("d-1"),
+    _row("d-2", price="0.00", quantity=None, product_name="Ünïcode ☃"),
+    _row("d-round", price="19.9899999999"),  # more decimals than NUMERIC: rounded as BigQuery rounds
+]
 GOOD_TABLE_ROWS = [_row("t-1", event_name="view", order_id=None), _row("t-2", date="2026-11-21")]
 TYPED_TS = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
 # (row, column the dead letter must name)
@@ -93,7 +98,10 @@ def test_dicts_and_arrow_tables_load_typed_and_refused_rows_are_dead_letters(
     assert (typed["price"], typed["date"], typed["event_ts"]) == (Decimal("5.5"), date(2026, 11, 20), TYPED_TS)
     rows_in = len(elements) - 1 + table_rows.num_rows  # the table element holds several rows
     assert rows_in == len(loaded) + len(BAD)
+    assert loaded["d-round"]["price"] == Decimal("19.99")
     for row in good:
+        if row["event_id"] == "d-round":
+            continue
         got = loaded[row["event_id"]]
         assert got["event_ts"] == datetime.fromisoformat(row["event_ts"])
         assert got["date"] == date.fromisoformat(row["date"])
@@ -194,3 +202,34 @@ def test_hourly_refuses_a_temp_location_that_is_not_gcs(tmp_path, monkeypatch):
         hourly.run(argv)
     with pytest.raises(ValueError, match=r"got '/tmp/x'"):
         hourly.run([*argv, "--temp_gcs_location=/tmp/x"])
+
+
+def test_no_rows_still_make_an_empty_staging_table(bq_dataset, beam_bq_emulator, gcs_emulator):
+    """An hour without orders: the MERGE reads an empty staging table (no load job runs)."""
+    temp = f"gs://{gcs_emulator.bucket}/load-test-{uuid.uuid4().hex[:8]}"
+    p = beam.Pipeline(runner="FnApiRunner")
+    dead = _stage(p, bq_dataset, "orders_stg_empty", "orders", temp, [])
+    assert_that(dead, equal_to([]))
+    p.run().wait_until_finish()
+    assert bq_dataset.count("orders_stg_empty") == 0
+    assert [f.name for f in bq_dataset.client.get_table(bq_dataset.table_id("orders_stg_empty")).schema][-1] == "lines"
+
+
+def test_a_missing_staging_table_fails_the_merge_and_the_others_are_kept_for_its_retry(bq_dataset, beam_bq_emulator):
+    """Staging tables are dropped only after every MERGE succeeded; a missing one (expired, or
+    dropped by an earlier attempt) fails the step instead of merging "nothing"."""
+    from bigquery_schemas import table_spec
+    from bigquery_schemas.tables import build_table
+
+    targets = []
+    for kind in ("orders", "user_behavior"):
+        ref = TableRef.parse(bq_dataset.table(kind))
+        targets.append(MergeTarget(kind, ref, ref.staging("mergeretry")))
+    orders_staging = targets[0].staging
+    bq_dataset.client.create_table(
+        build_table(bq_dataset.project, bq_dataset.dataset, table_spec("orders"), name=orders_staging.table)
+    )
+    fn = MergeStagingTablesFn(targets, bq_dataset.project)
+    with pytest.raises(RuntimeError, match=r"staging table \S+user_behavior_stg_mergeretry is missing"):
+        list(fn.process(None, []))
+    assert bq_dataset.client.get_table(orders_staging.table_id)  # kept: a retry merges it again
