@@ -47,17 +47,8 @@ from typing import Any
 from beam_pipelines import events
 from beam_pipelines.events import format_ts
 
-TARGET_FIELDS = (
-    "event_id",
-    "event_name",
-    "event_ts",
-    "user_id",
-    "session_id",
-    "product_id",
-    "price",
-    "quantity",
-    "order_id",
-)
+# The event's wire fields: the contract's columns but event_time, which validation derives from event_ts.
+TARGET_FIELDS = tuple(name for name in events.EVENT_FIELDS if name != "event_time")
 INT_FIELDS = frozenset({"quantity"})  # ids stay text: "0042" and "42" are two ids
 # The public "eCommerce behavior data from multi category store" export, the usual real-world sample.
 DEFAULT_MAPPING = {"event_time": "event_ts", "event_type": "event_name", "user_session": "session_id"}
