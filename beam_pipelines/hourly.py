@@ -234,13 +234,10 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
     staging_ttl = timedelta(minutes=options.staging_ttl_minutes)
     # Fixed when the job is built: a killed run's tables expire one TTL after its start.
     staging_expires = datetime.now(UTC) + staging_ttl
-    temp = staging_files_location(options)
+    staging_files = f"{staging_files_location(options)}/{run_id}"
 
     def stage(kind: str) -> StageWithLoadJob:
-        ref = targets[kind].staging
-        return StageWithLoadJob(
-            (ref.project, ref.dataset, ref.table), kind, f"{temp}/{run_id}", pipeline=JOB, expires_at=staging_expires
-        )
+        return StageWithLoadJob(targets[kind].staging, kind, staging_files, pipeline=JOB, expires_at=staging_expires)
 
     _ = p | "DropStaleStagingTables" >> DropStaleStagingTables(
         list(targets.values()), tables["user_behavior"].project, staging_ttl
@@ -296,7 +293,7 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
         merge_targets, tables["user_behavior"].project, options.keep_staging_tables
     )
     if not options.keep_staging_tables:
-        _ = merged | "DeleteStagingFiles" >> DeleteStagingFiles(f"{temp}/{run_id}")
+        _ = merged | "DeleteStagingFiles" >> DeleteStagingFiles(staging_files)
 
     forwarded = (
         p

@@ -42,6 +42,7 @@ import bigquery_schemas
 from beam_pipelines import events
 from beam_pipelines.transforms import METRICS_NAMESPACE
 from beam_pipelines.transforms.bigquery_sink import FailedRowToDeadLetterFn
+from beam_pipelines.transforms.unify import TableRef
 
 STAGE_BIGQUERY_LOAD = "bigquery_load"
 FAILED = "failed"
@@ -128,6 +129,9 @@ def _required_nulls(values: pa.Array, field: pa.Field) -> np.ndarray:
 
 
 _CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError)
+# What building an Arrow value from a Python one raises for a value of the wrong kind
+# (ArrowInvalid and ArrowTypeError are ValueError and TypeError; UnicodeEncodeError for a lone surrogate).
+_ROW_ERRORS = (TypeError, ValueError, OverflowError)
 _NUMERIC_SCALE = Decimal("1e-9")
 _WIDE = Context(prec=80)
 
@@ -137,16 +141,14 @@ def _rounded_numeric(column: pa.ChunkedArray, target: pa.DataType) -> pa.Chunked
 
     None when some value is not a number or does not fit NUMERIC(38, 9) even rounded.
     """
-    rounded = []
+    rounded: list[str | None] = []
     for value in column.to_pylist():
+        if value is None:
+            rounded.append(None)
+            continue
         try:
-            rounded.append(
-                None
-                if value is None
-                else str(
-                    _WIDE.create_decimal(value.strip()).quantize(_NUMERIC_SCALE, rounding=ROUND_HALF_UP, context=_WIDE)
-                )
-            )
+            number = _WIDE.create_decimal(value.strip())
+            rounded.append(str(number.quantize(_NUMERIC_SCALE, rounding=ROUND_HALF_UP, context=_WIDE)))
         except (ArithmeticError, ValueError):
             return None
     try:
@@ -222,7 +224,7 @@ class ToLoadTablesFn(beam.DoFn):
             return
         try:
             table = pa.Table.from_pylist(rows, schema=self._text)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        except _ROW_ERRORS:
             table = None  # some row has a value of the wrong kind: find it row by row
         yield from self._convert(table, rows)
 
@@ -243,7 +245,7 @@ class ToLoadTablesFn(beam.DoFn):
                 good.append(to_load_table(pa.Table.from_pylist([text_row], schema=self._text), self._typed))
             except UnloadableRow as exc:
                 yield self._refused(row, exc.column, exc.reason)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+            except _ROW_ERRORS as exc:
                 yield self._refused(row, _first_bad_column(row, self._text), str(exc).split("\n")[0])
         if good:
             typed = pa.concat_tables(good).combine_chunks()
@@ -280,7 +282,7 @@ def _first_bad_column(row: dict[str, Any], text: pa.Schema) -> str:
     for field in text:
         try:
             pa.array([row.get(field.name)], field.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        except _ROW_ERRORS:
             return field.name
     return "?"
 
@@ -291,8 +293,8 @@ class LoadStagingTableFn(beam.DoFn):
     Its (empty) output is complete only once the load has finished: the MERGE's barrier.
     """
 
-    def __init__(self, project: str, dataset: str, table: str, kind: str, expires_at: datetime | None, prefix: str):
-        self._project, self._dataset, self._table = project, dataset, table
+    def __init__(self, staging: TableRef, kind: str, expires_at: datetime | None, prefix: str):
+        self._staging = staging
         self._prefix = prefix
         self._kind = kind
         self._expires_at = expires_at
@@ -304,11 +306,12 @@ class LoadStagingTableFn(beam.DoFn):
         from bigquery_schemas.client import make_client
         from bigquery_schemas.tables import build_table, to_schema_fields
 
+        ref = self._staging
         spec = bigquery_schemas.table_spec(self._kind)
-        table = build_table(self._project, self._dataset, spec, name=self._table)
+        table = build_table(ref.project, ref.dataset, spec, name=ref.table)
         table.expires = self._expires_at
-        name = f"{self._project}.{self._dataset}.{self._table}"
-        client = make_client(self._project)
+        name = ref.table_id
+        client = make_client(ref.project)
         try:
             client.create_table(table, exists_ok=True)
             if expected_rows == 0:
@@ -349,7 +352,7 @@ class LoadStagingTableFn(beam.DoFn):
                 f"{expected_rows} were written; nothing was merged"
             )
         self._loaded.inc(expected_rows)
-        _LOG.info("staged %s rows into %s with load job %s", expected_rows, self._table, job.job_id)
+        _LOG.info("staged %s rows into %s with load job %s", expected_rows, name, job.job_id)
         # The files stay until DeleteStagingFiles runs after the MERGE: a retry of this
         # step (a worker lost after the load) must find them to load again.
         return
@@ -368,7 +371,7 @@ class StageWithLoadJob(beam.PTransform):
     """Rows -> a per-run staging table through Parquet files and one load job.
 
     Args:
-      staging: ``(project, dataset, table)`` of the staging table this creates.
+      staging: the staging table this creates.
       kind: the table's name in ``tables.json`` (schema, partitioning, clustering).
       temp_location: folder for the Parquet files (``gs://...``; the load job reads them there).
       pipeline: job name stored in dead-letter rows.
@@ -381,7 +384,7 @@ class StageWithLoadJob(beam.PTransform):
 
     def __init__(
         self,
-        staging: tuple[str, str, str],
+        staging: TableRef,
         kind: str,
         temp_location: str,
         *,
@@ -389,16 +392,15 @@ class StageWithLoadJob(beam.PTransform):
         expires_at: datetime | None = None,
     ):
         super().__init__()
-        self._project, self._dataset, self._table = staging
+        self._staging = staging
         self._kind = kind
-        self._prefix = f"{temp_location.rstrip('/')}/{self._table}/part"
+        self._prefix = f"{temp_location.rstrip('/')}/{staging.table}/part"
         self._pipeline = pipeline
         self._expires_at = expires_at
         self._typed, _ = arrow_schemas(kind)  # fails at construction on an unmapped type
 
     def expand(self, rows):
-        destination = f"{self._project}:{self._dataset}.{self._table}"
-        tables = rows | "ToLoadTables" >> beam.ParDo(ToLoadTablesFn(self._kind, destination)).with_outputs(
+        tables = rows | "ToLoadTables" >> beam.ParDo(ToLoadTablesFn(self._kind, self._staging.beam)).with_outputs(
             FAILED, main="tables"
         )
         files = tables.tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
@@ -410,9 +412,7 @@ class StageWithLoadJob(beam.PTransform):
             | "ListFiles" >> beam.combiners.ToList()
             | "LoadJob"
             >> beam.ParDo(
-                LoadStagingTableFn(
-                    self._project, self._dataset, self._table, self._kind, self._expires_at, self._prefix
-                ),
+                LoadStagingTableFn(self._staging, self._kind, self._expires_at, self._prefix),
                 beam.pvalue.AsSingleton(written),
             )
         )

@@ -425,7 +425,7 @@ def order_row(order: dict[str, Any]) -> dict[str, Any]:
                 "unit_price": str(unit),
                 # Cents, like unit_price: an API's float amount (19.989999999999998) is 19.99.
                 "amount": str(Decimal(str(line["amount"])).quantize(events.CENTS))
-                if line.get("amount") is not None
+                if line.get("amount")
                 else events.line_amount(str(unit), qty),
             }
         )

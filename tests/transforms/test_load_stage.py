@@ -69,7 +69,8 @@ def _stage(p, dataset, table: str, kind: str, temp: str, elements):
     return (
         p
         | f"Create{table}" >> beam.Create(elements, reshuffle=False)
-        | f"Stage{table}" >> StageWithLoadJob((dataset.project, dataset.dataset, table), kind, temp, pipeline="test")
+        | f"Stage{table}"
+        >> StageWithLoadJob(TableRef(dataset.project, dataset.dataset, table), kind, temp, pipeline="test")
     )
 
 
