@@ -12,7 +12,7 @@ import sys
 from typing import TextIO
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from beam_pipelines import bq_local, runners
 from beam_pipelines.cli import parse_job_options  # noqa: F401  (the jobs import it from here)
@@ -42,11 +42,21 @@ def counters(result) -> dict[str, int]:
 
 
 def run_and_report(pipeline: beam.Pipeline, job: str, out: TextIO | None = None) -> dict[str, int]:
-    """Run ``pipeline`` to completion; print its counters when it ran locally; return them."""
+    """Run ``pipeline`` to completion; print its counters when it ran in this process; return them.
+
+    With ``--template_location`` (how the Flex Template launcher runs a job file) the
+    runner only writes the job description there: no job exists yet, so there is
+    nothing to wait for and no counter to read (Dataflow's result raises
+    ``ValueError('Can not query metrics. Job id is unknown.')``). It returns ``{}``.
+    """
     result = pipeline.run()
+    template = pipeline.options.view_as(GoogleCloudOptions).template_location
+    if template:
+        print(f"{job}: job description written to {template}", file=out or sys.stdout)
+        return {}
     result.wait_until_finish()
     values = counters(result)
-    if runners.is_local(pipeline.options.view_as(beam.options.pipeline_options.StandardOptions).runner or ""):
+    if runners.allows(pipeline.options, runners.LocalStep.PRINT_COUNTERS):
         print_counters(job, values, out)
     return values
 

@@ -107,11 +107,12 @@ def configure_for_environment(options: PipelineOptions) -> bool:
     endpoint = emulator_endpoint()
     if not endpoint:
         return False
-    runner = options.view_as(StandardOptions).runner or ""
-    if not runners.is_local(runner):
+    if not runners.allows(options, runners.LocalStep.EMULATOR_SWITCH):
+        runner = options.view_as(StandardOptions).runner
         raise ValueError(
-            f"BIGQUERY_EMULATOR_HOST={endpoint} is set but --runner={runner}: a Dataflow job cannot use "
-            "the local emulator. Unset BIGQUERY_EMULATOR_HOST (and PUBSUB_EMULATOR_HOST) to submit to Dataflow."
+            f"BIGQUERY_EMULATOR_HOST={endpoint} is set but --runner={runner} runs its workers outside this "
+            "process, where the emulator switch does not reach: unset BIGQUERY_EMULATOR_HOST (and "
+            "PUBSUB_EMULATOR_HOST) to submit to Dataflow, or leave --runner out for a local run"
         )
     project = options.view_as(GoogleCloudOptions).project or os.environ.get("GOOGLE_CLOUD_PROJECT", "local-ecommerce")
     use_bigquery_emulator(endpoint, os.environ.get(EMULATOR_GRPC_ENV), project)

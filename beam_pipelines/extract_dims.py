@@ -9,7 +9,10 @@ the pointer, so they never see a half-written snapshot.
 
 Every snapshot is complete. With ``--updated_since`` only rows changed since then are
 read from the database and merged into the previous snapshot (newest ``updated_at``
-wins); rows deleted in the source need a full extract (no ``--updated_since``).
+wins); rows deleted in the source need a full extract (no ``--updated_since``), and a
+lake with no snapshot yet refuses an incremental read (it would publish only the
+changed rows as the whole table). A snapshot with less than half the rows of the one
+it replaces is not published (``_LATEST`` stays) unless ``--allow_dims_shrink``.
 Source rows are typed and constrained by the database, so this job has no dead letters.
 
 ``--source_mapping mapping.toml`` reads the user's own tables or views (their names,
@@ -31,7 +34,7 @@ from __future__ import annotations
 import sys
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import cli, events, runners
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
@@ -90,6 +93,14 @@ class ExtractDimsOptions(PipelineOptions):
         )
         add_argument_once(
             parser,
+            "--allow_dims_shrink",
+            action="store_true",
+            default=False,
+            help="Publish a snapshot even when it holds less than half the rows of the previous one (refused "
+            "by default: a read that failed quietly, a wrong source or mapping looks the same).",
+        )
+        add_argument_once(
+            parser,
             "--snapshot_ts",
             default=None,
             help="Snapshot instant, ISO-8601 UTC (default: now); names the snapshot folder.",
@@ -110,8 +121,7 @@ def build_pipeline(p: beam.Pipeline, options: ExtractDimsOptions) -> None:
     for name in tables:
         dim_table(name)
     mapping = source_mapping.load(options.source_mapping)
-    runner = p.options.view_as(StandardOptions).runner or "DirectRunner"
-    if options.database_url and runners.is_local(runner):
+    if options.database_url and runners.allows(p.options, runners.LocalStep.LAUNCH_SOURCE_CHECK):
         # At launch, in one line, rather than as a worker's traceback. Not for Dataflow: its
         # launcher (a Composer worker) need not reach the database the workers read.
         with source_mapping.connect(options.database_url, mapping) as db:
@@ -129,9 +139,14 @@ def build_pipeline(p: beam.Pipeline, options: ExtractDimsOptions) -> None:
             mapping=mapping,
         )
         if options.updated_since:
-            previous = p | f"ReadPrevious{label}" >> ReadDimension(options.lake_root, name, table.key)
+            # Changed rows merged into nothing would be published as a complete snapshot.
+            previous = p | f"ReadPrevious{label}" >> ReadDimension(
+                options.lake_root, name, table.key, hint="run a full extract first (without --updated_since)"
+            )
             rows = rows | f"Merge{label}IntoSnapshot" >> MergeIntoSnapshot(previous, table.key)
-        _ = rows | f"Write{label}Snapshot" >> WriteSnapshot(options.lake_root, name, snapshot_ts)
+        _ = rows | f"Write{label}Snapshot" >> WriteSnapshot(
+            options.lake_root, name, snapshot_ts, allow_shrink=options.allow_dims_shrink
+        )
 
 
 def run(argv: list[str] | None = None) -> dict[str, int]:

@@ -4,6 +4,9 @@ Writes one JSON order per line, as the API returned it, to
 ``<lake_root>/raw/orders/dt=YYYY-MM-DD/hour=HH/orders_<start>_<end>-NNNNN.jsonl`` (one
 partition per hour the window touches). A re-run of the same window replaces its
 own files and leaves other windows of the hour alone (see :mod:`beam_pipelines.lake`).
+Last, it writes a completion record per hour piece under ``<lake_root>/_extracts/orders/``:
+the proof the hourly job and the Composer sensor need that the piece was extracted,
+also when it held no orders.
 
 Records the API returns that are not JSON objects are dead letters. They are written
 to the lake, not BigQuery, under ``<lake_root>/dead_letter/orders/dt=../hour=../`` as
@@ -42,7 +45,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipelines import cli, lake
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.io.orders_api import DEFAULT_TOKEN_ENV, MAX_PAGE_SIZE, RetryPolicy
-from beam_pipelines.transforms.lake_io import WriteWindowPartitions
+from beam_pipelines.transforms.lake_io import WriteExtractRecords, WriteWindowPartitions
 from beam_pipelines.transforms.orders import DEAD_LETTERS, ORDERS, ReadOrdersFromApi
 
 JOB = "extract_orders"
@@ -140,7 +143,8 @@ def build_pipeline(p: beam.Pipeline, options: ExtractOrdersOptions, run_id: str 
         read_pieces=options.read_pieces,
         retry=RetryPolicy(max_attempts=options.max_attempts, max_backoff_seconds=options.max_backoff_seconds),
     )
-    tmp = lake.tmp_dir(options.lake_root, run_id or lake.new_run_id())
+    run_id = run_id or lake.new_run_id()
+    tmp = lake.tmp_dir(options.lake_root, run_id)
     result = p | "ReadOrdersFromApi" >> read
     replaced_orders = result[ORDERS] | "WriteOrderPartitions" >> WriteWindowPartitions(
         options.lake_root, lake.RAW, lake.ORDERS, read.piece_keys, tmp
@@ -148,13 +152,20 @@ def build_pipeline(p: beam.Pipeline, options: ExtractOrdersOptions, run_id: str 
     replaced_dead = result[DEAD_LETTERS] | "WriteDeadLetterPartitions" >> WriteWindowPartitions(
         options.lake_root, lake.DEAD_LETTER, lake.ORDERS, read.piece_keys, tmp
     )
-    # The temp folder goes once both swaps are done (their outputs are the side input),
-    # inside the job, so the launcher never needs access to the lake.
-    done = (replaced_orders, replaced_dead) | "FlattenReplacedPartitions" >> beam.Flatten()
+    # Completion records once both swaps are done, then the temp folder goes (the swaps
+    # copy out of it, so a retried swap still finds its files), inside the job, so the
+    # launcher never needs access to the lake.
+    swaps = (
+        replaced_orders | "TagOrderSwaps" >> beam.MapTuple(lambda piece, paths: (lake.RAW, piece, paths)),
+        replaced_dead | "TagDeadLetterSwaps" >> beam.MapTuple(lambda piece, paths: (lake.DEAD_LETTER, piece, paths)),
+    ) | "FlattenReplacedPartitions" >> beam.Flatten()
+    records = swaps | "RecordExtractedWindow" >> WriteExtractRecords(
+        options.lake_root, lake.ORDERS, read.piece_keys, run_id
+    )
     _ = (
         p
         | "CreateTempFolder" >> beam.Create([tmp])
-        | "DeleteTempFolder" >> beam.Map(lambda path, _done: lake.delete_tree(path), beam.pvalue.AsList(done))
+        | "DeleteTempFolder" >> beam.Map(lambda path, _done: lake.delete_tree(path), beam.pvalue.AsList(records))
     )
     return tmp
 

@@ -68,17 +68,17 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from beam_pipelines import cli, events, lake, runners
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.local.services import TEMP_LOCATION_ENV
 from beam_pipelines.transforms import parse
-from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters
+from beam_pipelines.transforms.bigquery_sink import LogUnwritableDeadLetterFn
 from beam_pipelines.transforms.dedupe import DeduplicateEvents
 from beam_pipelines.transforms.dims import dim_table
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
-from beam_pipelines.transforms.lake_io import ReadDimension, ReadLakeFiles
+from beam_pipelines.transforms.lake_io import CheckExtracted, ReadDimension, ReadLakeFiles
 from beam_pipelines.transforms.load_stage import DeleteStagingFiles, StageWithLoadJob
 from beam_pipelines.transforms.orders import (
     ORDER_RECORDS,
@@ -91,6 +91,7 @@ from beam_pipelines.transforms.orders import (
 from beam_pipelines.transforms.sharded import ROWS, ShardedStreamRows
 from beam_pipelines.transforms.unify import (
     DEAD_LETTERS,
+    DropStagingTables,
     DropStaleStagingTables,
     ForwardLakeDeadLetterFn,
     MergeStagingTables,
@@ -162,6 +163,23 @@ class HourlyOptions(PipelineOptions):
         )
         add_argument_once(
             parser,
+            "--allow_missing_extracts",
+            action="store_true",
+            default=False,
+            help="Load the window even where the lake cannot prove the extracts ran (no orders completion "
+            "record for a part of it, no products/users snapshot): for backfills of dropped event files. "
+            "Without it such a window fails the run and names what is missing.",
+        )
+        add_argument_once(
+            parser,
+            "--allow_dims_shrink",
+            action="store_true",
+            default=False,
+            help="Let products/users lose more than half their rows in one refresh (refused by default: a "
+            "source read that failed quietly looks the same).",
+        )
+        add_argument_once(
+            parser,
             "--keep_staging_tables",
             action="store_true",
             default=False,
@@ -184,15 +202,15 @@ class HourlyOptions(PipelineOptions):
 
 
 def _patterns(lake_root: str, hours, zone: str, table: str, glob: str) -> list[str]:
-    return [lake.join(lake.partition_path(lake_root, table, h, zone=zone), glob) for h, _ in hours]
+    # The lake root is literal: only ``glob`` matches more than itself.
+    return [lake.join(lake.literal(lake.partition_path(lake_root, table, h, zone=zone)), glob) for h, _ in hours]
 
 
 def staging_files_location(options: PipelineOptions) -> str:
     """The ``gs://`` folder for the staging load files; ValueError saying what to pass when there is none."""
     hourly = options.view_as(HourlyOptions)
     location = hourly.temp_gcs_location or options.view_as(GoogleCloudOptions).temp_location
-    local = runners.is_local(options.view_as(StandardOptions).runner or "")
-    if not location and local:
+    if not location and runners.allows(options, runners.LocalStep.LOCAL_TEMP_LOCATION):
         location = os.environ.get(TEMP_LOCATION_ENV)
     if not location or not location.startswith("gs://"):
         where = f"got {location!r}" if location else "none given"
@@ -226,25 +244,35 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
         "orders": TableRef.parse(options.orders_table, "orders_table"),
         "products": TableRef.parse(options.products_table, "products_table"),
         "users": TableRef.parse(options.users_table, "users_table"),
+        "dead_letter": TableRef.parse(options.dead_letter_table, "dead_letter_table"),
     }
-    dead_letter_table = TableRef.parse(options.dead_letter_table, "dead_letter_table")
     targets = {kind: MergeTarget(kind, ref, ref.staging(run_id)) for kind, ref in tables.items()}
+    project = tables["user_behavior"].project
     if not options.staging_ttl_minutes or options.staging_ttl_minutes <= 0:
         raise ValueError(f"--staging_ttl_minutes must be a positive number, got {options.staging_ttl_minutes}")
     staging_ttl = timedelta(minutes=options.staging_ttl_minutes)
     # Fixed when the job is built: a killed run's tables expire one TTL after its start.
     staging_expires = datetime.now(UTC) + staging_ttl
     staging_files = f"{staging_files_location(options)}/{run_id}"
+    # Absence is proven, not assumed: a window the extracts never covered, or a lake with
+    # no dimension snapshot, fails the run instead of merging nothing (docs/batch.md).
+    required = not options.allow_missing_extracts
+    hint = "run the extracts for it first (or pass --allow_missing_extracts to load only what the lake holds)"
 
     def stage(kind: str) -> StageWithLoadJob:
         return StageWithLoadJob(targets[kind].staging, kind, staging_files, pipeline=JOB, expires_at=staging_expires)
 
-    _ = p | "DropStaleStagingTables" >> DropStaleStagingTables(
-        list(targets.values()), tables["user_behavior"].project, staging_ttl
+    _ = p | "DropStaleStagingTables" >> DropStaleStagingTables(list(targets.values()), project, staging_ttl)
+    checked = p | "CheckOrdersExtracted" >> CheckExtracted(
+        options.lake_root, lake.ORDERS, start, end, required=required, hint=hint
     )
 
-    products = p | "ReadProductsSnapshot" >> ReadDimension(options.lake_root, "products", dim_table("products").key)
-    users = p | "ReadUsersSnapshot" >> ReadDimension(options.lake_root, "users", dim_table("users").key)
+    products = p | "ReadProductsSnapshot" >> ReadDimension(
+        options.lake_root, "products", dim_table("products").key, required=required, hint=hint
+    )
+    users = p | "ReadUsersSnapshot" >> ReadDimension(
+        options.lake_root, "users", dim_table("users").key, required=required, hint=hint
+    )
 
     # API orders -> order/return events.
     order_lines = p | "ReadOrderFiles" >> ReadLakeFiles(
@@ -286,14 +314,8 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
             label = kind.capitalize()
             staged.append(dim | f"Drop{label}Keys" >> beam.Values() | f"Stage{label}" >> stage(kind))
             merge_targets.append(targets[kind])
-    merge_targets.append(targets["user_behavior"])
-
-    barrier = staged | "FlattenStagingFailures" >> beam.Flatten()
-    merged = barrier | "MergeStagingTables" >> MergeStagingTables(
-        merge_targets, tables["user_behavior"].project, options.keep_staging_tables
-    )
-    if not options.keep_staging_tables:
-        _ = merged | "DeleteStagingFiles" >> DeleteStagingFiles(staging_files)
+    merge_targets += [targets["user_behavior"], targets["dead_letter"]]
+    refused = staged | "FlattenStagingFailures" >> beam.Flatten()
 
     forwarded = (
         p
@@ -307,14 +329,26 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
         order_events[DEAD_LETTERS],
         stream[DEAD_LETTERS],
         order_rows[DEAD_LETTERS],
-        barrier,
+        refused,
         forwarded,
     ) | "FlattenDeadLetters" >> beam.Flatten()
-    _ = (
+    # Dead letters are staged and loaded like the rows (no per-row streaming insert) and
+    # appended once per run id by the MERGE step; one BigQuery would refuse has nowhere
+    # left to go: counted and logged.
+    unwritable = (
         dead_letters
         | "TagDeadLettersWithRun" >> TagDeadLetters(run_id)
-        | "WriteDeadLetters" >> WriteDeadLetters(dead_letter_table.beam)
+        | "StageDeadLetters" >> stage("dead_letter")
+        | "CountUnwritableDeadLetters" >> beam.ParDo(LogUnwritableDeadLetterFn())
     )
+
+    barrier = (refused, unwritable, checked) | "FlattenMergeBarrier" >> beam.Flatten()
+    merged = barrier | "MergeStagingTables" >> MergeStagingTables(
+        merge_targets, project, run_id, options.allow_dims_shrink
+    )
+    if not options.keep_staging_tables:
+        _ = merged | "DropStagingTables" >> DropStagingTables(merge_targets, project)
+        _ = merged | "DeleteStagingFiles" >> DeleteStagingFiles(staging_files)
     return run_id
 
 

@@ -217,9 +217,13 @@ def check_job(options, options_cls: type) -> None:
 
     runner = options.view_as(StandardOptions).runner or ""  # unset: a pinned local runner
     values = options.view_as(options_cls).get_all_options(current_only=True)
-    local = runners.is_local(runner)
+    local = runners.is_in_process(options)
     if not local:
-        if options.view_as(GoogleCloudOptions).no_auth or options.view_as(TestOptions).dry_run:
+        cloud = options.view_as(GoogleCloudOptions)
+        # --template_location: this process only writes the job description (the Flex
+        # Template launcher runs job files so); the job's resources are used, and
+        # checked, when Dataflow runs it.
+        if cloud.no_auth or cloud.template_location or options.view_as(TestOptions).dry_run:
             return
         require_credentials(f"--runner {runner}", local_alternative=False)
     else:

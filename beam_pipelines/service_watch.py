@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
 from beam_pipelines import runners
@@ -152,7 +152,7 @@ def start_watch(result, options: PipelineOptions, interval: float = 5.0) -> thre
 
     Returns the thread, or None when the job does not run in this process (Dataflow).
     """
-    if not runners.runs_in_one_process(options.view_as(StandardOptions).runner):
+    if not runners.allows(options, runners.LocalStep.SERVICE_WATCH):
         return None
     watch = ServiceWatch(streaming_endpoints())
 

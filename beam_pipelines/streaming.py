@@ -186,7 +186,7 @@ def _write_kwargs(options: PipelineOptions) -> dict:
     """
     opts = options.view_as(StreamingOptions)
     kwargs = {"batch_size": opts.bq_batch_size}
-    if runners.is_local(options.view_as(StandardOptions).runner or ""):
+    if runners.allows(options, runners.LocalStep.PER_BUNDLE_INSERTS):
         kwargs["per_bundle_inserts"] = True
     elif opts.bq_triggering_frequency:
         kwargs.update(triggering_frequency=opts.bq_triggering_frequency, with_auto_sharding=True)
@@ -195,7 +195,7 @@ def _write_kwargs(options: PipelineOptions) -> dict:
 
 def archive_flush_seconds(options: PipelineOptions) -> float:
     """``--archive_flush_seconds``, else 60 on Dataflow and :data:`LOCAL_ARCHIVE_FLUSH_SECONDS` locally."""
-    local = runners.is_local(options.view_as(StandardOptions).runner or "")
+    local = runners.allows(options, runners.LocalStep.SHORT_ARCHIVE_FLUSH)
     return options.view_as(StreamingOptions).archive_flush_seconds or (LOCAL_ARCHIVE_FLUSH_SECONDS if local else 60)
 
 
@@ -214,7 +214,7 @@ def deduplicator(options: PipelineOptions) -> beam.PTransform:
     between bundles (see ``DeduplicateEventsInProcess``).
     """
     horizon_seconds = options.view_as(StreamingOptions).dedup_horizon_minutes * 60
-    if runners.runs_in_one_process(options.view_as(StandardOptions).runner or ""):
+    if runners.allows(options, runners.LocalStep.IN_PROCESS_DEDUPE):
         return DeduplicateEventsInProcess(horizon_seconds)
     return DeduplicateEventsStateful(horizon_seconds)
 
@@ -223,8 +223,6 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
     """Wire the streaming job onto ``p``."""
     opts = options.view_as(StreamingOptions)
     opts.validate_job()
-    runner = options.view_as(StandardOptions).runner or ""
-    local = runners.is_local(runner)
     write_kwargs = _write_kwargs(options)
     # Engagement rows are few (one per event_name and pane) and windowed: they keep Beam's
     # WriteToBigQuery on every runner. Inserting them per bundle locally measured ~13% more
@@ -250,7 +248,7 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
     unique = parsed[EVENTS] | "DeduplicateEvents" >> deduplicator(options)
 
     # PeriodicImpulse does not expand on the BundleBasedDirectRunner (see transforms/dimensions.py).
-    ticker = TICKER_TIMER if local else TICKER_PERIODIC_IMPULSE
+    ticker = TICKER_TIMER if runners.allows(options, runners.LocalStep.TIMER_TICKER) else TICKER_PERIODIC_IMPULSE
     products_loader, users_loader = _dimension_loaders(opts)
     products = p | "RefreshProducts" >> RefreshedDimension(
         "products", products_loader, opts.dims_refresh_seconds, ticker
@@ -299,8 +297,8 @@ def run(argv=None) -> beam.runners.runner.PipelineResult:
 def start(options: PipelineOptions) -> beam.runners.runner.PipelineResult:
     """Start the job with options from :func:`make_options`; return its result."""
     bq_local.configure_for_environment(options)
-    in_process = runners.runs_in_one_process(options.view_as(StandardOptions).runner)
-    if in_process and not options.view_as(StreamingOptions).stock_direct_runner:
+    tunable = runners.allows(options, runners.LocalStep.RUNNER_TUNING)
+    if tunable and not options.view_as(StreamingOptions).stock_direct_runner:
         tune_bundle_based_direct_runner()
     p = beam.Pipeline(options=options)
     build_pipeline(p, options)
@@ -394,7 +392,7 @@ def run_from_command_line(argv: list[str]) -> dict[str, int]:
       RuntimeError: the stopped run's counters do not add up (exit code 1 through ``cli.main``).
     """
     options = make_options(argv)
-    if not runners.is_local(options.view_as(StandardOptions).runner or ""):
+    if not runners.allows(options, runners.LocalStep.CLEAN_LOCAL_STOP):
         start(options).wait_until_finish()  # Ctrl-C leaves the Dataflow job running: drain it there
         return {}
     stop = threading.Event()

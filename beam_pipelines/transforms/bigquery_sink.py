@@ -269,7 +269,9 @@ class WriteUserBehavior(WriteRowsToTable):
         super().__init__(table, bigquery_schemas.USER_BEHAVIOR, method, pipeline=pipeline, **write_kwargs)
 
 
-class _LogFailedDeadLetterFn(beam.DoFn):
+class LogUnwritableDeadLetterFn(beam.DoFn):
+    """A dead letter BigQuery refused: nowhere left to route it, so it is counted and logged."""
+
     def __init__(self):
         self._failed = Metrics.counter(METRICS_NAMESPACE, "dead_letter_insert_failures")
 
@@ -300,4 +302,4 @@ class WriteDeadLetters(beam.PTransform):
 
     def expand(self, rows):
         failed = rows | "WriteDeadLetterRows" >> self._write
-        return failed | "CountUnwritableDeadLetters" >> beam.ParDo(_LogFailedDeadLetterFn())
+        return failed | "CountUnwritableDeadLetters" >> beam.ParDo(LogUnwritableDeadLetterFn())

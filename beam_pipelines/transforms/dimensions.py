@@ -108,7 +108,10 @@ class LakeSnapshotLoader:
     def __call__(self) -> list[dict[str, Any]]:
         from beam_pipelines import lake
 
-        return lake.read_latest_snapshot_rows(self.lake_root, self.table)
+        rows = lake.read_latest_snapshot_rows(self.lake_root, self.table)
+        if rows is None:
+            raise LookupError(f"no {self.table} snapshot under {self.lake_root} yet: run extract_dims")
+        return rows
 
 
 # ----------------------------------------------------------------------------- tickers

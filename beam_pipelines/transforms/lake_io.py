@@ -19,6 +19,7 @@ from apache_beam.metrics import Metrics
 
 from beam_pipelines import lake
 from beam_pipelines.transforms import METRICS_NAMESPACE
+from beam_pipelines.transforms.dims import shrink_refusal
 
 _LOG = logging.getLogger(__name__)
 
@@ -139,42 +140,98 @@ class WriteWindowPartitions(beam.PTransform):
         )
 
 
+class _RecordExtractFn(beam.DoFn):
+    """piece_key -> its completion record, once every swap of the run is done (``swaps``)."""
+
+    def __init__(self, lake_root: str, table: str, run_id: str):
+        self._lake_root = lake_root
+        self._table = table
+        self._run_id = run_id
+
+    def process(self, piece, swaps):
+        start, end = parse_window_key(piece)
+        files = {zone: len(paths) for zone, key, paths in swaps if key == piece}
+        yield lake.write_extract_record(self._lake_root, self._table, start, end, self._run_id, **files)
+
+
+class WriteExtractRecords(beam.PTransform):
+    """After ``swaps`` is complete, write the completion record of every piece (``lake.extract_record_path``).
+
+    Written last, so a record proves that the piece's files are all in place; an
+    extract that failed half-way leaves none, and the hourly job and the Composer
+    sensor wait for it or say what is missing. Writing a record twice (a retried
+    step) writes the same path.
+
+    Args:
+      lake_root: lake root folder or ``gs://`` prefix.
+      table: the extracted table, e.g. ``orders``.
+      pieces: every piece key of the run's window.
+      run_id: stored in the record.
+
+    Input: PCollection of ``(zone, piece_key, [final paths])`` from the swaps.
+    Returns: PCollection of the record paths.
+    """
+
+    def __init__(self, lake_root: str, table: str, pieces: list[str], run_id: str):
+        super().__init__()
+        self._fn = _RecordExtractFn(lake_root, table, run_id)
+        self._pieces = list(pieces)
+
+    def expand(self, swaps):
+        return (
+            swaps.pipeline
+            | "CreateExtractedPieces" >> beam.Create(self._pieces)
+            | "WriteCompletionRecords" >> beam.ParDo(self._fn, beam.pvalue.AsList(swaps))
+        )
+
+
 class _PointLatestFn(beam.DoFn):
-    def __init__(self, lake_root: str, table: str, snapshot_dir: str):
+    def __init__(self, lake_root: str, table: str, snapshot_dir: str, allow_shrink: bool):
         self._lake_root = lake_root
         self._table = table
         self._dir = snapshot_dir
+        self._allow_shrink = allow_shrink
 
     def process(self, _, written):
         written = set(written)
         # A re-run with the same snapshot_ts may have produced fewer shards: drop strays
-        # before publishing, so the snapshot is exactly this run's rows.
-        stale = [p for p in lake.list_files(lake.join(self._dir, "part-*.jsonl")) if p not in written]
-        if stale:
-            from apache_beam.io.filesystems import FileSystems
-
-            FileSystems.delete(stale)
+        # before publishing, so the snapshot is exactly this run's rows (a retried step
+        # finds them gone: fine).
+        lake.delete_quietly([p for p in lake.files_in(self._dir, "part-*.jsonl") if p not in written])
         folder = self._dir.rstrip("/").rsplit("/", 1)[-1]
+        previous = lake.latest_snapshot_dir(self._lake_root, self._table)
+        if not self._allow_shrink and previous is not None and previous != self._dir:
+            before = sum(lake.count_lines(p) for p in lake.files_in(previous, "part-*.jsonl"))
+            after = sum(lake.count_lines(p) for p in written)
+            refusal = shrink_refusal(self._table, before, after, f"the snapshot {folder} (was {previous})")
+            if refusal:
+                raise ValueError(refusal)
         yield lake.write_latest_pointer(self._lake_root, self._table, folder)
 
 
 class WriteSnapshot(beam.PTransform):
     """Write dict rows as a full snapshot of ``table`` and then move ``_LATEST`` to it.
 
+    The pointer does not move when the new snapshot holds less than half the rows of
+    the one it would replace (:func:`~beam_pipelines.transforms.dims.shrink_refusal`):
+    the job fails, readers keep the previous snapshot.
+
     Args:
       lake_root: lake root folder or ``gs://`` prefix.
       table: ``products`` or ``users``.
       snapshot_ts: the snapshot's instant (its folder name).
+      allow_shrink: publish it whatever its size (``--allow_dims_shrink``).
 
     Returns:
       PCollection with the pointer path, once written.
     """
 
-    def __init__(self, lake_root: str, table: str, snapshot_ts: datetime):
+    def __init__(self, lake_root: str, table: str, snapshot_ts: datetime, allow_shrink: bool = False):
         super().__init__()
         self._lake_root = lake_root
         self._table = table
         self._dir = lake.snapshot_dir(lake_root, table, snapshot_ts)
+        self._allow_shrink = allow_shrink
 
     def expand(self, rows):
         written = (
@@ -186,35 +243,116 @@ class WriteSnapshot(beam.PTransform):
             rows.pipeline
             | "CreatePointerTrigger" >> beam.Create([None])
             | "WriteLatestPointer"
-            >> beam.ParDo(_PointLatestFn(self._lake_root, self._table, self._dir), beam.pvalue.AsList(written))
+            >> beam.ParDo(
+                _PointLatestFn(self._lake_root, self._table, self._dir, self._allow_shrink),
+                beam.pvalue.AsList(written),
+            )
         )
 
 
+class MissingExtract(RuntimeError):
+    """An extract the job needs never ran (no completion record, no snapshot)."""
+
+
+class _ReadLatestSnapshotFn(beam.DoFn):
+    def __init__(self, lake_root: str, required: bool, hint: str):
+        self._lake_root = lake_root
+        self._required = required
+        self._hint = hint
+        self._missing = Metrics.counter(METRICS_NAMESPACE, "dimension_snapshots_missing")
+
+    def process(self, table):
+        rows = lake.read_latest_snapshot_rows(self._lake_root, table)
+        if rows is None:
+            where = lake.join(self._lake_root, lake.RAW, table, lake.LATEST_POINTER)
+            if self._required:
+                raise MissingExtract(f"no {table} snapshot in the lake ({where} does not exist): {self._hint}")
+            self._missing.inc()
+            _LOG.warning("no %s snapshot in the lake (%s does not exist): no %s attributes", table, where, table)
+            return
+        yield from rows
+
+
 class ReadDimension(beam.PTransform):
-    """The latest lake snapshot of a dimension as ``(key, row)`` pairs (empty when none).
+    """The latest lake snapshot of a dimension as ``(key, row)`` pairs.
 
     Read on one worker at run time: dimensions are side-input sized by construction.
+    A missing snapshot (no ``_LATEST``, proven absent) fails the step unless
+    ``required`` is false; a pointer or part file that cannot be read always fails it.
 
     Args:
       lake_root: lake root folder or ``gs://`` prefix.
       table: ``products`` or ``users``.
       key: the primary key column, e.g. ``product_id``.
+      required: a missing snapshot is an error (default) instead of no rows.
+      hint: what the error tells the user to do, e.g. "run extract_dims first".
     """
 
-    def __init__(self, lake_root: str, table: str, key: str):
+    def __init__(self, lake_root: str, table: str, key: str, *, required: bool = True, hint: str = ""):
         super().__init__()
         self._lake_root = lake_root
         self._table = table
         self._key = key
+        self._fn = _ReadLatestSnapshotFn(lake_root, required, hint or "run extract_dims first")
 
     def expand(self, pbegin):
-        lake_root, table, key = self._lake_root, self._table, self._key
+        key = self._key
         return (
             pbegin
-            | "CreateTableName" >> beam.Create([table])
-            | "ReadLatestSnapshot" >> beam.FlatMap(lambda t: lake.read_latest_snapshot_rows(lake_root, t))
+            | "CreateTableName" >> beam.Create([self._table])
+            | "ReadLatestSnapshot" >> beam.ParDo(self._fn)
             | "KeyByPrimaryKey" >> beam.Map(lambda row: (str(row[key]), row))
         )
+
+
+class _CheckExtractedFn(beam.DoFn):
+    def __init__(self, lake_root: str, table: str, start: datetime, end: datetime, required: bool, hint: str):
+        self._lake_root = lake_root
+        self._table = table
+        self._start, self._end = start, end
+        self._required = required
+        self._hint = hint
+        self._unproven = Metrics.counter(METRICS_NAMESPACE, f"{table}_extract_gaps")
+
+    def process(self, _trigger):
+        if not lake.has_files_under(self._lake_root):
+            raise MissingExtract(
+                f"nothing is under --lake_root {self._lake_root} (it is taken literally, glob characters "
+                "included): check the path; a lake that was never written has nothing to load"
+            )
+        gaps = lake.extract_gaps(self._lake_root, self._table, self._start, self._end)
+        if not gaps:
+            return
+        where = lake.join(self._lake_root, lake.EXTRACTS, self._table)
+        message = (
+            f"{len(gaps)} part(s) of the window have no {self._table} extract completion record in {where}: "
+            f"{lake.describe_gaps(gaps)}"
+        )
+        if self._required:
+            raise MissingExtract(f"{message}; {self._hint}")
+        self._unproven.inc(len(gaps))
+        _LOG.warning("%s; loading what the lake holds (--allow_missing_extracts)", message)
+        yield from ()
+
+
+class CheckExtracted(beam.PTransform):
+    """Prove at run time that ``table`` was extracted for all of ``[start, end)``.
+
+    Fails the step (one line naming the gaps) when the lake root holds nothing or a
+    part of the window has no completion record (:func:`beam_pipelines.lake.extract_gaps`),
+    unless ``required`` is false, in which case the gaps are counted
+    (``<table>_extract_gaps``) and logged. A listing that fails always fails the step.
+
+    Returns:
+      An empty PCollection, complete once the check passed: a barrier for side effects.
+    """
+
+    def __init__(self, lake_root: str, table: str, start: datetime, end: datetime, *, required: bool, hint: str):
+        super().__init__()
+        self._fn = _CheckExtractedFn(lake_root, table, start, end, required, hint)
+
+    def expand(self, pbegin):
+        return pbegin | "CreateCheckTrigger" >> beam.Create([None]) | "CheckCompletionRecords" >> beam.ParDo(self._fn)
 
 
 class ReadLakeFiles(beam.PTransform):

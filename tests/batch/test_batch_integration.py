@@ -292,7 +292,8 @@ def test_rerun_is_idempotent(runs, dataset):
 
 
 def test_missing_snapshots_keep_rows_with_nulls_and_leave_dims_tables_alone(runs, dataset, tmp_path):
-    """A lake without dims snapshots: rows keep NULL attributes, products/users are not emptied."""
+    """A lake without dims snapshots or extract records fails the run and changes nothing; with
+    --allow_missing_extracts rows keep NULL attributes and products/users are not emptied."""
     _client, project, ds = dataset
     root = str(tmp_path / "lake")
     hour = datetime(2026, 11, 21, 13, tzinfo=UTC)
@@ -310,8 +311,14 @@ def test_missing_snapshots_keep_rows_with_nulls_and_leave_dims_tables_alone(runs
         "--window_start=2026-11-21T13:00:00Z",
         "--window_end=2026-11-21T14:00:00Z",
     ]
-    m = hourly.run(argv)
-    assert (m["unknown_products"], m["unknown_users"], m["bq_merge_skipped_empty_staging"]) == (1, 1, 2)
+    before = _count(dataset, "user_behavior")
+    with pytest.raises(Exception, match=r"no orders extract completion record|no (products|users) snapshot"):
+        hourly.run(argv)
+    assert _count(dataset, "user_behavior") == before
+    m = hourly.run([*argv, "--allow_missing_extracts"])
+    assert m["orders_extract_gaps"] == 1 and m["dimension_snapshots_missing"] == 2
+    # Nothing staged for products, users and dead_letter: all three left as they are.
+    assert (m["unknown_products"], m["unknown_users"], m["bq_merge_skipped_empty_staging"]) == (1, 1, 3)
     assert _count(dataset, "products") == WORLD["n_products"]
     assert _count(dataset, "users") == WORLD["n_users"]
     [row] = [r for r in _table_rows(dataset, "api") if r[0] == "no-dims:1"]

@@ -77,7 +77,7 @@ def test_replace_window_files_replaces_only_its_own_window(tmp_path):
 
 def test_snapshots_are_read_through_the_latest_pointer(tmp_path):
     root = str(tmp_path)
-    assert lake.read_latest_snapshot_rows(root, "products") == []
+    assert lake.read_latest_snapshot_rows(root, "products") is None  # never extracted
     old = lake.snapshot_dir(root, "products", _dt(9))
     new = lake.snapshot_dir(root, "products", _dt(10))
     lake.write_jsonl(lake.join(old, "part-00000-of-00001.jsonl"), [{"product_id": "1", "product_name": "old"}])

@@ -88,10 +88,11 @@ def test_local_batch_run_with_bigquery_opens_no_external_connection(bq_dataset, 
     assert no_external_network == []
 
 
-def test_emulator_switch_refuses_dataflow(monkeypatch):
+@pytest.mark.parametrize("runner", ["DataflowRunner", "dataflow", "Dataflow", "dataflowrunner", "PrismRunner", "flink"])
+def test_emulator_switch_refuses_runners_whose_workers_it_cannot_reach(monkeypatch, runner):
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", "http://127.0.0.1:9050")
-    with pytest.raises(ValueError, match="cannot use the local emulator"):
-        configure_for_environment(PipelineOptions(["--runner=DataflowRunner", "--project=my-analytics-prod"]))
+    with pytest.raises(ValueError, match="runs its workers outside this process"):
+        configure_for_environment(PipelineOptions([f"--runner={runner}", "--project=my-analytics-prod"]))
 
 
 def test_emulator_switch_is_off_without_the_variable(monkeypatch):
