@@ -50,15 +50,21 @@ def run_and_report(pipeline: beam.Pipeline, job: str, out: TextIO | None = None)
     ``ValueError('Can not query metrics. Job id is unknown.')``). It returns ``{}``.
     """
     result = pipeline.run()
-    template = pipeline.options.view_as(GoogleCloudOptions).template_location
-    if template:
-        print(f"{job}: job description written to {template}", file=out or sys.stdout)
+    if wrote_template(pipeline.options, job, out):
         return {}
     result.wait_until_finish()
     values = counters(result)
     if runners.allows(pipeline.options, runners.LocalStep.PRINT_COUNTERS):
         print_counters(job, values, out)
     return values
+
+
+def wrote_template(options: PipelineOptions, job: str, out: TextIO | None = None) -> bool:
+    """Say where the job description went when the run only wrote one (``--template_location``)."""
+    template = options.view_as(GoogleCloudOptions).template_location
+    if template:
+        print(f"{job}: job description written to {template}", file=out or sys.stdout, flush=True)
+    return bool(template)
 
 
 def print_counters(job: str, values: dict[str, int], out: TextIO | None = None) -> None:

@@ -393,7 +393,9 @@ def run_from_command_line(argv: list[str]) -> dict[str, int]:
     """
     options = make_options(argv)
     if not runners.allows(options, runners.LocalStep.CLEAN_LOCAL_STOP):
-        start(options).wait_until_finish()  # Ctrl-C leaves the Dataflow job running: drain it there
+        result = start(options)
+        if not batch_run.wrote_template(options, PIPELINE):  # the Flex launcher's run writes a template
+            result.wait_until_finish()  # Ctrl-C leaves the Dataflow job running: drain it there
         return {}
     stop = threading.Event()
     # Set explicitly: a job started in the background of a non-interactive shell

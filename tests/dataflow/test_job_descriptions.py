@@ -36,7 +36,7 @@ JOBS: dict[str, dict[str, Any]] = {
             "window_end": "2026-11-21T10:10:00Z",
             "lake_root": LAKE,
         },
-        "steps": ["ReadOrdersFromApi", "WriteOrderPartitions", "WriteDeadLetterPartitions"],
+        "steps": ["ReadOrdersFromApi", "WriteOrderPartitions", "WriteDeadLetterPartitions", "RecordExtractedWindow"],
         "type": "JOB_TYPE_BATCH",
     },
     "extract_dims": {
@@ -57,6 +57,7 @@ JOBS: dict[str, dict[str, Any]] = {
             **TABLES,
         },
         "steps": [
+            "CheckOrdersExtracted",
             "ReadProductsSnapshot",
             "ReadUsersSnapshot",
             "ReadOrderFiles",
@@ -66,8 +67,9 @@ JOBS: dict[str, dict[str, Any]] = {
             "DeduplicateOrderEvents",
             "EnrichOrderEvents",
             "StageUserBehavior",
+            "StageDeadLetters",
             "MergeStagingTables",
-            "WriteDeadLetters",
+            "DropStagingTables",
         ],
         "type": "JOB_TYPE_BATCH",
     },
