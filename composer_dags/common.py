@@ -47,8 +47,6 @@ ALERT_PREFIX = "ECOMMERCE_PIPELINE_ALERT"
 # Go-live date: catchup fills every window since then (orders, hourly).
 START_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 SQL_DIR = "sql"
-ORDERS_WINDOW = timedelta(minutes=10)
-MARKER_ZONE = "_airflow"
 
 # Lineage: what each extract DAG lands in the lake (shown in the Airflow UI).
 ORDERS_ASSET = Asset("ecommerce://lake/raw/orders")
@@ -292,48 +290,17 @@ def job_task(config: EcommerceConfig, *, task_id: str, job: str, job_options: di
     return LocalBeamJobOperator(task_id=task_id, job=job, job_options=job_options, **kwargs)
 
 
-# ----------------------------------------------------------------------------- lake completion markers
-
-
-def orders_marker_path(lake_root: str, window_start: datetime) -> str:
-    """Marker the orders DAG writes once the extract of the 10-minute window at ``window_start`` succeeded.
-
-    Kept outside ``raw/`` so a job that replaces a partition never deletes it and no
-    reader mistakes it for data.
-    """
-    from beam_pipelines import lake
-
-    start = window_start.astimezone(UTC)
-    return lake.join(
-        lake_root, MARKER_ZONE, "orders", f"dt={start:%Y-%m-%d}", f"hour={start:%H}", f"_SUCCESS_{start:%H%M}"
-    )
-
-
-def orders_windows(start: datetime, end: datetime) -> list[datetime]:
-    """Start of every 10-minute orders window in ``[start, end)``."""
-    out, cursor = [], start
-    while cursor < end:
-        out.append(cursor)
-        cursor += ORDERS_WINDOW
-    return out
-
-
-def write_orders_marker(lake_root: str, window_start: str, window_end: str, run_id: str) -> str:
-    """Write the completion marker for one orders window (called by the orders DAG)."""
-    from beam_pipelines import lake
-
-    start = datetime.fromisoformat(window_start.replace("Z", "+00:00"))
-    path = orders_marker_path(lake_root, start)
-    lake.write_text(path, json.dumps({"window_start": window_start, "window_end": window_end, "run_id": run_id}))
-    return path
+# ----------------------------------------------------------------------------- lake readiness
 
 
 class LakeReadySensor(BaseSensorOperator):
     """Wait until the extracts the hourly job reads for ``[window_start, window_end)`` are in the lake.
 
-    Ready when (1) the orders DAG has marked every 10-minute window of the interval
-    and (2) each dimension's ``_LATEST`` snapshot was taken at or after
-    ``window_end`` (extract_dims names snapshots ``snapshot=YYYYMMDDTHHMMSSZ``).
+    Ready when (1) completion records of ``extract_orders`` (``_extracts/orders/``, written
+    by the job after its files are in place) cover the whole interval and (2) each
+    dimension's ``_LATEST`` snapshot was taken at or after ``window_end`` (extract_dims
+    names snapshots ``snapshot=YYYYMMDDTHHMMSSZ``). A lake that cannot be read (403, a
+    missing bucket) fails the task instead of waiting: it is not "not yet".
     """
 
     template_fields: Sequence[str] = ("lake_root", "window_start", "window_end", "dims_tables")
@@ -352,10 +319,10 @@ class LakeReadySensor(BaseSensorOperator):
         start = datetime.fromisoformat(self.window_start.replace("Z", "+00:00"))
         end = datetime.fromisoformat(self.window_end.replace("Z", "+00:00"))
         missing = []
-        for w in orders_windows(start, end):
-            path = orders_marker_path(self.lake_root, w)
-            if not lake.list_files(path):
-                missing.append(path)
+        gaps = lake.extract_gaps(self.lake_root, lake.ORDERS, start, end)
+        if gaps:
+            where = lake.join(self.lake_root, lake.EXTRACTS, lake.ORDERS)
+            missing.append(f"orders extracts in {where} for {lake.describe_gaps(gaps, most=6)}")
         wanted = f"{lake.SNAPSHOT_PREFIX}{lake.compact_ts(end)}"
         for table in filter(None, (t.strip() for t in self.dims_tables.split(","))):
             folder = lake.latest_snapshot_dir(self.lake_root, table)

@@ -1,8 +1,10 @@
 """Orders extract: every 10 minutes, the orders REST API window -> the lake.
 
 Runs ``beam_pipelines.extract_orders`` for the DAG run's data interval
-``[data_interval_start, data_interval_end)``, then marks the window as landed so the
-hourly DAG knows its hour is complete.
+``[data_interval_start, data_interval_end)``. The job itself writes the window's
+completion record in the lake once its files are in place (``_extracts/orders/``), which
+the hourly DAG's sensor and the hourly job read: a manual or backfill run of the job
+counts as much as a scheduled one, and Composer never writes to the lake.
 """
 
 from __future__ import annotations
@@ -15,18 +17,12 @@ except ImportError:  # Airflow 2.10
     from airflow import DAG  # type: ignore[no-redef]
     from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[no-redef]
 
-try:
-    from airflow.providers.standard.operators.python import PythonOperator
-except ImportError:  # Airflow 2.10 without the standard provider
-    from airflow.operators.python import PythonOperator  # type: ignore[no-redef]
-
 from composer_dags.common import (
     MACROS,
     ORDERS_ASSET,
     START_DATE,
     default_args,
     job_task,
-    write_orders_marker,
 )
 from composer_dags.config import load_config
 
@@ -66,17 +62,3 @@ with DAG(
         },
         outlets=[ORDERS_ASSET],
     )
-
-    mark_window_landed = PythonOperator(
-        task_id="mark_window_landed",
-        python_callable=write_orders_marker,
-        op_kwargs={
-            "lake_root": "{{ cfg('lake_root') }}",
-            "window_start": "{{ iso_utc(data_interval_start) }}",
-            "window_end": "{{ iso_utc(data_interval_end) }}",
-            "run_id": "{{ run_id }}",
-        },
-        execution_timeout=timedelta(minutes=2),
-    )
-
-    extract_orders >> mark_window_landed

@@ -38,7 +38,7 @@ def recent_orders_api(orders_api_server: Any, generated_world: Any, tmp_path_fac
 
 
 @pytest.mark.integration
-def test_orders_extract_dag_lands_its_window_and_marks_it(
+def test_orders_extract_dag_lands_its_window_and_its_completion_record(
     dagbag: Any, airflow_db: str, recent_orders_api: Any, set_ecommerce_config: Any, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
@@ -50,19 +50,18 @@ def test_orders_extract_dag_lands_its_window_and_marks_it(
 
     state, states = run_states(run_dag(dagbag.dags["ecommerce_extract_orders"], WINDOW_END))
 
-    assert (state, states) == ("success", {"extract_orders": "success", "mark_window_landed": "success"})
+    assert (state, states) == ("success", {"extract_orders": "success"})
     partition = lake.partition_path(lake_root, lake.ORDERS, WINDOW_START)
     files = lake.list_files(lake.join(partition, "orders_*.jsonl"))
     assert [Path(f).name.rsplit("-", 1)[0] for f in files] == ["orders_20261121T102000Z_20261121T103000Z"] * len(files)
     landed = sorted(json.loads(line)["order_id"] for f in files for line in lake.iter_lines(f))
     expected = sorted(o.order_id for o in recent_orders_api.orders if WINDOW_START <= o.updated_at < WINDOW_END)
     assert landed == expected and len(expected) > 0
-    marker = json.loads(lake.read_text(f"{lake_root}/_airflow/orders/dt=2026-11-21/hour=10/_SUCCESS_1020"))
-    assert marker == {
-        "window_start": "2026-11-21T10:20:00Z",
-        "window_end": "2026-11-21T10:30:00Z",
-        "run_id": "manual__2026-11-21T10:30:00+00:00",
-    }
+    # The job's own completion record: the proof the hourly sensor and job look for.
+    record = json.loads(lake.read_text(f"{lake_root}/_extracts/orders/dt=2026-11-21/hour=10/"
+                                       "20261121T102000Z_20261121T103000Z.json"))  # fmt: skip
+    assert (record["window_start"], record["window_end"]) == ("20261121T102000Z", "20261121T103000Z")
+    assert record["raw"] == len(files) and lake.extract_gaps(lake_root, lake.ORDERS, WINDOW_START, WINDOW_END) == []
 
 
 @pytest.mark.integration

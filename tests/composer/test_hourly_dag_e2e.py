@@ -56,9 +56,8 @@ EXPECTED_ROWS = [
 
 
 def write_lake(lake_root: str, order_lines: list[str]) -> None:
-    """What the extract DAGs leave in the lake for hour 10 (markers, dims snapshots at 11:00, orders)."""
+    """What the extract DAGs leave in the lake for hour 10 (extract records, dims snapshots at 11:00, orders)."""
     from beam_pipelines import lake
-    from composer_dags.common import orders_windows, write_orders_marker
 
     for table, rows in (("products", PRODUCTS), ("users", USERS)):
         folder = lake.snapshot_dir(lake_root, table, HOUR_END)
@@ -66,8 +65,9 @@ def write_lake(lake_root: str, order_lines: list[str]) -> None:
         lake.write_latest_pointer(lake_root, table, folder.rsplit("/", 1)[-1])
     partition = lake.partition_path(lake_root, lake.ORDERS, HOUR_START)
     lake.write_jsonl(lake.join(partition, lake.window_file_name("orders", HOUR_START, HOUR_END, 0)), order_lines)
-    for start in orders_windows(HOUR_START, HOUR_END):
-        write_orders_marker(lake_root, start.strftime("%Y-%m-%dT%H:%M:%SZ"), "", "test")
+    for minute in range(0, 60, 10):  # the six 10-minute extracts of the hour
+        start = HOUR_START.add(minutes=minute)
+        lake.write_extract_record(lake_root, lake.ORDERS, start, start.add(minutes=10), "test")
 
 
 def run_hourly_dag(dagbag: Any) -> tuple[str, dict[str, str], dict[str, Any]]:
