@@ -427,20 +427,28 @@ class MergeStagingTablesFn(beam.DoFn):
             return orders_merge_sql(target), []
         if target.kind == "dead_letter":
             return dead_letter_insert_sql(target), [bigquery.ScalarQueryParameter("job_name", "STRING", self._run_id)]
-        if not self._allow_dims_shrink:
+        return dimension_merge_sql(target, dim_table(target.kind).key), []
+
+    def _refuse_shrinking_dimensions(self, client, staged: dict[str, Any]) -> None:
+        # Before any statement runs: a refused dimension must leave every table as it was.
+        for target in self._targets:
+            if self._allow_dims_shrink or target.kind not in ("products", "users") or not staged[target.kind]["n"]:
+                continue
             before = next(iter(client.query(f"select count(*) as n from {target.final.sql}").result()))["n"]
-            refusal = shrink_refusal(target.kind, int(before), int(stats["n"]), f"table {target.final.table_id}")
+            where = f"table {target.final.table_id}"
+            refusal = shrink_refusal(target.kind, int(before), int(staged[target.kind]["n"]), where)
             if refusal:
                 raise ValueError(refusal)
-        return dimension_merge_sql(target, dim_table(target.kind).key), []
 
     def process(self, _trigger, barrier):
         from bigquery_schemas.client import make_client
 
         client = make_client(self._project)
         try:
+            staged_stats = {target.kind: self._staged(client, target) for target in self._targets}
+            self._refuse_shrinking_dimensions(client, staged_stats)
             for target in self._targets:
-                stats = self._staged(client, target)
+                stats = staged_stats[target.kind]
                 staged = int(stats["n"])
                 if staged == 0:
                     self._skipped.inc()

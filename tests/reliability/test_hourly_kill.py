@@ -26,15 +26,13 @@ from datetime import UTC, datetime
 import pytest
 from google.cloud import bigquery
 
-from beam_pipelines import events, extract_dims, extract_orders
 from bigquery_schemas.tables import ensure_all
-from tests.fixtures.jobs import hourly_job_args
+from tests.fixtures.jobs import extract_lake, hourly_job_args
 
 pytestmark = pytest.mark.integration
 
 WINDOW = (datetime(2025, 8, 4, 14, tzinfo=UTC), datetime(2025, 8, 4, 15, tzinfo=UTC))
 TTL_MINUTES = 0.5  # 30 s: more than the re-run needs to reach its sweep step, short enough to wait out
-TOKEN_ENV = "KILL_TEST_API_TOKEN"
 
 
 @pytest.fixture(scope="module")
@@ -44,19 +42,7 @@ def lake_root(tmp_path_factory, generated_world, orders_api_server) -> str:
     generated_world(url, 23, 200, 150, 1500, WINDOW, with_events=False)
     api = orders_api_server(url)
     root = str(tmp_path_factory.mktemp("kill-lake"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(TOKEN_ENV, api.token)
-        extract_orders.run(
-            [
-                "--runner=FnApiRunner",
-                f"--api_base_url={api.base_url}",
-                f"--api_token_env={TOKEN_ENV}",
-                f"--window_start={events.format_ts(WINDOW[0])}",
-                f"--window_end={events.format_ts(WINDOW[1])}",
-                f"--lake_root={root}",
-            ]
-        )
-    extract_dims.run(["--runner=FnApiRunner", f"--database_url={url}", f"--lake_root={root}"])
+    extract_lake(root, api.base_url, api.token, url, *WINDOW)
     return root
 
 
