@@ -284,8 +284,21 @@ def _is_not_found(exc: BaseException) -> bool:
 
 
 def write_text(path: str, text: str) -> None:
-    with FileSystems.create(path) as f:
+    """Write a small file (a pointer, a record) whole: readers see the old text or the new, never a part.
+
+    A Cloud Storage object appears only when its upload finishes; a local file is written
+    beside its name and renamed over it (an overlapping attempt that read a half-written
+    ``_LATEST`` once failed with "holds ''").
+    """
+    if "://" in path:
+        with FileSystems.create(path) as f:
+            f.write(text.encode("utf-8"))
+        return
+    ensure_dir(path.rsplit("/", 1)[0])
+    partial = f"{path}.{uuid.uuid4().hex}.partial"
+    with FileSystems.create(partial) as f:
         f.write(text.encode("utf-8"))
+    FileSystems.rename([partial], [path])
 
 
 def read_text(path: str) -> str:
