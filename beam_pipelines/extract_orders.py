@@ -159,9 +159,7 @@ def build_pipeline(p: beam.Pipeline, options: ExtractOrdersOptions, run_id: str 
         replaced_orders | "TagOrderSwaps" >> beam.MapTuple(lambda piece, paths: (lake.RAW, piece, paths)),
         replaced_dead | "TagDeadLetterSwaps" >> beam.MapTuple(lambda piece, paths: (lake.DEAD_LETTER, piece, paths)),
     ) | "FlattenReplacedPartitions" >> beam.Flatten()
-    records = swaps | "RecordExtractedWindow" >> WriteExtractRecords(
-        options.lake_root, lake.ORDERS, read.piece_keys, run_id
-    )
+    records = swaps | "RecordExtractedWindow" >> WriteExtractRecords(options.lake_root, lake.ORDERS, read.piece_keys)
     _ = (
         p
         | "CreateTempFolder" >> beam.Create([tmp])

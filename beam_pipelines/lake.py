@@ -19,7 +19,7 @@ Layout under ``<lake_root>``::
         the folder name of the newest complete snapshot, written after the snapshot.
     _extracts/orders/dt=YYYY-MM-DD/hour=HH/<start>_<end>.json
         the completion record of an orders extract of the window piece <start>..<end>,
-        written by ``extract_orders`` after its files are in place (run id and counts).
+        written by ``extract_orders`` after its files are in place (its file counts).
         It is the proof that the piece was extracted, also when it had no orders: the
         hourly job and the Composer sensor require every hour to be covered by them.
 
@@ -479,10 +479,14 @@ def extract_record_path(lake_root: str, table: str, start: datetime, end: dateti
     return join(lake_root, EXTRACTS, table, partition_folder(start), f"{compact_ts(start)}_{compact_ts(end)}.json")
 
 
-def write_extract_record(lake_root: str, table: str, start: datetime, end: datetime, run_id: str, **counts: int) -> str:
-    """Record that ``[start, end)`` of ``table`` was extracted; same path and content on a retry."""
+def write_extract_record(lake_root: str, table: str, start: datetime, end: datetime, **counts: int) -> str:
+    """Record that ``[start, end)`` of ``table`` was extracted (with its file counts).
+
+    Same path and bytes on a retry or a re-run of the window, so a re-run leaves the lake
+    byte for byte as it was (tests/reliability/test_idempotency.py).
+    """
     path = extract_record_path(lake_root, table, start, end)
-    record = {"window_start": compact_ts(start), "window_end": compact_ts(end), "run_id": run_id, **counts}
+    record = {"window_start": compact_ts(start), "window_end": compact_ts(end), **counts}
     write_text(path, json.dumps(record, sort_keys=True) + "\n")
     return path
 

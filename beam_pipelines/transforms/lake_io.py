@@ -143,15 +143,14 @@ class WriteWindowPartitions(beam.PTransform):
 class _RecordExtractFn(beam.DoFn):
     """piece_key -> its completion record, once every swap of the run is done (``swaps``)."""
 
-    def __init__(self, lake_root: str, table: str, run_id: str):
+    def __init__(self, lake_root: str, table: str):
         self._lake_root = lake_root
         self._table = table
-        self._run_id = run_id
 
     def process(self, piece, swaps):
         start, end = parse_window_key(piece)
         files = {zone: len(paths) for zone, key, paths in swaps if key == piece}
-        yield lake.write_extract_record(self._lake_root, self._table, start, end, self._run_id, **files)
+        yield lake.write_extract_record(self._lake_root, self._table, start, end, **files)
 
 
 class WriteExtractRecords(beam.PTransform):
@@ -166,15 +165,14 @@ class WriteExtractRecords(beam.PTransform):
       lake_root: lake root folder or ``gs://`` prefix.
       table: the extracted table, e.g. ``orders``.
       pieces: every piece key of the run's window.
-      run_id: stored in the record.
 
     Input: PCollection of ``(zone, piece_key, [final paths])`` from the swaps.
     Returns: PCollection of the record paths.
     """
 
-    def __init__(self, lake_root: str, table: str, pieces: list[str], run_id: str):
+    def __init__(self, lake_root: str, table: str, pieces: list[str]):
         super().__init__()
-        self._fn = _RecordExtractFn(lake_root, table, run_id)
+        self._fn = _RecordExtractFn(lake_root, table)
         self._pieces = list(pieces)
 
     def expand(self, swaps):

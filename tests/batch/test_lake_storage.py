@@ -56,10 +56,10 @@ def test_a_missing_pointer_in_an_existing_folder_is_absent(tmp_path):
 def test_extract_gaps_name_what_no_record_covers(tmp_path):
     root = str(tmp_path)
     for start, end in ((_dt(10), _dt(10, 10)), (_dt(10, 10), _dt(10, 30)), (_dt(10, 40), _dt(11))):
-        lake.write_extract_record(root, "orders", start, end, "run-1", raw=1)
+        lake.write_extract_record(root, "orders", start, end, raw=1)
     assert lake.extract_gaps(root, "orders", _dt(10), _dt(12)) == [(_dt(10, 30), _dt(10, 40)), (_dt(11), _dt(12))]
-    lake.write_extract_record(root, "orders", _dt(10, 30), _dt(10, 40), "run-2")
-    lake.write_extract_record(root, "orders", _dt(11), _dt(12), "run-2")
+    lake.write_extract_record(root, "orders", _dt(10, 30), _dt(10, 40))
+    lake.write_extract_record(root, "orders", _dt(11), _dt(12))
     assert lake.extract_gaps(root, "orders", _dt(10), _dt(12)) == []
     assert "10:30:00Z" in lake.describe_gaps([(_dt(10, 30), _dt(10, 40))])
 

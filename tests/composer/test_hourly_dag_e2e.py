@@ -67,7 +67,7 @@ def write_lake(lake_root: str, order_lines: list[str]) -> None:
     lake.write_jsonl(lake.join(partition, lake.window_file_name("orders", HOUR_START, HOUR_END, 0)), order_lines)
     for minute in range(0, 60, 10):  # the six 10-minute extracts of the hour
         start = HOUR_START.add(minutes=minute)
-        lake.write_extract_record(lake_root, lake.ORDERS, start, start.add(minutes=10), "test")
+        lake.write_extract_record(lake_root, lake.ORDERS, start, start.add(minutes=10))
 
 
 def run_hourly_dag(dagbag: Any) -> tuple[str, dict[str, str], dict[str, Any]]:

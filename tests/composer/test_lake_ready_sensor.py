@@ -28,7 +28,7 @@ def sensor(lake_root: str) -> LakeReadySensor:
 def test_waits_for_each_missing_window_and_stale_snapshot(tmp_path: Path) -> None:
     root = str(tmp_path)
     for minute in range(0, 50, 10):  # 10:50..11:00 never extracted
-        lake.write_extract_record(root, lake.ORDERS, START + minute * TEN / 10, START + minute * TEN / 10 + TEN, "r")
+        lake.write_extract_record(root, lake.ORDERS, START + minute * TEN / 10, START + minute * TEN / 10 + TEN)
     lake.write_latest_pointer(root, "products", "snapshot=20261121T110000Z")
     lake.write_latest_pointer(root, "users", "snapshot=20261121T103000Z")  # taken before the hour ended
 
@@ -44,9 +44,9 @@ def test_waits_for_each_missing_window_and_stale_snapshot(tmp_path: Path) -> Non
 def test_ready_when_the_extracts_cover_the_hour_and_snapshots_are_new_enough(tmp_path: Path) -> None:
     root = str(tmp_path)
     # One backfill extract of 10:00-10:30 and three scheduled ones: coverage is what counts.
-    lake.write_extract_record(root, lake.ORDERS, START, START + 3 * TEN, "backfill")
+    lake.write_extract_record(root, lake.ORDERS, START, START + 3 * TEN)  # one backfill extract
     for k in range(3, 6):
-        lake.write_extract_record(root, lake.ORDERS, START + k * TEN, START + (k + 1) * TEN, "r")
+        lake.write_extract_record(root, lake.ORDERS, START + k * TEN, START + (k + 1) * TEN)
     lake.write_latest_pointer(root, "products", "snapshot=20261121T110000Z")
     lake.write_latest_pointer(root, "users", "snapshot=20261121T113000Z")  # newer is fine (catch-up)
 

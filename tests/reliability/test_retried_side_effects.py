@@ -126,7 +126,7 @@ def test_lake_pointer_and_completion_record_run_again_are_the_same(kept_run, tmp
     assert lake.read_text(lake.join(root, "raw/products/_LATEST")) == latest
     assert lake.files_in(folder, "part-*.jsonl") == parts
 
-    record = _RecordExtractFn(root, lake.ORDERS, "rerun")
+    record = _RecordExtractFn(root, lake.ORDERS)
     piece = window_key(WINDOW[0], WINDOW[0] + timedelta(minutes=10))
     attempts(lambda: list(record.process(piece, [(lake.RAW, piece, ["a"])])))
     assert lake.extract_gaps(root, lake.ORDERS, *WINDOW) == []

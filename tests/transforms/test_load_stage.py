@@ -181,6 +181,7 @@ def test_a_failed_load_fails_the_hourly_run_before_any_merge(bq_dataset, beam_bq
         hour + timedelta(hours=1),
         f"--run_id={run_id}",
         f"--temp_gcs_location=gs://{gcs_emulator.bucket}/fail-{run_id}",
+        "--allow_missing_extracts",  # a backfill of one event file: no extract ran
     )
     with pytest.raises(Exception, match=r"load job \S+ into .*user_behavior_stg_.* failed"):
         hourly.run(argv)
@@ -230,7 +231,7 @@ def test_a_missing_staging_table_fails_the_merge_and_the_others_are_kept_for_its
     bq_dataset.client.create_table(
         build_table(bq_dataset.project, bq_dataset.dataset, table_spec("orders"), name=orders_staging.table)
     )
-    fn = MergeStagingTablesFn(targets, bq_dataset.project)
+    fn = MergeStagingTablesFn(targets, bq_dataset.project, "mergeretry")
     with pytest.raises(RuntimeError, match=r"staging table \S+user_behavior_stg_mergeretry is missing"):
         list(fn.process(None, []))
     assert bq_dataset.client.get_table(orders_staging.table_id)  # kept: a retry merges it again
