@@ -59,3 +59,38 @@ def test_a_staging_table_is_stale_once_expired_or_older_than_the_ttl():
     assert is_stale_staging(table(now - ttl), now, ttl)  # older than any run lives (the emulator's case)
     assert is_stale_staging(table(now - timedelta(minutes=1), now - timedelta(seconds=1)), now, ttl)  # expired
     assert not is_stale_staging(table(None, now + timedelta(hours=1)), now, ttl)
+
+
+class _Conflicting:
+    """A BigQuery client whose first ``conflicts`` statements lose a concurrent-update race."""
+
+    def __init__(self, conflicts: int, error: str = "Could not serialize access to table t due to concurrent update"):
+        self.conflicts, self.error, self.statements = conflicts, error, []
+
+    def query(self, sql, job_config=None):
+        self.statements.append(sql)
+        client = self
+
+        class Job:
+            num_dml_affected_rows = 3
+
+            def result(self):
+                if len(client.statements) <= client.conflicts:
+                    raise RuntimeError(client.error)
+                return []
+
+        return Job()
+
+
+def test_a_dml_statement_that_loses_a_concurrent_update_race_runs_again():
+    """BigQuery aborts one of two mutating statements on the same partitions; ours are idempotent."""
+    from beam_pipelines.transforms.unify import CONFLICT_RETRIES, run_dml
+
+    slept: list[float] = []
+    client = _Conflicting(conflicts=2)
+    assert run_dml(client, "merge x", [], sleep=slept.append).num_dml_affected_rows == 3
+    assert len(client.statements) == 3 and slept == [2.0, 4.0]
+    with pytest.raises(RuntimeError, match="concurrent update"):
+        run_dml(_Conflicting(conflicts=CONFLICT_RETRIES + 1), "merge x", [], sleep=slept.append)
+    with pytest.raises(RuntimeError, match="Syntax error"):  # anything else is not retried
+        run_dml(_Conflicting(conflicts=1, error="Syntax error at [1:1]"), "merge x", [], sleep=slept.append)
