@@ -18,7 +18,7 @@ import pytest
 from beam_pipelines import extract_dims, hourly, lake
 from beam_pipelines.io import sql
 from tests.fixtures.faulty_storage import FaultyStorage
-from tests.fixtures.jobs import extract_lake, hourly_job_args
+from tests.fixtures.jobs import extract_lake, hourly_job_args, write_small_lake
 from tests.fixtures.stack import own_dataset
 
 pytestmark = pytest.mark.integration
@@ -137,6 +137,35 @@ def test_the_orders_extract_fails_without_a_completion_record_and_a_retry_comple
     storage.fail(500, op="copy", times=1)  # a bad moment during the retry: retried by the client
     extract_lake(root, api.base_url, api.token, url, *WINDOW)
     assert lake.extract_gaps(root, lake.ORDERS, *WINDOW) == []
+
+
+def test_a_missing_snapshot_on_gcs_fails_the_hour_instead_of_blanking_names(clean, gcs_emulator):
+    """``_LATEST`` absent (NotFound on Cloud Storage, not OSError): the same answer as on a folder."""
+    client, project, ds, _ = clean
+    before = tables(client, project, ds)
+    root = f"gs://{gcs_emulator.bucket}/lake-{uuid.uuid4().hex[:8]}"
+    write_small_lake(root, WINDOW[0], ["no-dims-1"])
+    lake.delete_quietly([lake.join(root, "raw/users/_LATEST")])
+    with pytest.raises(Exception, match=r"no users snapshot in the lake .*_LATEST does not exist"):
+        hourly.run(hourly_job_args(project, ds, root, *WINDOW))
+    assert tables(client, project, ds) == before
+
+
+def test_extract_dims_fails_loudly_and_keeps_the_previous_snapshot(storage, source, gs_lake, gcs_emulator):
+    url, _api = source
+    pointer = lake.read_text(lake.join(gs_lake, "raw/users/_LATEST"))
+    argv = ["--runner=FnApiRunner", f"--database_url={url}", f"--lake_root={gs_lake}", "--tables=users"]
+    storage.fail(403, op="write")  # the snapshot's parts cannot be written
+    with pytest.raises(Exception, match="403"):
+        extract_dims.run(argv)
+    storage.heal()
+    assert lake.read_text(lake.join(gs_lake, "raw/users/_LATEST")) == pointer
+    # An incremental read on a lake with no snapshot would publish the changed rows as the table.
+    new = f"gs://{gcs_emulator.bucket}/lake-{uuid.uuid4().hex[:8]}"
+    since = "--updated_since=2025-09-02T09:00:00Z"
+    with pytest.raises(Exception, match=r"no users snapshot .* run a full extract first"):
+        extract_dims.run([*argv[:2], f"--lake_root={new}", "--tables=users", since])
+    assert lake.latest_snapshot_dir(new, "users") is None
 
 
 def test_a_dimension_read_that_shrinks_never_deletes_or_blanks_rows(clean, source, gs_lake, tmp_path):
