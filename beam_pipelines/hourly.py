@@ -25,6 +25,12 @@ its row with NULL attributes and is counted (``unknown_products`` / ``unknown_us
 dropping a real order because the dimension extract lags would lose revenue, and the
 next run after the dims extract repairs the attributes (the MERGE replaces the row).
 
+Absence is proven, not assumed: the run fails with one line when nothing is under
+``--lake_root`` (taken literally), when no completion record of ``extract_orders`` covers
+a part of the window, or when products/users have no snapshot; ``--allow_missing_extracts``
+loads what the lake holds anyway. A snapshot with less than half the rows of the table it
+would replace is refused before any statement (``--allow_dims_shrink``).
+
 Idempotency: rows are written to per-run staging tables and then merged with one
 ``MERGE`` per table (:mod:`beam_pipelines.transforms.unify`), keyed on
 ``(event_id, source)`` for ``user_behavior``. Why not DELETE+INSERT by window: the job
@@ -37,9 +43,12 @@ on bqemulator. Staging tables are filled by one BigQuery load job each, of Parqu
 files under ``--temp_gcs_location`` (:mod:`beam_pipelines.transforms.load_stage`; the
 local GCS emulator's files are what the BigQuery emulator loads): free on BigQuery,
 where streaming inserts are billed per byte, and a failed load fails the run before
-any MERGE. Dead letters are appended to
-``dead_letter`` as an audit log of every run, each stamped with ``job_name`` = the
-run id, so a re-run's rejections can be told apart. Staging tables expire
+any MERGE. The MERGE updates only ``api`` rows: a ``stream`` row may sit in BigQuery's
+streaming buffer, where DML may not touch it (docs/batch.md), so it is only ever
+inserted. Dead letters are staged the same way and appended to ``dead_letter`` once per
+run id, an audit log of every run stamped with ``job_name`` = the run id, so a re-run's
+rejections can be told apart. Every step with a side effect gives the same data when
+Dataflow runs its work item twice or overlapping. Staging tables expire
 ``--staging_ttl_minutes`` after the run starts, and each run drops the staging tables
 older than that of runs killed before their merge (``DropStaleStagingTables``; the
 emulator ignores expirations, so locally this sweep is what removes them).
