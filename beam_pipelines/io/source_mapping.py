@@ -607,13 +607,13 @@ def check_live(db: Any, mapping: SourceMapping, entity: str) -> None:
     mapping.check_columns(entity, columns, f"table {mapping[entity].table!r}")
 
 
-def connect(login: SqlLogin, mapping: SourceMapping) -> Any:
-    """``login.connect()``, with PostgreSQL's session zone set to the mapping's.
+def connect(login: SqlLogin | str, mapping: SourceMapping) -> Any:
+    """``login.connect()`` (a URL: :class:`SqlLogin` of that URL), with PostgreSQL's session zone set to the mapping's.
 
     Then a ``timestamp without time zone`` column compares with the (UTC) bound
     parameters as local time of the source, which is what its values mean.
     """
-    db = login.connect()
+    db = (SqlLogin(database_url=login) if isinstance(login, str) else login).connect()
     if db.dialect == sql.POSTGRESQL and mapping.timezone_name.upper() != "UTC":
         db.scalar("select set_config('TimeZone', :zone, false)", {"zone": mapping.timezone_name})
     return db

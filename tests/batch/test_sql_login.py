@@ -26,7 +26,7 @@ from tests.dataflow.offline import describe
 from tests.fixtures.google_standins import IAM_DB_USER, LOGIN_SCOPE, PASSWORD_USER, PRINCIPAL
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "projects/acme-analytics-prod/secrets/shop-reader/versions/latest"
+PASSWORD_SECRET = "projects/acme-analytics-prod/secrets/shop-reader/versions/latest"
 SNAPSHOT = "2026-11-21T10:00:00Z"
 PRODUCTS, USERS = 12, 5
 
@@ -82,8 +82,8 @@ def _assert_full_snapshot(tmp_path: Path) -> None:
 
 
 def test_the_password_comes_from_secret_manager_and_logs_in_with_scram(shop, google_standins, tmp_path):
-    google_standins.add_secret(SECRET, shop.password)
-    proc = _extract(tmp_path, "--database_url", shop.url(), "--database_password_secret", SECRET,
+    google_standins.add_secret(PASSWORD_SECRET, shop.password)
+    proc = _extract(tmp_path, "--database_url", shop.url(), "--database_password_secret", PASSWORD_SECRET,
                     env=google_standins.env())  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     _assert_full_snapshot(tmp_path)
@@ -101,27 +101,27 @@ def test_without_the_secret_the_server_asks_for_a_password(shop, tmp_path):
 
 def test_a_wrong_password_fails_in_one_line_saying_what_to_do(shop, google_standins, tmp_path):
     wrong = "not-the-password-" + shop.password[::-1]
-    google_standins.add_secret(SECRET, wrong)
-    proc = _extract(tmp_path, "--database_url", shop.url(), "--database_password_secret", SECRET,
+    google_standins.add_secret(PASSWORD_SECRET, wrong)
+    proc = _extract(tmp_path, "--database_url", shop.url(), "--database_password_secret", PASSWORD_SECRET,
                     env=google_standins.env())  # fmt: skip
     line = _error_line(proc)
     assert proc.returncode == 1
     assert f'password authentication failed for user "{PASSWORD_USER}"' in line
     assert f"PostgreSQL at {shop.url()} refused the login" in line
-    assert f"the password in {SECRET} is wrong for this user" in line
+    assert f"the password in {PASSWORD_SECRET} is wrong for this user" in line
     assert "gcloud secrets versions add shop-reader --data-file=-" in line
     assert wrong not in proc.stdout + proc.stderr
     assert not (tmp_path / "lake" / "raw").exists()
 
 
 def test_a_secret_the_job_may_not_read_names_the_role(shop, google_standins, tmp_path):
-    google_standins.add_secret(SECRET, shop.password)
-    google_standins.denied_secrets.add(SECRET)
-    proc = _extract(tmp_path, "--database_url", shop.url(), "--database_password_secret", SECRET,
+    google_standins.add_secret(PASSWORD_SECRET, shop.password)
+    google_standins.denied_secrets.add(PASSWORD_SECRET)
+    proc = _extract(tmp_path, "--database_url", shop.url(), "--database_password_secret", PASSWORD_SECRET,
                     env=google_standins.env())  # fmt: skip
     line = _error_line(proc)
     assert proc.returncode == 1
-    assert f"cannot read --database_password_secret {SECRET}: permission denied" in line
+    assert f"cannot read --database_password_secret {PASSWORD_SECRET}: permission denied" in line
     assert "roles/secretmanager.secretAccessor on projects/acme-analytics-prod/secrets/shop-reader" in line
 
 
@@ -160,8 +160,8 @@ def test_iam_database_login_through_the_cloud_sql_connector(shop, cloud_sql_inst
 def test_a_built_in_user_on_cloud_sql_logs_in_with_its_secret_password(
     shop, cloud_sql_instance, google_standins, tmp_path
 ):
-    google_standins.add_secret(SECRET, shop.password)
-    args = [*_cloud_sql_args(cloud_sql_instance, PASSWORD_USER), "--database_password_secret", SECRET]
+    google_standins.add_secret(PASSWORD_SECRET, shop.password)
+    args = [*_cloud_sql_args(cloud_sql_instance, PASSWORD_USER), "--database_password_secret", PASSWORD_SECRET]
     proc = _extract(tmp_path, *args, env=google_standins.env())
     assert proc.returncode == 0, proc.stderr
     _assert_full_snapshot(tmp_path)
@@ -199,12 +199,12 @@ DATAFLOW = ["--runner=DataflowRunner", "--project=acme-analytics-prod", "--regio
     ("argv", "message"),
     [
         (
-            ["--database_url", "postgresql://reader:hunter2-secret@10.20.0.5:5432/shop"],
+            ["--database_url", "postgresql://reader:example-pw@10.20.0.5:5432/shop"],
             "--database_url holds a password, which Dataflow shows in the job's pipeline options: drop it from "
             "the URL and pass --database_password_secret projects/<p>/secrets/<s>/versions/<v>",
         ),
         (
-            ["--database_url", "postgresql://reader@10.20.0.5:5432/shop?password=hunter2-secret"],
+            ["--database_url", "postgresql://reader@10.20.0.5:5432/shop?password=example-pw"],
             "--database_url holds a password",
         ),
         (["--database_url_env", "SHOP_URL"], "Dataflow workers do not have your environment: pass --cloud_sql"),
@@ -220,19 +220,19 @@ def test_off_the_local_runner_a_password_url_or_environment_is_refused(argv, mes
     line = _error_line(proc)
     assert proc.returncode == 2
     assert message in line
-    assert "hunter2" not in proc.stderr + proc.stdout
+    assert "example-pw" not in proc.stderr + proc.stdout
 
 
 def test_the_dataflow_job_holds_secret_names_never_their_values(google_standins, tmp_path, monkeypatch):
     """The offline Dataflow job (job JSON + every upload) names the secret; the launcher never reads it."""
     password = "pw-" + os.urandom(12).hex()
-    google_standins.add_secret(SECRET, password)
+    google_standins.add_secret(PASSWORD_SECRET, password)
     for key, value in google_standins.env().items():  # a launcher read would succeed: it must not happen
         monkeypatch.setenv(key, value)
     for argv in (
         ["--cloud_sql_instance", "acme-analytics-prod:europe-west1:shop", "--database_user", "reader",
-         "--database_name", "shop", "--database_password_secret", SECRET],
-        ["--database_url", "postgresql://reader@10.20.0.5:5432/shop", "--database_password_secret", SECRET],
+         "--database_name", "shop", "--database_password_secret", PASSWORD_SECRET],
+        ["--database_url", "postgresql://reader@10.20.0.5:5432/shop", "--database_password_secret", PASSWORD_SECRET],
         ["--cloud_sql_instance", "acme-analytics-prod:europe-west1:shop", "--database_user", PRINCIPAL,
          "--database_name", "shop"],
     ):  # fmt: skip
@@ -245,7 +245,7 @@ def test_the_dataflow_job_holds_secret_names_never_their_values(google_standins,
         texts = [(workdir / "job.json").read_bytes(), *(path.read_bytes() for path in job.uploads.values())]
         assert not any(password.encode() in text for text in texts)
         options = job.options
-        assert options.get("database_password_secret") in (SECRET, None)
+        assert options.get("database_password_secret") in (PASSWORD_SECRET, None)
         assert not any("password" in str(v).lower() and "secret" not in k for k, v in options.items())
     assert not google_standins.requests_to(":access")
 
@@ -267,8 +267,9 @@ def test_the_dataflow_job_holds_secret_names_never_their_values(google_standins,
         (SqlLogin(database_url="postgresql://u@h/db", database_user="u"), True, "--database_user goes with"),
         (SqlLogin(database_url="postgresql://u@h/db", database_password_secret="shop-reader"), True,
          "--database_password_secret must look like projects/<p>/secrets/<s>/versions/<v>"),
-        (SqlLogin(database_url="sqlite:///a.db", database_password_secret=SECRET), True, "SQLite file has no password"),
-        (SqlLogin(database_url="postgresql://u:pw@h/db", database_password_secret=SECRET), True, "keep one"),
+        (SqlLogin(database_url="sqlite:///a.db", database_password_secret=PASSWORD_SECRET), True,
+         "SQLite file has no password"),
+        (SqlLogin(database_url="postgresql://u:pw@h/db", database_password_secret=PASSWORD_SECRET), True, "keep one"),
     ],
 )  # fmt: skip
 def test_a_login_that_cannot_work_is_refused_at_launch(login, local, message):
@@ -277,6 +278,6 @@ def test_a_login_that_cannot_work_is_refused_at_launch(login, local, message):
 
 
 def test_a_password_in_a_local_url_is_allowed_and_never_printed():
-    login = SqlLogin(database_url="postgresql://u:pw-123@127.0.0.1:1/db")
+    login = SqlLogin(database_url="postgresql://u:example-pw@127.0.0.1:1/db")
     login.check(local=True)
-    assert "pw-123" not in login.where and "***" in login.where
+    assert "example-pw" not in login.where and "***" in login.where
