@@ -94,7 +94,8 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
         {
             "default": "PRIVATE",
             "choices": IP_TYPES,
-            "help": "Which address of --cloud_sql_instance the workers use (PRIVATE: the VPC the workers run in).",
+            "help": "Which address of --cloud_sql_instance the workers use: PRIVATE (in the workers' VPC), PUBLIC "
+            "or PSC.",
         },
     ),
     (
