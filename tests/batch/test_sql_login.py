@@ -22,7 +22,7 @@ import pytest
 from beam_pipelines import extract_dims, lake
 from beam_pipelines.io import orders_api, sql
 from beam_pipelines.io.sql_login import SqlLogin
-from tests.dataflow.offline import describe
+from tests.dataflow.offline import LOCAL_ENDPOINT_ENVS, describe
 from tests.fixtures.google_standins import IAM_DB_USER, LOGIN_SCOPE, PASSWORD_USER, PRINCIPAL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,6 +229,8 @@ def test_the_dataflow_job_holds_secret_names_never_their_values(google_standins,
     google_standins.add_secret(PASSWORD_SECRET, password)
     for key, value in google_standins.env().items():  # a launcher read would succeed: it must not happen
         monkeypatch.setenv(key, value)
+    for name in LOCAL_ENDPOINT_ENVS:  # other tests' emulators: a Dataflow job refuses them
+        monkeypatch.delenv(name, raising=False)
     for argv in (
         ["--cloud_sql_instance", "acme-analytics-prod:europe-west1:shop", "--database_user", "reader",
          "--database_name", "shop", "--database_password_secret", PASSWORD_SECRET],
