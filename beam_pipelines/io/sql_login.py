@@ -22,15 +22,16 @@ options                                             login
                                                     the connection is made) on every such runner
 =================================================  ==========================================================
 
-Why not the alternatives: ``psycopg.connect`` alone cannot do IAM login (Cloud SQL wants
-the token as the password over TLS, refreshed hourly, which the connector does); an
-environment variable does not reach Dataflow's SDK harness (only a custom container
-sets one); a password in ``--database_url`` is readable by anyone who can view the job.
+Why not the alternatives: ``psycopg.connect`` alone sends no IAM token (manual IAM login
+would pass an hour-long OAuth token as the password, and must then verify the instance's
+server CA itself; the connector authenticates both ends with an ephemeral certificate); an
+environment variable does not reach Dataflow's SDK harness (only a custom container sets
+one); a password in ``--database_url`` is readable by anyone who can view the job.
 
 Contract: :meth:`SqlLogin.check` refuses a bad combination at launch with one
 ``ValueError`` line naming the option to use instead; :meth:`SqlLogin.connect` raises
 ``ConnectionError`` (or :class:`~beam_pipelines.io.secret_manager.SecretError`) with
-one line naming the source, the user and the fix, never the password.
+one line naming the source, the server's reason and the fix, never the password.
 
 One :class:`Connector` per worker process and IP type (:func:`_connector`): each owns an
 event-loop thread, an RSA key pair and the instance's certificate cache, and one
@@ -61,6 +62,9 @@ ADMIN_EMULATOR_ENV = "CLOUD_SQL_ADMIN_EMULATOR_HOST"
 IP_TYPES = ("PRIVATE", "PUBLIC", "PSC")
 PASSWORD_FLAG = "--database_password_secret"  # noqa: S105 - an option name
 INSTANCE_FORMAT = "project:region:instance"
+# libpq's connect timeout for a URL (as before logins came here); the connector's covers
+# two Admin API calls and a TLS handshake besides the login, so it gets the connector's default.
+URL_CONNECT_SECONDS, CLOUD_SQL_CONNECT_SECONDS = 10, 30
 # project (or domain:project):region:instance, as `gcloud sql instances describe` prints connectionName.
 _INSTANCE_RE = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]*:[a-z]+-[a-z]+\d+:[a-z][a-z0-9-]*$")
 CLOUD_FIX = (
@@ -225,7 +229,7 @@ class SqlLogin:
             return sql.redact(self.database_url)
         return f"${self.database_url_env}"
 
-    def connect(self, connect_timeout: int = 30) -> sql.Database:
+    def connect(self) -> sql.Database:
         """Read the password (if any) from Secret Manager and open the connection.
 
         Raises:
@@ -235,10 +239,10 @@ class SqlLogin:
         """
         password = read_secret(self.database_password_secret, PASSWORD_FLAG) if self.database_password_secret else None
         if self.cloud_sql_instance:
-            return self._connect_cloud_sql(password, connect_timeout)
+            return self._connect_cloud_sql(password, CLOUD_SQL_CONNECT_SECONDS)
         url = self.database_url or self._url_from_env()
         try:
-            return sql.connect(url, password=password, connect_timeout=connect_timeout)
+            return sql.connect(url, password=password, connect_timeout=URL_CONNECT_SECONDS)
         except ConnectionError as exc:
             raise ConnectionError(f"{exc}{self._login_hint(str(exc))}") from None
 

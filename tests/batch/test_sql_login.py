@@ -111,6 +111,8 @@ def test_a_wrong_password_fails_in_one_line_saying_what_to_do(shop, google_stand
     assert f"the password in {PASSWORD_SECRET} is wrong for this user" in line
     assert "gcloud secrets versions add shop-reader --data-file=-" in line
     assert wrong not in proc.stdout + proc.stderr
+    (traceback_log,) = re.findall(r"\[traceback: (\S+);", line)  # the full traceback, kept for the user
+    assert "refused the login" in Path(traceback_log).read_text() and wrong not in Path(traceback_log).read_text()
     assert not (tmp_path / "lake" / "raw").exists()
 
 
@@ -155,6 +157,7 @@ def test_iam_database_login_through_the_cloud_sql_connector(shop, cloud_sql_inst
     assert google_standins.logins and {r["user"] for r in google_standins.logins} == {IAM_DB_USER}
     assert all(LOGIN_SCOPE in r["login_scope"] for r in google_standins.logins)
     assert not google_standins.requests_to(":access")  # no Secret Manager: no password at all
+    assert google_standins.tokens and not any(token in proc.stdout + proc.stderr for token in google_standins.tokens)
 
 
 def test_a_built_in_user_on_cloud_sql_logs_in_with_its_secret_password(
