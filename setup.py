@@ -24,6 +24,8 @@ setup(
     # Beam): the worker image's Beam brings its own versions, requirements.lock pins the rest.
     install_requires=[
         f"apache-beam[gcp]=={BEAM_VERSION}",
+        # extract_dims' Cloud SQL login (IAM database authentication); 1.22 added the psycopg driver.
+        "cloud-sql-python-connector>=1.22",
         "google-api-core>=2.0",
         "google-auth>=2.0",
         "google-cloud-bigquery>=3.20",

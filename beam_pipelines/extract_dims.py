@@ -25,8 +25,14 @@ Run locally::
 
     python -m beam_pipelines.extract_dims --database_url sqlite:///.local/source.db \\
         --lake_root .local/lake
-    python -m beam_pipelines.extract_dims --database_url_env SOURCE_DATABASE_URL \\
+    python -m beam_pipelines.extract_dims --cloud_sql_instance my-project:europe-west1:shop \\
+        --database_user df-extract-dims@my-project.iam --database_name shop \\
         --lake_root gs://my-lake/ecommerce --updated_since 2026-11-22T09:30:00Z --runner DataflowRunner ...
+
+On Google Cloud the workers log in to Cloud SQL with IAM database authentication through
+Google's Cloud SQL Python Connector, or with a password they read from Secret Manager
+(``--database_password_secret``); nothing secret is a pipeline option
+(:mod:`beam_pipelines.io.sql_login`).
 """
 
 from __future__ import annotations
@@ -38,8 +44,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import cli, events, runners
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
-from beam_pipelines.io import source_mapping
-from beam_pipelines.io.sql import parse_url
+from beam_pipelines.io import source_mapping, sql_login
 from beam_pipelines.transforms.dims import MergeIntoSnapshot, ReadTableByKeyRanges, dim_table, snapshot_now
 from beam_pipelines.transforms.lake_io import ReadDimension, WriteSnapshot
 
@@ -49,19 +54,8 @@ JOB = "extract_dims"
 class ExtractDimsOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        add_argument_once(
-            parser,
-            "--database_url",
-            default=None,
-            help="SQL source: sqlite:///path.db or postgresql://user@host:port/db. Prefer --database_url_env "
-            "when the URL holds a password.",
-        )
-        add_argument_once(
-            parser,
-            "--database_url_env",
-            default=None,
-            help="Name of an environment variable holding the database URL (read on the workers).",
-        )
+        for flag, kwargs in sql_login.OPTIONS:  # how to reach and log in to the source
+            add_argument_once(parser, flag, **kwargs)
         add_argument_once(
             parser, "--lake_root", default=None, help="Required. Lake root: a local folder or gs://bucket/prefix."
         )
@@ -106,14 +100,16 @@ class ExtractDimsOptions(PipelineOptions):
             help="Snapshot instant, ISO-8601 UTC (default: now); names the snapshot folder.",
         )
 
+    def validate_job(self) -> None:
+        """The SQL login's checks, before any service is probed (:func:`beam_pipelines.cli.check_inputs`)."""
+        sql_login.SqlLogin.from_options(self).check(local=runners.is_in_process(self))
+
 
 def build_pipeline(p: beam.Pipeline, options: ExtractDimsOptions) -> None:
     """Wire one read -> (merge) -> snapshot branch per table."""
     require(options, "lake_root")
-    if not options.database_url and not options.database_url_env:
-        raise ValueError("pass --database_url sqlite:///path.db|postgresql://user@host:5432/db or --database_url_env")
-    if options.database_url:
-        parse_url(options.database_url)  # fail at launch on a malformed URL
+    login = sql_login.SqlLogin.from_options(options)
+    login.check(local=runners.is_in_process(p.options))
     tables = [t.strip() for t in options.tables.split(",") if t.strip()]
     if not tables:
         raise ValueError("--tables must name at least one of products,users")
@@ -121,10 +117,10 @@ def build_pipeline(p: beam.Pipeline, options: ExtractDimsOptions) -> None:
     for name in tables:
         dim_table(name)
     mapping = source_mapping.load(options.source_mapping)
-    if options.database_url and runners.allows(p.options, runners.LocalStep.LAUNCH_SOURCE_CHECK):
+    if runners.allows(p.options, runners.LocalStep.LAUNCH_SOURCE_CHECK):
         # At launch, in one line, rather than as a worker's traceback. Not for Dataflow: its
         # launcher (a Composer worker) need not reach the database the workers read.
-        with source_mapping.connect(options.database_url, mapping) as db:
+        with source_mapping.connect(login, mapping) as db:
             for name in tables:
                 source_mapping.check_live(db, mapping, name)
     for name in tables:
@@ -132,8 +128,7 @@ def build_pipeline(p: beam.Pipeline, options: ExtractDimsOptions) -> None:
         label = name.capitalize()
         rows = p | f"Read{label}" >> ReadTableByKeyRanges(
             name,
-            database_url=options.database_url,
-            database_url_env=options.database_url_env,
+            login=login,
             num_partitions=options.num_partitions,
             updated_since=options.updated_since,
             mapping=mapping,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +50,9 @@ DATAFLOW_REQUIRED = (
     "templates_location",
     "template_version",
 )
+
+# user:password@ in a URL, or a password= parameter.
+_URL_PASSWORD = re.compile(r"://[^/@:]+:[^/@]*@|[?&]password=")
 
 
 class ConfigError(ValueError):
@@ -85,6 +89,16 @@ class EcommerceConfig(BaseModel):
     orders_api_token_env: str = "ORDERS_API_TOKEN"  # noqa: S105 - the name of a variable, not a token
     orders_api_token_secret: str = ""
     orders_page_size: int = Field(500, ge=1)
+    # The dims extract's SQL source (beam_pipelines/io/sql_login.py). On Dataflow: cloud_sql_instance
+    # (project:region:instance), database_user (the df-extract-dims account as SA@PROJECT.iam: IAM
+    # database authentication) and database_name, plus database_password_secret for a built-in user;
+    # or a database_url without a password. Locally (DirectRunner) database_url_env names the
+    # variable holding the URL: Dataflow workers do not have the launcher's environment.
+    cloud_sql_instance: str = ""
+    cloud_sql_ip_type: Literal["", "PRIVATE", "PUBLIC", "PSC"] = ""
+    database_user: str = ""
+    database_name: str = ""
+    database_password_secret: str = ""
     database_url: str = ""
     database_url_env: str = "ECOMMERCE_DATABASE_URL"
     dims_tables: str = "products,users"
@@ -100,6 +114,11 @@ class EcommerceConfig(BaseModel):
             missing = [k for k in DATAFLOW_REQUIRED if k not in self.model_fields_set or not getattr(self, k)]
             if missing:
                 raise ValueError(f"runner {DATAFLOW_RUNNER} needs the key(s) {', '.join(missing)}")
+            if _URL_PASSWORD.search(self.database_url):
+                raise ValueError(
+                    "key 'database_url' holds a password, which Dataflow shows in the job's parameters: drop it and "
+                    "set database_password_secret (projects/<p>/secrets/<s>/versions/<v>), or use cloud_sql_instance"
+                )
             if not self.templates_location.startswith("gs://"):
                 raise ValueError(
                     f"key 'templates_location' must be the gs:// folder of the Flex Template specs, "

@@ -50,10 +50,17 @@ with DAG(
         task_id="extract_dims",
         job="extract_dims",
         job_options={
-            # On Dataflow a URL without a password (Cloud SQL IAM auth); locally the
-            # URL stays in an environment variable so it never shows in logs.
+            # On Dataflow: Cloud SQL with IAM database authentication (or a password the workers
+            # read from Secret Manager); nothing secret is a parameter. Locally the URL stays in an
+            # environment variable, which Dataflow workers would not have.
+            "cloud_sql_instance": "{{ cfg('cloud_sql_instance') }}",
+            "database_user": "{{ cfg('database_user') }}",
+            "database_name": "{{ cfg('database_name') }}",
+            "cloud_sql_ip_type": "{{ cfg('cloud_sql_ip_type') }}",
+            "database_password_secret": "{{ cfg('database_password_secret') }}",
             "database_url": "{{ cfg('database_url') }}",
-            "database_url_env": "{{ '' if cfg('database_url') else cfg('database_url_env') }}",
+            "database_url_env": "{{ '' if cfg('database_url') or cfg('cloud_sql_instance') "
+            "or cfg('runner') != 'DirectRunner' else cfg('database_url_env') }}",
             "lake_root": "{{ cfg('lake_root') }}",
             "tables": "{{ cfg('dims_tables') }}",
             "snapshot_ts": "{{ iso_utc(data_interval_end) }}",

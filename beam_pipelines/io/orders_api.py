@@ -48,11 +48,11 @@ from typing import Any
 import requests
 
 from beam_pipelines.events import format_ts, parse_ts
+from beam_pipelines.io.secret_manager import read_secret
 
 _LOG = logging.getLogger(__name__)
 
 DEFAULT_TOKEN_ENV = "ORDERS_API_TOKEN"  # noqa: S105 - the variable name, not a token
-SECRET_VERSION_RE = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_PAGE_SIZE = 1000
 # Transport failures that a new attempt can cure. ChunkedEncodingError is what requests
@@ -125,23 +125,10 @@ def resolve_token(token_env: str | None = DEFAULT_TOKEN_ENV, secret_version: str
 
     Raises:
       ValueError: bad secret name, or no token found.
-      RuntimeError: Secret Manager requested but google-cloud-secret-manager is not installed.
+      SecretError: the secret cannot be read (named, with the fix).
     """
     if secret_version:
-        if not SECRET_VERSION_RE.match(secret_version):
-            raise ValueError(
-                f"--api_token_secret must look like projects/<p>/secrets/<s>/versions/<v>, got {secret_version!r}"
-            )
-        try:
-            from google.cloud import secretmanager
-        except ImportError:  # pragma: no cover - installed with apache-beam[gcp] here
-            raise RuntimeError(
-                "--api_token_secret needs the google-cloud-secret-manager package; install it or pass "
-                "the token through --api_token_env"
-            ) from None
-        client = secretmanager.SecretManagerServiceClient()
-        response = client.access_secret_version(request={"name": secret_version})
-        return response.payload.data.decode("utf-8").strip()
+        return read_secret(secret_version, "--api_token_secret")
     name = token_env or DEFAULT_TOKEN_ENV
     token = os.environ.get(name, "").strip()
     if not token:

@@ -57,6 +57,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from beam_pipelines import events
 from beam_pipelines.io import sql
 from beam_pipelines.io.sql import ORDER_STATUSES
+from beam_pipelines.io.sql_login import SqlLogin
 
 ID, TEXT, DECIMAL, TIMESTAMP, DATE, INT, STATUS = "id", "text", "decimal", "timestamp", "date", "int", "status"
 MAX_IDENTIFIER_LENGTH = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are truncated silently there
@@ -606,13 +607,13 @@ def check_live(db: Any, mapping: SourceMapping, entity: str) -> None:
     mapping.check_columns(entity, columns, f"table {mapping[entity].table!r}")
 
 
-def connect(url: str, mapping: SourceMapping) -> Any:
-    """:func:`beam_pipelines.io.sql.connect`, with PostgreSQL's session zone set to the mapping's.
+def connect(login: SqlLogin | str, mapping: SourceMapping) -> Any:
+    """``login.connect()`` (a URL: :class:`SqlLogin` of that URL), with PostgreSQL's session zone set to the mapping's.
 
     Then a ``timestamp without time zone`` column compares with the (UTC) bound
     parameters as local time of the source, which is what its values mean.
     """
-    db = sql.connect(url)
+    db = (SqlLogin(database_url=login) if isinstance(login, str) else login).connect()
     if db.dialect == sql.POSTGRESQL and mapping.timezone_name.upper() != "UTC":
         db.scalar("select set_config('TimeZone', :zone, false)", {"zone": mapping.timezone_name})
     return db

@@ -388,8 +388,14 @@ def parse_url(url: str) -> tuple[str, str]:
     raise DatabaseURLError(f"unsupported database URL {redact(url)!r} (scheme {scheme!r}); expected {URL_FORMATS}")
 
 
-def connect(url: str, *, connect_timeout: int = 10) -> Database:
+def connect(url: str, *, password: str | None = None, connect_timeout: int = 10) -> Database:
     """Open a :class:`Database` for ``sqlite:///path`` or ``postgresql://...``.
+
+    Args:
+      url: the database URL.
+      password: PostgreSQL password sent apart from the URL (read from Secret Manager by
+        :mod:`beam_pipelines.io.sql_login`), so the URL stays printable.
+      connect_timeout: seconds to wait for the server.
 
     Raises:
       DatabaseURLError: the URL is not one of the supported forms.
@@ -413,13 +419,38 @@ def connect(url: str, *, connect_timeout: int = 10) -> Database:
         return Database(raw, SQLITE, url)
     import psycopg
 
+    extra = {"password": password} if password is not None else {}
     try:
-        raw = psycopg.connect(target, autocommit=True, connect_timeout=connect_timeout)
+        raw = psycopg.connect(target, autocommit=True, connect_timeout=connect_timeout, **extra)
     except psycopg.OperationalError as exc:
+        reason = refused_login(exc)
+        if reason:
+            raise ConnectionError(f"PostgreSQL at {redact(url)} refused the login: {reason}") from None
         raise ConnectionError(
-            f"cannot connect to PostgreSQL at {redact(url)}: {str(exc).strip()}. "
+            f"cannot connect to PostgreSQL at {redact(url)}: {' '.join(str(exc).split())}. "
             "Check that the server is running and the URL (user, host, port, database) is right."
         ) from None
+    return postgres_database(raw, url)
+
+
+def refused_login(exc: BaseException) -> str | None:
+    """The server's reason when a PostgreSQL connection error is a refused login, else None.
+
+    libpq's message spans lines and leads with the socket it used; the server's own
+    words (``password authentication failed for user "x"``) are what says what to fix.
+    """
+    message = " ".join(str(exc).split())
+    if "authentication failed" not in message and "no password supplied" not in message:
+        return None
+    reason = message.split("FATAL:", 1)[1] if "FATAL:" in message else message.rsplit(" failed: ", 1)[-1]
+    return reason.strip()
+
+
+def postgres_database(raw: Any, url: str) -> Database:
+    """A :class:`Database` over an open psycopg connection (autocommit, session zone UTC).
+
+    ``url`` only names it in messages (:func:`redact` hides a password in it).
+    """
     raw.execute("set time zone 'UTC'")
     return Database(raw, POSTGRESQL, url)
 

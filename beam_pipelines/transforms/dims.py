@@ -21,7 +21,6 @@ path (the fix is the mapping or the source).
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +31,7 @@ from apache_beam.metrics import Metrics
 from beam_pipelines import events
 from beam_pipelines.io import source_mapping, sql
 from beam_pipelines.io.source_mapping import EntityMapping, SourceMapping, check_live
+from beam_pipelines.io.sql_login import SqlLogin
 from beam_pipelines.transforms import METRICS_NAMESPACE
 
 
@@ -75,18 +75,6 @@ def dim_table(name: str) -> DimTable:
     return DIM_TABLES[name]
 
 
-def resolve_database_url(url: str | None, url_env: str | None) -> str:
-    """The URL itself, or the value of the environment variable ``url_env`` (read on the worker)."""
-    if url:
-        return url
-    if url_env and os.environ.get(url_env, "").strip():
-        return os.environ[url_env].strip()
-    raise ValueError(
-        "no database URL: pass --database_url sqlite:///path.db|postgresql://user@host:5432/db "
-        f"or --database_url_env NAME with NAME set{f' (${url_env} is empty)' if url_env else ''}"
-    )
-
-
 KeyRange = tuple[Any, Any]  # split keys keep the key column's type; None = unbounded
 
 
@@ -126,14 +114,9 @@ class PlanKeyRangesFn(beam.DoFn):
     """table name -> ``(table, lo, hi)`` ranges covering every key to read, with equal row counts."""
 
     def __init__(
-        self,
-        url: str | None,
-        url_env: str | None,
-        num_partitions: int,
-        updated_since: str | None,
-        mapping: SourceMapping | None = None,
+        self, login: SqlLogin, num_partitions: int, updated_since: str | None, mapping: SourceMapping | None = None
     ):
-        self._url, self._url_env = url, url_env
+        self._login = login
         self._n = num_partitions
         self._since = updated_since
         self._mapping = mapping or SourceMapping.default()
@@ -143,7 +126,7 @@ class PlanKeyRangesFn(beam.DoFn):
         key = mapped.qcol(dim_table(table_name).key)
         where = f"from {mapped.qtable} where 1 = 1{_since_clause(self._since, mapped)}"
         params = _since_param(self._since)
-        with source_mapping.connect(resolve_database_url(self._url, self._url_env), self._mapping) as db:
+        with source_mapping.connect(self._login, self._mapping) as db:
             check_live(db, self._mapping, table_name)
             count = int(db.scalar(f"select count(*) {where}", params))
             if count == 0:
@@ -160,10 +143,8 @@ class PlanKeyRangesFn(beam.DoFn):
 class ReadKeyRangeFn(beam.DoFn):
     """``(table, lo, hi)`` -> the table's rows with ``lo <= key < hi`` (``None``: unbounded) as snapshot rows."""
 
-    def __init__(
-        self, url: str | None, url_env: str | None, updated_since: str | None, mapping: SourceMapping | None = None
-    ):
-        self._url, self._url_env = url, url_env
+    def __init__(self, login: SqlLogin, updated_since: str | None, mapping: SourceMapping | None = None):
+        self._login = login
         self._since = updated_since
         self._mapping = mapping or SourceMapping.default()
         self._db: sql.Database | None = None
@@ -171,7 +152,8 @@ class ReadKeyRangeFn(beam.DoFn):
         self._ranges = Metrics.counter(METRICS_NAMESPACE, "sql_key_ranges_read")
 
     def setup(self):
-        self._db = source_mapping.connect(resolve_database_url(self._url, self._url_env), self._mapping)
+        # The password (if any) is read from Secret Manager here, on the worker, and never stored.
+        self._db = source_mapping.connect(self._login, self._mapping)
 
     def teardown(self):
         if self._db is not None:
@@ -197,10 +179,8 @@ class ReadTableByKeyRanges(beam.PTransform):
 
     Args:
       table: ``products`` or ``users``.
-      database_url: ``sqlite:///path`` or ``postgresql://user@host:port/db`` (or None
-        with ``database_url_env``, resolved on the workers so a password never sits
-        in the job graph).
-      database_url_env: environment variable holding the URL.
+      login: where the source is and how to log in (:class:`~beam_pipelines.io.sql_login.SqlLogin`:
+        names only; a password or token is fetched on the workers, never put in the job graph).
       num_partitions: number of key ranges (>= 1).
       updated_since: ISO timestamp: only rows with ``updated_at >= updated_since``.
       mapping: how the source names the table and its columns (default: the project's DDL).
@@ -213,8 +193,7 @@ class ReadTableByKeyRanges(beam.PTransform):
         self,
         table: str,
         *,
-        database_url: str | None,
-        database_url_env: str | None = None,
+        login: SqlLogin,
         num_partitions: int = 4,
         updated_since: str | None = None,
         mapping: SourceMapping | None = None,
@@ -229,7 +208,7 @@ class ReadTableByKeyRanges(beam.PTransform):
         if updated_since:
             events.parse_ts(updated_since)
         self._table = table
-        self._url, self._url_env = database_url, database_url_env
+        self._login = login
         self._n = num_partitions
         self._since = updated_since
 
@@ -237,10 +216,9 @@ class ReadTableByKeyRanges(beam.PTransform):
         return (
             pbegin
             | "CreateTableName" >> beam.Create([self._table])
-            | "PlanKeyRanges"
-            >> beam.ParDo(PlanKeyRangesFn(self._url, self._url_env, self._n, self._since, self._mapping))
+            | "PlanKeyRanges" >> beam.ParDo(PlanKeyRangesFn(self._login, self._n, self._since, self._mapping))
             | "SpreadKeyRanges" >> beam.Reshuffle()
-            | "ReadKeyRange" >> beam.ParDo(ReadKeyRangeFn(self._url, self._url_env, self._since, self._mapping))
+            | "ReadKeyRange" >> beam.ParDo(ReadKeyRangeFn(self._login, self._since, self._mapping))
         )
 
 

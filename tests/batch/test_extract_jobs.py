@@ -9,6 +9,7 @@ import pytest
 from beam_pipelines import extract_dims, extract_orders, lake
 from beam_pipelines.events import parse_ts
 from beam_pipelines.io import sql
+from beam_pipelines.io.sql_login import SqlLogin
 from beam_pipelines.transforms.dims import PlanKeyRangesFn, ReadKeyRangeFn, key_ranges
 from tests.batch.fake_api import TOKEN, FakeOrdersApi, make_order
 
@@ -130,10 +131,10 @@ def test_partitioned_reads_split_any_id_shape_evenly_and_read_every_row_once(eng
             ["product_id", "product_name", "category", "price", "updated_at"],
             [(pid, "p", "cat", "1.50", ts) for pid in MIXED_IDS],
         )
-    plan = PlanKeyRangesFn(url, None, 4, None)
+    plan = PlanKeyRangesFn(SqlLogin(database_url=url), 4, None)
     ranges = list(plan.process("products"))
     assert len(ranges) == 4
-    reader = ReadKeyRangeFn(url, None, None)
+    reader = ReadKeyRangeFn(SqlLogin(database_url=url), None)
     reader.setup()
     try:
         per_range = [[r["product_id"] for r in reader.process(key_range)] for key_range in ranges]

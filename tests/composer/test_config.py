@@ -61,7 +61,17 @@ def test_values_are_typed() -> None:
     [
         ({"runer": "DataflowRunner"}, False, "unknown key 'runer' (did you mean 'runner'?)"),
         ({"projcet": "acme"}, False, "unknown key 'projcet' (did you mean 'project'?)"),
-        ({"colour": "blue"}, False, "unknown key 'colour'; known keys: alert_emails, database_url"),
+        ({"colour": "blue"}, False, "unknown key 'colour'; known keys: alert_emails, cloud_sql_instance"),
+        (
+            {**DATAFLOW, "database_url": "postgresql://reader:pw@10.20.0.5/shop"},
+            False,
+            "key 'database_url' holds a password, which Dataflow shows in the job's parameters",
+        ),
+        (
+            {**DATAFLOW, "database_url": "postgresql://reader@10.20.0.5/shop?password=pw"},
+            False,
+            "key 'database_url' holds a password",
+        ),
         ({"orders_page_size": "many"}, False, "key 'orders_page_size': Input should be a valid integer"),
         ({"dq_max_dead_letter_ratio": 2}, False, "key 'dq_max_dead_letter_ratio'"),
         ({"runner": "PrismRunner"}, False, "key 'runner': Input should be 'DirectRunner' or 'DataflowRunner'"),

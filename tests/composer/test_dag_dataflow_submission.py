@@ -45,7 +45,9 @@ CONFIG = {
     "service_account_hourly": f"df-hourly@{PROJECT}.iam.gserviceaccount.com",
     "orders_api_base_url": "https://orders.acme.example",
     "orders_api_token_secret": f"projects/{PROJECT}/secrets/orders-api-token/versions/latest",
-    "database_url": "postgresql://df-extract-dims@10.20.0.5:5432/shop",
+    "cloud_sql_instance": f"{PROJECT}:{REGION}:shop",
+    "database_user": f"df-extract-dims@{PROJECT}.iam",
+    "database_name": "shop",
 }
 TASKS = [
     # dag_id, task_id, job, interval start, interval length (minutes), parameters the job must receive
@@ -53,7 +55,8 @@ TASKS = [
      {"window_start": "2026-11-21T10:50:00Z", "window_end": "2026-11-21T11:00:00Z",
       "api_token_secret": CONFIG["orders_api_token_secret"], "lake_root": CONFIG["lake_root"]}),
     ("ecommerce_extract_dims", "extract_dims", "extract_dims", (10, 30), 30,
-     {"snapshot_ts": "2026-11-21T11:00:00Z", "database_url": CONFIG["database_url"]}),
+     {"snapshot_ts": "2026-11-21T11:00:00Z", "cloud_sql_instance": CONFIG["cloud_sql_instance"],
+      "database_user": CONFIG["database_user"], "database_name": CONFIG["database_name"]}),
     ("ecommerce_hourly", "run_hourly", "hourly", (10, 0), 60,
      {"window_start": "2026-11-21T10:00:00Z", "window_end": "2026-11-21T11:00:00Z",
       "output_table": f"{PROJECT}:ecommerce.user_behavior", "temp_gcs_location": f"{BUCKET}/temp",

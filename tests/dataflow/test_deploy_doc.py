@@ -36,6 +36,8 @@ HELP_CHECKS = {
         "--triggerer-memory",
     ],
     ("gcloud", "storage", "rsync"): ["--recursive", "--exclude", "--delete-unmatched-destination-objects"],
+    ("gcloud", "sql", "instances", "patch"): ["--database-flags", "--project"],
+    ("gcloud", "sql", "users", "create"): ["--instance", "--type", "--project"],
 }
 
 

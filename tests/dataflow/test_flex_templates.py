@@ -24,8 +24,10 @@ IMAGE_BASE = "gcr.io/dataflow-templates-base/python311-template-launcher-base"
 CONTRACT_OPTIONS = {
     "extract_orders": {"api_base_url", "api_token_env", "api_token_secret", "window_start", "window_end",
                        "lake_root", "page_size"},
-    "extract_dims": {"database_url", "database_url_env", "lake_root", "tables", "num_partitions", "updated_since",
-                     "snapshot_ts"},
+    # No database_url_env: Dataflow workers do not have the launcher's environment.
+    "extract_dims": {"cloud_sql_instance", "database_user", "database_name", "cloud_sql_ip_type",
+                     "database_password_secret", "database_url", "lake_root", "tables", "num_partitions",
+                     "updated_since", "snapshot_ts"},
     "hourly": {"window_start", "window_end", "lake_root", "output_table", "dead_letter_table", "products_table",
                "users_table", "orders_table", "temp_gcs_location", "run_id"},
     "streaming": {"input_subscription", "output_table", "dead_letter_table", "engagement_table", "products_table",
@@ -80,6 +82,9 @@ def test_regexes_accept_real_values_and_reject_wrong_ones(job: str) -> None:
         "output_table": "dataset.user_behavior",
         "input_subscription": "projects/p/topics/user-events",
         "api_base_url": "orders.internal",
+        "database_url": "postgresql://reader:example-pw@10.20.0.5:5432/shop",  # a password in the URL
+        "database_password_secret": "shop-reader",
+        "cloud_sql_instance": "shop",
     }
     for name, value in wrong.items():
         if name in params and params[name].get("regexes"):

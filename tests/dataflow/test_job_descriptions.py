@@ -41,7 +41,9 @@ JOBS: dict[str, dict[str, Any]] = {
     },
     "extract_dims": {
         "options": {
-            "database_url": "postgresql://df-extract-dims@10.20.0.5:5432/shop",
+            "cloud_sql_instance": f"{PROJECT}:{REGION}:shop",
+            "database_user": f"df-extract-dims@{PROJECT}.iam",
+            "database_name": "shop",
             "lake_root": LAKE,
             "snapshot_ts": "2026-11-21T11:00:00Z",
         },

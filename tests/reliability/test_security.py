@@ -60,6 +60,10 @@ KNOWN_FAKES = {
     ("tests/batch/fake_api.py", 'TOKEN = "test-token"'): "token of an in-process fake API",
     ("tests/publishers/test_orders_api.py", 'token = "pg-token"'): "token of a test API server",
     ("tests/publishers/test_sql_and_catalog.py", "mysql://app:s3cret@db"): "input of the URL-redaction test",
+    (
+        "tests/fixtures/google_standins.py",
+        '"type": "service_account",\n                "project_id": "acme-analytics-prod",\n',
+    ): ("the key file the Google stand-ins write at run time, around a key generated for the test session"),
 }
 
 
