@@ -176,8 +176,17 @@ def build_sharded(p, dataset: Dataset, out_dir: str) -> None:
     products = _keyed_dimension(p, "Products", dataset.products_path, "product_id")
     users = _keyed_dimension(p, "Users", dataset.users_path, "user_id")
     start = events.parse_ts(dataset.hour_start)
+    # The shards' events spill to files, as the hourly job's on a local runner.
+    spill_dir = os.path.join(out_dir, "shuffle")
     out = p | "ShardedStreamRows" >> ShardedStreamRows(
-        [dataset.events_path], start, start + timedelta(hours=1), "hourly", products, users, SOURCE_STREAM
+        [dataset.events_path],
+        start,
+        start + timedelta(hours=1),
+        "hourly",
+        products,
+        users,
+        SOURCE_STREAM,
+        spill_dir=spill_dir,
     )
 
     def write(table):

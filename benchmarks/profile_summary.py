@@ -31,20 +31,23 @@ _FAST = "fast_events (beam_pipelines/event_batch.py"
 # (group, frame substrings): the first group with a frame containing one of them wins.
 SHARDED_GROUPS = (
     ("sink: pyarrow.parquet.write_table (the benchmark's row writer)", ("write_table",)),
-    ("side inputs: AsDict materialisation + state-cache sizing", ("StateBackedSideInputMap", "statecache", "objsize")),
+    ("side inputs: materialisation + state-cache sizing", ("StateBackedSideInputMap", "statecache", "objsize")),
+    ("dimensions: read + key (json.loads per row), to columns", ("_keyed_dimension", "DimensionColumnsFn")),
     (
-        "fast path: RE2 extract_regex over the block",
-        (f"{_FAST}:{_line_of(_EVENT_BATCH, 'pc.extract_regex(payloads, FAST_PAYLOAD)')})",),
+        "fast path: RE2 DFA accept over the block",
+        (f"{_FAST}:{_line_of(_EVENT_BATCH, 'pc.match_substring_regex(payloads, FAST_ACCEPT)')})",),
     ),
-    ("fast path: pa.array(list of bytes)", (f"{_FAST}:{_line_of(_EVENT_BATCH, 'payloads = pa.array(payloads')})",)),
-    ("fast path: id columns, casts, event table", (_FAST,)),
+    ("fast path: Arrow JSON reader (typed columns)", ("_json_columns",)),
+    ("fast path: RE2 extraction (blocks the JSON reader cannot type)", ("_regex_columns",)),
+    ("fast path: ids, hours, event table", (_FAST,)),
     ("slow path: ParseEventsInWindowFn on the other lines", ("BlockParser.parse",)),
-    ("shard split: crc32 per event, take, Arrow IPC", ("ParseFileBlocksFn._judge",)),
-    ("read: lake.iter_raw_lines + block list", ("iter_raw_lines", "ParseFileBlocksFn.process")),
+    ("read: line_blocks (numpy newlines)", ("line_blocks", "_split_lines")),
+    ("shard split: vectorised hash, take, IPC to spill files", ("_split_by_shard", "shards_of", "_Spills", "to_ipc")),
+    ("shard read: spill files (mapped)", ("read_shard_events",)),
     ("dedupe: repeated ids, dedupe._winner_key", ("dedupe (beam_pipelines/event_batch.py", "_winner_key")),
     ("enrich: joins, line amounts, row table", ("user_behavior_table", "Dimension", "DedupeAndEnrichShardFn")),
-    ("dimensions: read + key (json.loads per row)", ("_keyed_dimension",)),
     ("dead letters: JSON + WriteToText", ("textio", "FormatDeadLetters", "json/encoder")),
+    ("pipeline translation (to_runner_api, DoFn signatures, pickling)", ("to_runner_api", "BundleProcessor.__init__")),
 )
 
 
