@@ -97,7 +97,7 @@ from beam_pipelines.transforms.orders import (
     ParseOrders,
     ToOrderRows,
 )
-from beam_pipelines.transforms.sharded import ROWS, ShardedStreamRows
+from beam_pipelines.transforms.sharded import ROWS, ShardedStreamRows, spill_dir_for
 from beam_pipelines.transforms.unify import (
     DEAD_LETTERS,
     DropStagingTables,
@@ -307,6 +307,7 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
         products,
         users,
         events.SOURCE_STREAM,
+        spill_dir=spill_dir_for(options.view_as(StandardOptions).runner or "", run_id),
     )
     # API rows are dicts, stream rows Arrow tables in the same text form: staging takes both.
     rows = (api_rows, stream[ROWS]) | "FlattenRows" >> beam.Flatten()

@@ -27,6 +27,9 @@ large hours over workers and a small hour does not pay for empty shards.
 from __future__ import annotations
 
 import math
+import os
+import re
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -39,8 +42,9 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
+from numpy.lib.stride_tricks import as_strided
 
-from beam_pipelines import event_archive, event_batch, events, lake
+from beam_pipelines import event_archive, event_batch, events, lake, runners
 from beam_pipelines.transforms import METRICS_NAMESPACE
 from beam_pipelines.transforms.dedupe import _winner_key
 from beam_pipelines.transforms.parse import EVENTS
@@ -71,8 +75,8 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing's multiplier (2**64 / 
 def shards_of(ids: pa.Array, n_shards: int) -> np.ndarray:
     """The shard of each id: a function of its bytes only, so stable across processes and runs.
 
-    Vectorised (``crc32`` per id in Python cost ~0.4 µs an event): the id's first and
-    last 8 bytes and its length, mixed by multiplication. Equal ids land in one shard;
+    Vectorised (``crc32`` per id in Python cost ~0.4 µs an event): the id's first, middle
+    and last 8 bytes and its length, mixed by multiplication. Equal ids land in one shard;
     ids that share those bytes share a shard, which only skews the balance.
     """
     ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
@@ -80,15 +84,26 @@ def shards_of(ids: pa.Array, n_shards: int) -> np.ndarray:
     if n == 0:
         return np.zeros(0, np.int64)
     offsets = np.frombuffer(ids.buffers()[1], np.int32, n + 1, ids.offset * 4).astype(np.int64)
-    data = np.frombuffer(ids.buffers()[2], np.uint8) if ids.buffers()[2] is not None else np.zeros(0, np.uint8)
-    data = np.concatenate([data, np.zeros(8, np.uint8)])  # reads past the end stay in bounds
-    start, length = offsets[:-1], np.diff(offsets)
-    k = np.arange(8)
-    head = np.where(k < length[:, None], data[start[:, None] + k], 0).astype(np.uint8)
-    tail_at = start[:, None] + length[:, None] - 8 + k
-    tail = np.where(tail_at >= start[:, None], data[np.maximum(tail_at, 0)], 0).astype(np.uint8)
-    h = head.view(np.uint64)[:, 0] * _MIX
-    h ^= (tail.view(np.uint64)[:, 0] + length.astype(np.uint64)) * _MIX
+    raw = np.frombuffer(ids.buffers()[2], np.uint8) if ids.buffers()[2] is not None else np.zeros(0, np.uint8)
+    data = np.concatenate([np.zeros(8, np.uint8), raw, np.zeros(8, np.uint8)])
+    # Every 8-byte window of the data, as rows of a strided view: one gather per id and end.
+    windows = as_strided(data, shape=(len(data) - 7, 8), strides=(1, 1), writeable=False)
+    start, length = offsets[:-1], np.diff(offsets).astype(np.uint64)
+    head = np.ascontiguousarray(windows[start + 8]).view(np.uint64)[:, 0]
+    tail = np.ascontiguousarray(windows[offsets[1:]]).view(np.uint64)[:, 0]
+    # Little endian: an id shorter than 8 bytes keeps its own bytes only (the next id's
+    # bytes are the head's high ones, the previous id's the tail's low ones).
+    short = np.minimum(length, np.uint64(8))
+    keep_bits = np.uint64(8) * short
+    head = np.where(short < 8, head & ((np.uint64(1) << keep_bits) - np.uint64(1)), head)
+    tail = np.where(short < 8, tail >> (np.uint64(64) - keep_bits) % np.uint64(64), tail)
+    tail = np.where(short == 0, np.uint64(0), tail)
+    # The middle 8 bytes too: ids that differ only inside ("o-000000123:1:return") spread.
+    middle = np.ascontiguousarray(windows[start + 8 + (length.astype(np.int64) - 8) // 2]).view(np.uint64)[:, 0]
+    middle = np.where(length >= 8, middle, np.uint64(0))
+    h = head * _MIX
+    h ^= (tail + length) * _MIX
+    h = (h ^ (h >> np.uint64(31))) + middle * _MIX
     h ^= h >> np.uint64(29)
     return ((h * _MIX) >> np.uint64(33)).astype(np.int64) % n_shards
 
@@ -278,6 +293,9 @@ class ParseFileBlocksFn(beam.DoFn):
 
 def _split_by_shard(table: pa.Table, n_shards: int) -> Iterator[tuple[int, pa.Table]]:
     if table.num_rows == 0:
+        return
+    if n_shards == 1:
+        yield 0, table
         return
     shards = shards_of(table["event_id"], n_shards)
     order = np.argsort(shards, kind="stable")
@@ -483,6 +501,19 @@ class ShardedStreamRows(beam.PTransform):
                 | "DeleteSpills" >> beam.ParDo(DeleteSpillsFn(), beam.pvalue.AsList(done))
             )
         return {ROWS: rows, DEAD_LETTERS: parsed[DEAD_LETTERS]}
+
+
+def spill_dir_for(runner: str, run_id: str) -> str | None:
+    """``spill_dir`` for a run: a folder of the local disk on the in-memory runner, else None (the shuffle).
+
+    On ``FnApiRunner`` (in memory) a shuffle is held in the process, two to three times
+    over (docs/benchmarks.md); on Dataflow the shuffle service holds it, off the workers.
+    A run killed before its end leaves the folder in the system's temporary directory.
+    """
+    if runner.split(".")[-1] != runners.BATCH_RUNNER:
+        return None
+    safe = re.sub(r"[^0-9A-Za-z_.-]", "_", run_id)
+    return os.path.join(tempfile.gettempdir(), f"ecommerce-hourly-shards-{safe}")
 
 
 def _file_bytes(path: str) -> int:
