@@ -308,9 +308,11 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
         users,
         events.SOURCE_STREAM,
         spill_dir=spill_dir_for(options.view_as(StandardOptions).runner or "", run_id),
+        # API rows are dicts, stream rows Arrow tables in the same text form: staging takes
+        # both, from one step (a Flatten of the two would hold every row table in memory locally).
+        pass_through=api_rows,
     )
-    # API rows are dicts, stream rows Arrow tables in the same text form: staging takes both.
-    rows = (api_rows, stream[ROWS]) | "FlattenRows" >> beam.Flatten()
+    rows = stream[ROWS]
     order_rows = orders[ORDERS] | "KeepLatestOrderVersions" >> LatestOrderVersions() | "ToOrderRows" >> ToOrderRows(JOB)
     # Each staging write returns its refused rows as dead letters; together they are
     # also the barrier that holds the MERGE back until every write has finished.

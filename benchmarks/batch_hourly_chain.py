@@ -500,6 +500,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="times each case runs (medians reported)")
     parser.add_argument("--modes", default="floor,chain,python", help=f"comma-separated subset of {','.join(MODES)}")
     parser.add_argument("--output_format", choices=("jsonl", "parquet"), default="jsonl")
+    parser.add_argument("--bad_rate", type=float, default=0.005, help="share of malformed lines (default 0.005)")
     parser.add_argument("--cache_dir", default=str(DEFAULT_CACHE), help="where generated inputs are kept")
     parser.add_argument("--json_out", help="also write the raw cases and summary as JSON here")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
@@ -518,7 +519,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if unknown:
         raise SystemExit(f"unknown modes {sorted(unknown)}; choose from {MODES}")
     machine = measure.machine_description()
-    dataset, gen_s = measure.timed(lambda: generate(args.events, cache_dir=Path(args.cache_dir)))
+    dataset, gen_s = measure.timed(
+        lambda: generate(args.events, cache_dir=Path(args.cache_dir), bad_rate=args.bad_rate)
+    )
     print(f"input: {dataset.events_path} ({gen_s:.1f} s to generate or find)", file=sys.stderr)
     dataset_json = Path(dataset.events_path).with_name("dataset.json")
     cases = []

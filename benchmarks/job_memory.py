@@ -59,6 +59,8 @@ JOBS = ("extract_dims", "extract_orders", "hourly", "streaming")
 SMALL_PRODUCTS, SMALL_USERS = 5_000, 50_000
 ORDERS_START, ORDERS_END = "2026-01-10T00:00:00Z", "2026-01-11T00:00:00Z"
 SNAPSHOT_TS = "2026-01-10T00:00:00Z"
+# The share of malformed event lines of hourly's input (--hourly_bad_rate; one value per run).
+HOURLY_BAD_RATE = [0.005]
 _COUNTER_LINE = re.compile(r"^\s+(\w+)\s+(-?\d+)$")
 
 
@@ -237,7 +239,7 @@ def case_hourly(n: int, cache: Path, work: Path, _services: Services) -> dict[st
     from beam_pipelines.local.services import start_bigquery, start_storage
     from beam_pipelines.local.stack import DEFAULT_ROOT
 
-    data = generate(n, cache_dir=cache, n_products=SMALL_PRODUCTS, n_users=SMALL_USERS)
+    data = generate(n, cache_dir=cache, n_products=SMALL_PRODUCTS, n_users=SMALL_USERS, bad_rate=HOURLY_BAD_RATE[0])
     lake_root = str(work / "lake")
     small_dims_lake(cache, lake_root, work)
     hour = events.parse_ts(data.hour_start)
@@ -409,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[5_000, 20_000],
         help="cumulative messages published to the streaming job, RSS read after each (default 5000,20000)",
     )
+    parser.add_argument(
+        "--hourly_bad_rate",
+        type=float,
+        default=0.005,
+        help="share of malformed lines in hourly's generated input (default 0.005; issue 27 also measures 0.05)",
+    )
     parser.add_argument("--jobs", default=",".join(JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
     parser.add_argument("--cache_dir", default=str(DEFAULT_CACHE / "job_memory"), help="where sources are kept")
     parser.add_argument("--json_out", help="also write the results as JSON here")
@@ -417,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     if set(jobs) - set(JOBS):
         parser.error(f"unknown jobs {sorted(set(jobs) - set(JOBS))}; choose from {','.join(JOBS)}")
     os.environ.setdefault("NO_GCE_CHECK", "true")
+    HOURLY_BAD_RATE[0] = args.hourly_bad_rate
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     machine = measure.machine_description()

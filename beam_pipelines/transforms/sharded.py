@@ -56,6 +56,7 @@ SHARD_BYTES = 64 * 2**20
 # large arrays while a block's columns stay a few tens of MiB.
 BLOCK_BYTES = 16 * 2**20
 SPILL_SUFFIX = ".arrows"
+PASS_THROUGH = -1  # the grouping key of ShardedStreamRows' pass_through rows (shards are >= 0)
 
 
 def to_ipc(table: pa.Table) -> bytes:
@@ -359,7 +360,10 @@ class DedupeAndEnrichShardFn(beam.DoFn):
         self._rows = Metrics.counter(METRICS_NAMESPACE, "enriched_rows")
 
     def process(self, element, products: event_batch.Dimension, users: event_batch.Dimension):
-        _, parts = element
+        shard, parts = element
+        if shard == PASS_THROUGH:
+            yield from parts
+            return
         table = pa.concat_tables([read_shard_events(part) for part in parts])
         del parts, element
         winners, duplicates = event_batch.dedupe(table, _winner_key)
@@ -450,14 +454,30 @@ class ShardedStreamRows(beam.PTransform):
         deleted when every shard is done; None sends them through the shuffle. The
         in-memory local runner holds a shuffle's whole input two to three times over
         (encoded, grouped, re-encoded per key: 2.4 GiB at 4M events), a file on disk once.
+      pass_through: rows (any element) to emit with the row tables, unchanged: a caller's
+        other rows for the same sink join here, through the shard grouping, instead of
+        a ``Flatten`` after this step, which the local runner executes by holding every
+        input element in memory (the whole hour's row tables: ~250 bytes an event).
 
     Returns:
       A dict: ``[ROWS]`` ``pyarrow.Table`` s of ``user_behavior`` rows (one
-      per shard, schema column order), ``[DEAD_LETTERS]`` dead-letter rows.
+      per shard, schema column order) and the pass_through rows, ``[DEAD_LETTERS]``
+      dead-letter rows.
     """
 
     def __init__(
-        self, patterns, start, end, pipeline, products, users, source, *, shard_bytes=SHARD_BYTES, spill_dir=None
+        self,
+        patterns,
+        start,
+        end,
+        pipeline,
+        products,
+        users,
+        source,
+        *,
+        shard_bytes=SHARD_BYTES,
+        spill_dir=None,
+        pass_through=None,
     ):
         super().__init__()
         self._patterns = list(patterns)
@@ -465,6 +485,7 @@ class ShardedStreamRows(beam.PTransform):
         self._products, self._users, self._source = products, users, source
         self._shard_bytes = shard_bytes
         self._spill_dir = spill_dir
+        self._pass_through = pass_through
 
     def expand(self, pbegin):
         shard_bytes = self._shard_bytes
@@ -482,8 +503,13 @@ class ShardedStreamRows(beam.PTransform):
         user_columns = DimensionColumns(("user_name",))
         products = self._products | "ProductColumns" >> product_columns
         users = self._users | "UserColumns" >> user_columns
+        shards = parsed[EVENTS]
+        if self._pass_through is not None:
+            # Small (the caller's other rows) or, spilled, file paths: this Flatten is cheap to hold.
+            passed = self._pass_through | "KeyPassThrough" >> beam.Map(lambda row: (PASS_THROUGH, row))
+            shards = (shards, passed) | "AddPassThrough" >> beam.Flatten()
         rows = (
-            parsed[EVENTS]
+            shards
             | "GroupByShard" >> beam.GroupByKey()
             | "DedupeAndEnrichShards"
             >> beam.ParDo(
@@ -494,7 +520,7 @@ class ShardedStreamRows(beam.PTransform):
         )
         if self._spill_dir:
             # Deleted once every shard's rows exist (a side input is complete only then).
-            done = rows | "ShardDone" >> beam.Map(lambda table: table.num_rows)
+            done = rows | "ShardDone" >> beam.Map(lambda _: 1)
             _ = (
                 pbegin
                 | "SpillFolder" >> beam.Create([self._spill_dir])
