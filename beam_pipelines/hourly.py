@@ -307,7 +307,7 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
         products,
         users,
         events.SOURCE_STREAM,
-        spill_dir=spill_dir_for(options.view_as(StandardOptions).runner or "", run_id),
+        spill_dir=spill_dir_for(options, run_id),
         # API rows are dicts, stream rows Arrow tables in the same text form: staging takes
         # both, from one step (a Flatten of the two would hold every row table in memory locally).
         pass_through=api_rows,

@@ -529,14 +529,14 @@ class ShardedStreamRows(beam.PTransform):
         return {ROWS: rows, DEAD_LETTERS: parsed[DEAD_LETTERS]}
 
 
-def spill_dir_for(runner: str, run_id: str) -> str | None:
+def spill_dir_for(options, run_id: str) -> str | None:
     """``spill_dir`` for a run: a folder of the local disk on the in-memory runner, else None (the shuffle).
 
-    On ``FnApiRunner`` (in memory) a shuffle is held in the process, two to three times
-    over (docs/benchmarks.md); on Dataflow the shuffle service holds it, off the workers.
-    A run killed before its end leaves the folder in the system's temporary directory.
+    ``runners.LocalStep.SPILLED_SHARDS`` says why; on Dataflow the shuffle service holds
+    the shards, off the workers. A run killed before its end leaves the folder in the
+    system's temporary directory.
     """
-    if runner.split(".")[-1] != runners.BATCH_RUNNER:
+    if not runners.allows(options, runners.LocalStep.SPILLED_SHARDS):
         return None
     safe = re.sub(r"[^0-9A-Za-z_.-]", "_", run_id)
     return os.path.join(tempfile.gettempdir(), f"ecommerce-hourly-shards-{safe}")
