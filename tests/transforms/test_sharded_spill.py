@@ -104,6 +104,6 @@ def test_spill_files_hold_the_events_they_name(tmp_path):
 def test_only_the_in_memory_runner_spills():
     local = PipelineOptions(["--runner=FnApiRunner"])
     assert spill_dir_for(local, "2026-01-01T10 x/y").endswith("ecommerce-hourly-shards-2026-01-01T10_x_y")
-    for runner in ("DataflowRunner", "dataflow", "BundleBasedDirectRunner"):
+    for runner in ("DataflowRunner", "dataflow", "PrismRunner"):
         assert spill_dir_for(PipelineOptions([f"--runner={runner}"]), "r") is None
     assert datetime.now(UTC) > START  # the world's hour is in the past: its events are valid
