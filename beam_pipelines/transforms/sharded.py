@@ -542,12 +542,7 @@ def spill_dir_for(options, run_id: str) -> str | None:
     return os.path.join(tempfile.gettempdir(), f"ecommerce-hourly-shards-{safe}")
 
 
-def _file_bytes(path: str) -> int:
-    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
-
-
 def _files_and_shard_count(patterns: list[str], shard_bytes: int) -> list[tuple[str, int]]:
-    paths = [path for pattern in patterns for path in lake.list_files(pattern)]
-    total = sum(_file_bytes(path) for path in paths)
-    n_shards = max(1, math.ceil(total / shard_bytes))
-    return [(path, n_shards) for path in paths]
+    files = [sized for pattern in patterns for sized in lake.sized_files(pattern)]
+    n_shards = max(1, math.ceil(sum(size for _, size in files) / shard_bytes))
+    return [(path, n_shards) for path, _ in files]
