@@ -54,7 +54,8 @@ from benchmarks import measure
 from benchmarks.datagen import DEFAULT_CACHE, generate
 
 PROJECT = "local-ecommerce"
-JOBS = ("extract_dims", "extract_orders", "hourly", "streaming")
+JOBS = ("extract_dims", "extract_orders", "hourly", "streaming", "backfill")
+DEFAULT_JOBS = ("extract_dims", "extract_orders", "hourly", "streaming")
 # The side inputs of hourly and streaming: datagen's catalog size, so every event finds its product.
 SMALL_PRODUCTS, SMALL_USERS = 5_000, 50_000
 ORDERS_START, ORDERS_END = "2026-01-10T00:00:00Z", "2026-01-11T00:00:00Z"
@@ -112,7 +113,10 @@ def run_job(job: str, args: list[str], work: Path, env: dict[str, str], timeout:
     wall = time.monotonic() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{job} failed (exit {proc.returncode}):\n{err_path.read_text()[-3000:]}")
-    counters = {m[1]: int(m[2]) for m in map(_COUNTER_LINE.match, out_path.read_text().splitlines()) if m}
+    counters: dict[str, int] = {}
+    # Summed: a split backfill prints each window's counters.
+    for m in filter(None, map(_COUNTER_LINE.match, out_path.read_text().splitlines())):
+        counters[m[1]] = counters.get(m[1], 0) + int(m[2])
     return JobRun(usage.ru_maxrss / 1024, wall, counters, usage.ru_utime + usage.ru_stime)
 
 
@@ -344,7 +348,98 @@ def case_streaming(steps: list[int], cache: Path, work: Path, services: Services
     return results
 
 
-CASES = {"extract_dims": case_extract_dims, "extract_orders": case_extract_orders, "hourly": case_hourly}
+BACKFILL_DAYS = [5]
+BACKFILL_WINDOW_MIB: list[float | None] = [None]  # --backfill_window_mib of the job (None: its default)
+
+
+def case_backfill(n: int, cache: Path, work: Path, _services: Services) -> dict[str, Any]:
+    """One ``python -m beam_pipelines.hourly`` over several days of event files: it splits itself.
+
+    ``n`` events spread evenly over the hours of ``BACKFILL_DAYS`` days (each hour generated
+    apart, its own seed and order ids), emulators started fresh, the BigQuery emulator
+    keeping its tables in a DuckDB file (in memory it would hold ~1.2 KiB a row). No
+    orders extract ran, so ``--allow_missing_extracts``. Checks rows, dead letters and
+    ``duplicates_removed`` against the generator's ground truth.
+    """
+    from beam_pipelines.local.processes import stop_process
+    from beam_pipelines.local.services import start_bigquery, start_storage
+    from beam_pipelines.local.stack import DEFAULT_ROOT
+
+    lake_root = str(work / "lake")
+    small_dims_lake(cache, lake_root, work)
+    days = BACKFILL_DAYS[0]
+    first = lake.floor_hour(events.parse_ts(generate(1000, cache_dir=cache).hour_start)) - timedelta(days=days)
+    hours = [first + i * lake.HOUR for i in range(24 * days)]
+    want = {"rows": 0, "dead letters": 0, "duplicates_removed": 0}
+    say(f"  generating {n:,} events over {len(hours)} hours ...")
+    for i, hour in enumerate(hours):
+        data = generate(
+            n // len(hours) + (1 if i < n % len(hours) else 0),
+            cache_dir=cache / "backfill",
+            n_products=SMALL_PRODUCTS,
+            n_users=SMALL_USERS,
+            seed=1000 + i,
+            hour=hour,
+            order_prefix=f"{i:04d}",
+            bad_rate=HOURLY_BAD_RATE[0],
+        )
+        partition = Path(lake.partition_path(lake_root, lake.EVENTS, hour))
+        partition.mkdir(parents=True)
+        os.link(data.events_path, partition / "events.jsonl")
+        want["rows"] += data.n_unique_valid
+        want["dead letters"] += data.n_bad
+        want["duplicates_removed"] += data.n_duplicates
+    storage = start_storage(work / "storage", "job-memory-temp", data_dir=work / "gcs")
+    bigquery = start_bigquery(
+        work / "bigquery", PROJECT, DEFAULT_ROOT, gcs_dir=work / "gcs", persistent_dir=work / "bigquery-data"
+    )
+    services = Services(bigquery=bigquery)
+    try:
+        dataset = services.fresh_dataset()
+        table = lambda name: f"{PROJECT}:{dataset}.{name}"  # noqa: E731
+        args = ["--project", PROJECT, "--lake_root", lake_root, "--allow_missing_extracts"]
+        args += ["--window_start", events.format_ts(hours[0]), "--window_end", events.format_ts(hours[-1] + lake.HOUR)]
+        args += ["--output_table", table("user_behavior"), "--dead_letter_table", table("dead_letter")]
+        args += ["--products_table", table("products"), "--users_table", table("users")]
+        args += ["--orders_table", table("orders")]
+        if BACKFILL_WINDOW_MIB[0]:
+            args += ["--backfill_window_mib", str(BACKFILL_WINDOW_MIB[0])]
+        cpu0 = {s.name: proc_cpu_s(s.pid) for s in (bigquery, storage)}
+        run = run_job("hourly", args, work, {**bigquery.env, **storage.env}, timeout=4 * 3600)
+        cpu = {s.name: proc_cpu_s(s.pid) - cpu0[s.name] for s in (bigquery, storage)}
+        peak = {s.name: proc_mib(s.pid, "VmHWM") for s in (bigquery, storage)}
+        got = {
+            "rows": (services.count(dataset, "user_behavior"), want["rows"]),
+            "dead letters": (services.count(dataset, "dead_letter"), want["dead letters"]),
+            "duplicates_removed": (run.counters.get("duplicates_removed", 0), want["duplicates_removed"]),
+        }
+    finally:
+        stop_process(bigquery.pid)
+        stop_process(storage.pid)
+    windows = len(re.findall(r"backfill: window \d+/\d+ .*: done in", (work / "hourly.err").read_text()))
+    total = run.peak_rss_mib + sum(peak.values())
+    note = (
+        f"{windows} windows; job CPU {run.cpu_s:,.0f} s; bqemulator (DuckDB file) {peak['bigquery']:,.0f} MiB peak, "
+        f"{cpu['bigquery']:,.0f} s CPU; GCS emulator {peak['storage']:,.0f} MiB, {cpu['storage']:,.0f} s; "
+        f"job + emulators <= {total:,.0f} MiB"
+    )
+    return {
+        "input": f"{n:,} events over {days} days",
+        "records": n,
+        "run": run,
+        "check": check(got),
+        "note": note,
+        "cpu_s": run.cpu_s + sum(cpu.values()),
+        "peak_sum_mib": total,
+    }
+
+
+CASES = {
+    "extract_dims": case_extract_dims,
+    "extract_orders": case_extract_orders,
+    "hourly": case_hourly,
+    "backfill": case_backfill,
+}
 
 
 # ----------------------------------------------------------------------------- report
@@ -417,7 +512,17 @@ def main(argv: list[str] | None = None) -> int:
         default=0.005,
         help="share of malformed lines in hourly's generated input (default 0.005; issue 27 also measures 0.05)",
     )
-    parser.add_argument("--jobs", default=",".join(JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
+    parser.add_argument(
+        "--backfill_records",
+        type=parse_sizes,
+        default=[20_000_000],
+        help="events of the backfill case, spread evenly over --backfill_days (default 20000000)",
+    )
+    parser.add_argument("--backfill_days", type=int, default=5, help="days of the backfill case (default 5)")
+    parser.add_argument(
+        "--backfill_window_mib", type=float, help="passed to the backfill's hourly run (default: the job's own)"
+    )
+    parser.add_argument("--jobs", default=",".join(DEFAULT_JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
     parser.add_argument("--cache_dir", default=str(DEFAULT_CACHE / "job_memory"), help="where sources are kept")
     parser.add_argument("--json_out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
@@ -445,6 +550,9 @@ def main(argv: list[str] | None = None) -> int:
             services.pubsub = start_pubsub(state / "pubsub", PROJECT)
         for job in jobs:
             sizes = {"streaming": args.stream_messages, "hourly": args.hourly_records}.get(job, args.records)
+            sizes = args.backfill_records if job == "backfill" else sizes
+            BACKFILL_DAYS[0] = args.backfill_days
+            BACKFILL_WINDOW_MIB[0] = args.backfill_window_mib
             say(f"{job}: {', '.join(f'{n:,}' for n in sizes)}")
             work = Path(tempfile.mkdtemp(prefix=f"job-memory-{job}-", dir=state))
             if job == "streaming":
@@ -469,6 +577,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report(by_job))
     hourly = by_job.get("hourly", [])
+    for case in by_job.get("backfill", []):
+        peak, cpu = case["peak_sum_mib"], case["cpu_s"]
+        print(f"\nbackfill {case['input']}: job + emulators <= {peak:,.0f} MiB, CPU {cpu:,.0f} s")
+        for ref in hourly:
+            ratio = case["cpu_s"] / ref["cpu_s"]
+            print(f"  CPU {ratio:.1f}x the hourly run of {ref['records']:,} events ({ref['cpu_s']:,.0f} s)")
     if len(hourly) >= 2:
         lo, hi = hourly[0], hourly[-1]
         print(
