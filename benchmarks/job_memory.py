@@ -349,6 +349,38 @@ def case_streaming(steps: list[int], cache: Path, work: Path, services: Services
     return results
 
 
+CHAIN_RUNS: list[dict[str, Any]] = []
+
+
+def run_chain(n: int, cache: Path) -> dict[str, Any]:
+    """``benchmarks.batch_hourly_chain``'s chain on the hourly case's very input, in its own process."""
+    data = generate(n, cache_dir=cache, n_products=SMALL_PRODUCTS, n_users=SMALL_USERS, bad_rate=HOURLY_BAD_RATE[0])
+    dataset_json = Path(data.events_path).with_name("dataset.json")
+    result = measure.run_case(
+        ["-m", "benchmarks.batch_hourly_chain", "--worker", "chain", "--dataset_json", str(dataset_json)]
+    )
+    result["records"] = n
+    say(f"  chain {n:,} events: {result['process_cpu_s']:,.1f} s CPU (process), {result['cpu_s']:,.1f} s in the run")
+    return result
+
+
+def job_to_chain(hourly: list[dict[str, Any]]) -> str:
+    """Job CPU / chain CPU, pairing each hourly case with the chain run next to it (whole processes both)."""
+    lines = []
+    for n in sorted({c["records"] for c in CHAIN_RUNS}):
+        jobs = [h["run"].cpu_s for h in hourly if h["records"] == n]
+        chains = [c for c in CHAIN_RUNS if c["records"] == n]
+        ratios = [j / c["process_cpu_s"] for j, c in zip(jobs, chains, strict=False)]
+        lines.append(
+            f"hourly job / chain CPU at {n:,} events (bad rate {HOURLY_BAD_RATE[0]}): median "
+            f"{measure.median(ratios):.2f}x, each {[round(r, 2) for r in ratios]}; "
+            f"job {[round(j, 1) for j in jobs]} s, "
+            f"chain process {[round(c['process_cpu_s'], 1) for c in chains]} s (in its run "
+            f"{[round(c['cpu_s'], 1) for c in chains]} s)"
+        )
+    return "\n".join(lines)
+
+
 BACKFILL_DAYS = [5]
 BACKFILL_WINDOW_MIB: list[float | None] = [None]  # --backfill_window_mib of the job (None: its default)
 
@@ -447,11 +479,12 @@ CASES = {
 
 
 def slope(results: list[dict[str, Any]]) -> str:
-    """Growth of peak RSS per 1,000 records between the smallest and the largest size."""
-    if len(results) < 2:
+    """Growth of peak RSS per 1,000 records between the smallest and the largest size (medians of repeats)."""
+    sizes = sorted({r["records"] for r in results})
+    if len(sizes) < 2:
         return "-"
-    lo, hi = results[0], results[-1]
-    per_k = (hi["run"].peak_rss_mib - lo["run"].peak_rss_mib) * 1024 / ((hi["records"] - lo["records"]) / 1000)
+    peak = {n: measure.median([r["run"].peak_rss_mib for r in results if r["records"] == n]) for n in sizes}
+    per_k = (peak[sizes[-1]] - peak[sizes[0]]) * 1024 / ((sizes[-1] - sizes[0]) / 1000)
     return f"{per_k:,.1f} KiB per 1k records"
 
 
@@ -521,6 +554,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--backfill_days", type=int, default=5, help="days of the backfill case (default 5)")
     parser.add_argument(
+        "--chain_repeats",
+        type=int,
+        default=0,
+        help="run the hourly case this many times per size, each beside batch_hourly_chain's chain on the same "
+        "input (alternating which goes first), and report job / chain CPU (issue 27's target: <= 1.3x)",
+    )
+    parser.add_argument(
         "--backfill_window_mib", type=float, help="passed to the backfill's hourly run (default: the job's own)"
     )
     parser.add_argument("--jobs", default=",".join(DEFAULT_JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
@@ -561,10 +601,15 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 by_job[job] = []
                 for n in sizes:
-                    case_dir = work / str(n)
-                    case_dir.mkdir()
-                    by_job[job].append(CASES[job](n, cache, case_dir, services))
-                    shutil.rmtree(case_dir / "lake", ignore_errors=True)
+                    for repeat in range(max(1, args.chain_repeats) if job == "hourly" else 1):
+                        case_dir = work / f"{n}-{repeat}"
+                        case_dir.mkdir()
+                        if job == "hourly" and args.chain_repeats and repeat % 2:
+                            CHAIN_RUNS.append(run_chain(n, cache))  # alternate which goes first
+                        by_job[job].append(CASES[job](n, cache, case_dir, services))
+                        if job == "hourly" and args.chain_repeats and not repeat % 2:
+                            CHAIN_RUNS.append(run_chain(n, cache))
+                        shutil.rmtree(case_dir / "lake", ignore_errors=True)
             for r in by_job[job]:
                 run = r["run"]
                 say(f"  {job} {r['input']}: {run.peak_rss_mib:,.0f} MiB peak, {run.wall_s:,.0f} s, {r['check']}")
@@ -578,13 +623,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report(by_job))
     hourly = by_job.get("hourly", [])
+    if CHAIN_RUNS:
+        print("\n" + job_to_chain(hourly))
     for case in by_job.get("backfill", []):
         peak, cpu = case["peak_sum_mib"], case["cpu_s"]
         print(f"\nbackfill {case['input']}: job + emulators <= {peak:,.0f} MiB, CPU {cpu:,.0f} s")
         for ref in hourly:
             ratio = case["cpu_s"] / ref["cpu_s"]
             print(f"  CPU {ratio:.1f}x the hourly run of {ref['records']:,} events ({ref['cpu_s']:,.0f} s)")
-    if len(hourly) >= 2:
+    if len({h["records"] for h in hourly}) >= 2:
         lo, hi = hourly[0], hourly[-1]
         print(
             f"\nhourly CPU (job + emulators) {hi['cpu_s']:,.0f} s at {hi['records']:,} vs {lo['cpu_s']:,.0f} s at "
