@@ -1,18 +1,20 @@
-"""Benchmark: the hourly chain's transforms on the in-memory FnApiRunner versus a bare read/write floor.
+"""Benchmark: the hourly chain's transforms on the in-memory FnApiRunner, beside a floor and two peers.
 
 What is timed, each case in its own process (so peak RSS is its own), side by side
 in the same run and alternated between repeats so that noise from other processes
 on the machine hits every case alike:
 
-* ``floor``: ``ReadFromText`` -> ``WriteToText`` of the same JSONL, nothing else. The
-  cost any Beam job pays to move the bytes; the chain cannot be cheaper.
-* ``chain``: ``ReadFromText`` -> ``ParseEventsInWindow`` (decode + validate + window
-  filter, dead letters) -> ``DeduplicateEvents`` -> ``EnrichWithDimensions`` (products/users side inputs, builds
-  the ``user_behavior`` row) -> JSON -> ``WriteToText``; dead letters to their own file.
-  These are the production transforms from ``beam_pipelines.transforms``; BigQuery is
-  left out so the figure is the transforms' cost, not the emulator's.
-* ``python`` (reference, no Beam): the same contract functions in a plain loop, to
-  split the chain's cost into "our code" and "Beam's per-element overhead".
+* ``floor``: ``ReadFromText`` -> ``WriteToText`` of the same JSONL, nothing else.
+* ``chain``: ``transforms.sharded.ShardedStreamRows``, the hourly job's stream-event path
+  (blocks of lines -> fast path / contract -> shards spilled to files -> per shard dedupe
+  and join with the products/users side inputs) -> one Parquet file of rows per shard,
+  dead letters as JSONL. BigQuery is left out, so the figure is the transforms' cost.
+* ``duckdb``, ``polars``: the same work as one DuckDB script / one Polars program on one
+  thread (``benchmarks/duckdb_peer.py``, ``benchmarks/polars_peer.py``); each peer's rows
+  and dead letters are checked equal to the chain's in the run (rows ``EXCEPT ALL`` both
+  ways, dead letters by stage and payload).
+* ``element``, ``parse_only``, ``parse_dedupe``: the per-element chain before issue 14, whole
+  or cut after a stage; ``python``: the contract functions in a plain loop, no Beam.
 
 Every case checks conservation on the figures it times:
 ``events in = rows written + dead letters + duplicates removed``.
@@ -20,11 +22,12 @@ Every case checks conservation on the figures it times:
 Run::
 
     .venv/bin/python -m benchmarks.batch_hourly_chain                  # 1M events, 3 repeats
-    .venv/bin/python -m benchmarks.batch_hourly_chain --events 200000 --repeats 1
-    .venv/bin/python -m benchmarks.batch_hourly_chain --output_format parquet
+    .venv/bin/python -m benchmarks.batch_hourly_chain --events 200000 --modes chain,polars,duckdb
+    .venv/bin/python -m benchmarks.batch_hourly_chain --bad_rate 0.05  # 5 % malformed lines
 
-Targets (issue 8): >= 25,000 events/s, <= 40 us CPU per event, <= 1.5x the floor's
-CPU, peak RSS <= 2 GiB at 1M events.
+Targets: issue 8 (>= 25,000 events/s, <= 40 µs CPU per event, peak RSS <= 2 GiB at 1M),
+issue 14 (<= 2x the DuckDB peer, >= 60,000 events/s per core), issue 27 (<= 1.0x the
+Polars peer's CPU at 1M events, <= 1.3x at 200k).
 """
 
 from __future__ import annotations
