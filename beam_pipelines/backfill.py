@@ -26,7 +26,8 @@ The record of the backfill lives beside the data it reads, in the lake
   id: its MERGEs are keyed (the rows of one run), and its dead letters are appended once
   per run id, so a window killed after its MERGE and re-run is not counted twice.
 
-Each file is written under a temporary name and renamed into place, so a kill never
+Each file is written whole or not at all (``lake.write_text``: a Cloud Storage object
+appears when its upload ends, a local file is renamed over its name), so a kill never
 leaves a half-written record; one that does not parse or names another window counts as
 absent (the window runs again, which is harmless). The id is derived from ``A``, ``B``
 and the output table, so running the same command again resumes it; ``--run_id`` names
@@ -41,12 +42,9 @@ import logging
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-
-from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import events, lake
 
@@ -166,12 +164,8 @@ class State:
         self.folder = folder.rstrip("/")
 
     def _write(self, path: str, value: dict) -> None:
-        # Under a temporary name in the same folder, then renamed: a kill never leaves half a record.
-        folder = path.rsplit("/", 1)[0]
-        temp = f"{folder}/.tmp-{uuid.uuid4().hex}"
-        lake.ensure_dir(folder)
-        lake.write_text(temp, json.dumps(value, indent=1))
-        FileSystems.rename([temp], [path])
+        # Whole or not at all (lake.write_text): a kill never leaves half a record.
+        lake.write_text(path, json.dumps(value, indent=1))
 
     def _read(self, path: str) -> dict | None:
         """The record, None when proven absent or not a record; LakeReadError when it cannot be read."""

@@ -63,7 +63,7 @@ def test_the_record_counts_only_a_complete_matching_record(tmp_path):
     assert state.plan() == [w]
     state.mark_done(w, {"records_in": 3}, 1.5)
     assert state.done(w)["counters"] == {"records_in": 3}
-    assert not [p for p in (tmp_path / "s").rglob(".tmp-*")]  # written under a temporary name, renamed
+    assert not [p for p in (tmp_path / "s").rglob("*.partial")]  # written beside its name, renamed
     other = backfill.Window(w.start, w.end, 7, "another-run-id")
     assert state.done(other) is None  # a record of another run id is not this window's
     (tmp_path / "s" / "done" / f"{w.name}.json").write_text('{"start": "2026')  # cut short by a crash
