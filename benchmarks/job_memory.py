@@ -45,7 +45,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -238,11 +238,7 @@ def case_extract_orders(n: int, cache: Path, work: Path, _services: Services) ->
 
 
 def case_hourly(n: int, cache: Path, work: Path, _services: Services) -> dict[str, Any]:
-    """The hourly job on emulators of its own (fresh per size, so their peaks and CPU are this run's)."""
-    from beam_pipelines.local.processes import stop_process
-    from beam_pipelines.local.services import start_bigquery, start_storage
-    from beam_pipelines.local.stack import DEFAULT_ROOT
-
+    """The hourly job over one generated hour of event files (emulators fresh per size)."""
     data = generate(n, cache_dir=cache, n_products=SMALL_PRODUCTS, n_users=SMALL_USERS, bad_rate=HOURLY_BAD_RATE[0])
     lake_root = str(work / "lake")
     small_dims_lake(cache, lake_root, work)
@@ -250,37 +246,70 @@ def case_hourly(n: int, cache: Path, work: Path, _services: Services) -> dict[st
     partition = Path(lake.partition_path(lake_root, lake.EVENTS, hour))
     partition.mkdir(parents=True)
     os.link(data.events_path, partition / "events.jsonl")
+    want = {"rows": data.n_unique_valid, "dead letters": data.n_bad, "duplicates_removed": data.n_duplicates}
+    return hourly_on_fresh_stack(f"{n:,} events", n, work, lake_root, (hour, hour + lake.HOUR), want)
+
+
+def hourly_on_fresh_stack(
+    label: str,
+    n: int,
+    work: Path,
+    lake_root: str,
+    window: tuple[datetime, datetime],
+    want: dict[str, int],
+    extra: tuple[str, ...] = (),
+    persistent: bool = False,
+) -> dict[str, Any]:
+    """``python -m beam_pipelines.hourly`` over ``window`` on emulators of its own; the case's result.
+
+    The emulators start fresh, so their peaks and CPU are this run's; ``persistent`` keeps the
+    BigQuery emulator's tables in a DuckDB file. Event files dropped into the lake and no
+    orders extract: the job is told so (``--allow_missing_extracts``). Checks rows, dead
+    letters and ``duplicates_removed`` against ``want``.
+    """
+    from beam_pipelines.local.processes import stop_process
+    from beam_pipelines.local.services import start_bigquery, start_storage
+    from beam_pipelines.local.stack import DEFAULT_ROOT
+
     storage = start_storage(work / "storage", "job-memory-temp", data_dir=work / "gcs")
-    bigquery = start_bigquery(work / "bigquery", PROJECT, DEFAULT_ROOT, gcs_dir=work / "gcs")
+    bigquery = start_bigquery(
+        work / "bigquery",
+        PROJECT,
+        DEFAULT_ROOT,
+        gcs_dir=work / "gcs",
+        persistent_dir=work / "bigquery-data" if persistent else None,
+    )
     services = Services(bigquery=bigquery)
     try:
         dataset = services.fresh_dataset()
         table = lambda name: f"{PROJECT}:{dataset}.{name}"  # noqa: E731
-        # Event files dropped into the lake, no orders extract: the job must be told so.
-        args = ["--project", PROJECT, "--lake_root", lake_root, "--allow_missing_extracts"]
-        args += ["--window_start", data.hour_start, "--window_end", events.format_ts(hour + lake.HOUR)]
+        args = ["--project", PROJECT, "--lake_root", lake_root, "--allow_missing_extracts", *extra]
+        args += ["--window_start", events.format_ts(window[0]), "--window_end", events.format_ts(window[1])]
         args += ["--output_table", table("user_behavior"), "--dead_letter_table", table("dead_letter")]
         args += ["--products_table", table("products"), "--users_table", table("users")]
         args += ["--orders_table", table("orders")]
         cpu0 = {s.name: proc_cpu_s(s.pid) for s in (bigquery, storage)}
-        run = run_job("hourly", args, work, {**bigquery.env, **storage.env})
+        run = run_job("hourly", args, work, {**bigquery.env, **storage.env}, timeout=4 * 3600)
         cpu = {s.name: proc_cpu_s(s.pid) - cpu0[s.name] for s in (bigquery, storage)}
         peak = {s.name: proc_mib(s.pid, "VmHWM") for s in (bigquery, storage)}
         got = {
-            "rows": (services.count(dataset, "user_behavior"), data.n_unique_valid),
-            "dead letters": (services.count(dataset, "dead_letter"), data.n_bad),
-            "duplicates_removed": (run.counters.get("duplicates_removed", 0), data.n_duplicates),
+            "rows": (services.count(dataset, "user_behavior"), want["rows"]),
+            "dead letters": (services.count(dataset, "dead_letter"), want["dead letters"]),
+            "duplicates_removed": (run.counters.get("duplicates_removed", 0), want["duplicates_removed"]),
         }
     finally:
         stop_process(bigquery.pid)
         stop_process(storage.pid)
+    windows = len(re.findall(r"backfill: window \d+/\d+ .*: done in", (work / "hourly.err").read_text()))
     total = run.peak_rss_mib + sum(peak.values())
     note = (
-        f"job CPU {run.cpu_s:,.0f} s; bqemulator {peak['bigquery']:,.0f} MiB peak, {cpu['bigquery']:,.0f} s CPU; "
-        f"GCS emulator {peak['storage']:,.0f} MiB, {cpu['storage']:,.0f} s; job + emulators <= {total:,.0f} MiB"
+        (f"{windows} windows; " if windows else "")
+        + f"job CPU {run.cpu_s:,.0f} s; bqemulator{' (DuckDB file)' if persistent else ''} "
+        f"{peak['bigquery']:,.0f} MiB peak, {cpu['bigquery']:,.0f} s CPU; GCS emulator {peak['storage']:,.0f} MiB, "
+        f"{cpu['storage']:,.0f} s; job + emulators <= {total:,.0f} MiB"
     )
     return {
-        "input": f"{n:,} events",
+        "input": label,
         "records": n,
         "run": run,
         "check": check(got),
@@ -389,15 +418,9 @@ def case_backfill(n: int, cache: Path, work: Path, _services: Services) -> dict[
     """One ``python -m beam_pipelines.hourly`` over several days of event files: it splits itself.
 
     ``n`` events spread evenly over the hours of ``BACKFILL_DAYS`` days (each hour generated
-    apart, its own seed and order ids), emulators started fresh, the BigQuery emulator
-    keeping its tables in a DuckDB file (in memory it would hold ~1.2 KiB a row). No
-    orders extract ran, so ``--allow_missing_extracts``. Checks rows, dead letters and
-    ``duplicates_removed`` against the generator's ground truth.
+    apart, its own seed and order ids); the BigQuery emulator keeps its tables in a DuckDB
+    file (in memory it would hold ~0.8 KiB a row).
     """
-    from beam_pipelines.local.processes import stop_process
-    from beam_pipelines.local.services import start_bigquery, start_storage
-    from beam_pipelines.local.stack import DEFAULT_ROOT
-
     lake_root = str(work / "lake")
     small_dims_lake(cache, lake_root, work)
     days = BACKFILL_DAYS[0]
@@ -422,49 +445,10 @@ def case_backfill(n: int, cache: Path, work: Path, _services: Services) -> dict[
         want["rows"] += data.n_unique_valid
         want["dead letters"] += data.n_bad
         want["duplicates_removed"] += data.n_duplicates
-    storage = start_storage(work / "storage", "job-memory-temp", data_dir=work / "gcs")
-    bigquery = start_bigquery(
-        work / "bigquery", PROJECT, DEFAULT_ROOT, gcs_dir=work / "gcs", persistent_dir=work / "bigquery-data"
-    )
-    services = Services(bigquery=bigquery)
-    try:
-        dataset = services.fresh_dataset()
-        table = lambda name: f"{PROJECT}:{dataset}.{name}"  # noqa: E731
-        args = ["--project", PROJECT, "--lake_root", lake_root, "--allow_missing_extracts"]
-        args += ["--window_start", events.format_ts(hours[0]), "--window_end", events.format_ts(hours[-1] + lake.HOUR)]
-        args += ["--output_table", table("user_behavior"), "--dead_letter_table", table("dead_letter")]
-        args += ["--products_table", table("products"), "--users_table", table("users")]
-        args += ["--orders_table", table("orders")]
-        if BACKFILL_WINDOW_MIB[0]:
-            args += ["--backfill_window_mib", str(BACKFILL_WINDOW_MIB[0])]
-        cpu0 = {s.name: proc_cpu_s(s.pid) for s in (bigquery, storage)}
-        run = run_job("hourly", args, work, {**bigquery.env, **storage.env}, timeout=4 * 3600)
-        cpu = {s.name: proc_cpu_s(s.pid) - cpu0[s.name] for s in (bigquery, storage)}
-        peak = {s.name: proc_mib(s.pid, "VmHWM") for s in (bigquery, storage)}
-        got = {
-            "rows": (services.count(dataset, "user_behavior"), want["rows"]),
-            "dead letters": (services.count(dataset, "dead_letter"), want["dead letters"]),
-            "duplicates_removed": (run.counters.get("duplicates_removed", 0), want["duplicates_removed"]),
-        }
-    finally:
-        stop_process(bigquery.pid)
-        stop_process(storage.pid)
-    windows = len(re.findall(r"backfill: window \d+/\d+ .*: done in", (work / "hourly.err").read_text()))
-    total = run.peak_rss_mib + sum(peak.values())
-    note = (
-        f"{windows} windows; job CPU {run.cpu_s:,.0f} s; bqemulator (DuckDB file) {peak['bigquery']:,.0f} MiB peak, "
-        f"{cpu['bigquery']:,.0f} s CPU; GCS emulator {peak['storage']:,.0f} MiB, {cpu['storage']:,.0f} s; "
-        f"job + emulators <= {total:,.0f} MiB"
-    )
-    return {
-        "input": f"{n:,} events over {days} days",
-        "records": n,
-        "run": run,
-        "check": check(got),
-        "note": note,
-        "cpu_s": run.cpu_s + sum(cpu.values()),
-        "peak_sum_mib": total,
-    }
+    extra = ("--backfill_window_mib", str(BACKFILL_WINDOW_MIB[0])) if BACKFILL_WINDOW_MIB[0] else ()
+    window = (hours[0], hours[-1] + lake.HOUR)
+    label = f"{n:,} events over {days} days"
+    return hourly_on_fresh_stack(label, n, work, lake_root, window, want, extra, persistent=True)
 
 
 CASES = {
