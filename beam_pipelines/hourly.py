@@ -79,7 +79,7 @@ from datetime import UTC, datetime, timedelta
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from beam_pipelines import cli, events, lake, runners
+from beam_pipelines import backfill, cli, events, lake, runners
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.local.services import TEMP_LOCATION_ENV
 from beam_pipelines.transforms import parse
@@ -97,7 +97,7 @@ from beam_pipelines.transforms.orders import (
     ParseOrders,
     ToOrderRows,
 )
-from beam_pipelines.transforms.sharded import ROWS, ShardedStreamRows
+from beam_pipelines.transforms.sharded import ROWS, ShardedStreamRows, spill_dir_for
 from beam_pipelines.transforms.unify import (
     DEAD_LETTERS,
     DropStagingTables,
@@ -115,6 +115,7 @@ JOB = "hourly"
 class HourlyOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
+        backfill.add_backfill_args(parser, add_argument_once)
         add_argument_once(
             parser,
             "--window_start",
@@ -301,15 +302,17 @@ def build_pipeline(p: beam.Pipeline, options: HourlyOptions) -> str:
     # letters (tests/transforms/test_sharded_events.py) at a third of its CPU per event.
     stream = p | "ShardedStreamRows" >> ShardedStreamRows(
         _patterns(options.lake_root, hours, lake.RAW, lake.EVENTS, "*.jsonl"),
-        start,
-        end,
+        *backfill.event_range(options, start, end),
         JOB,
         products,
         users,
         events.SOURCE_STREAM,
+        spill_dir=spill_dir_for(options, run_id),
+        # API rows are dicts, stream rows Arrow tables in the same text form: staging takes
+        # both, from one step (a Flatten of the two would hold every row table in memory locally).
+        pass_through=api_rows,
     )
-    # API rows are dicts, stream rows Arrow tables in the same text form: staging takes both.
-    rows = (api_rows, stream[ROWS]) | "FlattenRows" >> beam.Flatten()
+    rows = stream[ROWS]
     order_rows = orders[ORDERS] | "KeepLatestOrderVersions" >> LatestOrderVersions() | "ToOrderRows" >> ToOrderRows(JOB)
     # Each staging write returns its refused rows as dead letters; together they are
     # also the barrier that holds the MERGE back until every write has finished.
@@ -365,6 +368,10 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
     """Parse options, run the window, print and return its counters."""
     options = parse_job_options(argv, HourlyOptions, __spec__.name if __spec__ else "beam_pipelines.hourly", __doc__)
     prepare_options(options)
+    # A long local window runs as windows this machine can hold, each an ordinary run (backfill.py).
+    split = backfill.plan(options.view_as(HourlyOptions)) if runners.is_in_process(options) else None
+    if split is not None:
+        return backfill.run(split, sys.argv[1:] if argv is None else argv, run)
     p = beam.Pipeline(options=options)
     run_id = build_pipeline(p, options.view_as(HourlyOptions))
     logging.info("hourly run %s", run_id)

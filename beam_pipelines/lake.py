@@ -252,6 +252,11 @@ def list_files(pattern: str) -> list[str]:
     return sorted(m.path for m in _match(pattern).metadata_list)
 
 
+def sized_files(pattern: str) -> list[tuple[str, int]]:
+    """``(path, bytes)`` of the files matching ``pattern``, as :func:`list_files` lists them (LakeReadError too)."""
+    return sorted((m.path, m.size_in_bytes) for m in _match(pattern).metadata_list)
+
+
 def _match(pattern: str, limit: int | None = None):
     try:
         with warnings.catch_warnings():

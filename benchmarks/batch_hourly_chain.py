@@ -1,18 +1,20 @@
-"""Benchmark: the hourly chain's transforms on the in-memory FnApiRunner versus a bare read/write floor.
+"""Benchmark: the hourly chain's transforms on the in-memory FnApiRunner, beside a floor and two peers.
 
 What is timed, each case in its own process (so peak RSS is its own), side by side
 in the same run and alternated between repeats so that noise from other processes
 on the machine hits every case alike:
 
-* ``floor``: ``ReadFromText`` -> ``WriteToText`` of the same JSONL, nothing else. The
-  cost any Beam job pays to move the bytes; the chain cannot be cheaper.
-* ``chain``: ``ReadFromText`` -> ``ParseEventsInWindow`` (decode + validate + window
-  filter, dead letters) -> ``DeduplicateEvents`` -> ``EnrichWithDimensions`` (products/users side inputs, builds
-  the ``user_behavior`` row) -> JSON -> ``WriteToText``; dead letters to their own file.
-  These are the production transforms from ``beam_pipelines.transforms``; BigQuery is
-  left out so the figure is the transforms' cost, not the emulator's.
-* ``python`` (reference, no Beam): the same contract functions in a plain loop, to
-  split the chain's cost into "our code" and "Beam's per-element overhead".
+* ``floor``: ``ReadFromText`` -> ``WriteToText`` of the same JSONL, nothing else.
+* ``chain``: ``transforms.sharded.ShardedStreamRows``, the hourly job's stream-event path
+  (blocks of lines -> fast path / contract -> shards spilled to files -> per shard dedupe
+  and join with the products/users side inputs) -> one Parquet file of rows per shard,
+  dead letters as JSONL. BigQuery is left out, so the figure is the transforms' cost.
+* ``duckdb``, ``polars``: the same work as one DuckDB script / one Polars program on one
+  thread (``benchmarks/duckdb_peer.py``, ``benchmarks/polars_peer.py``); each peer's rows
+  and dead letters are checked equal to the chain's in the run (rows ``EXCEPT ALL`` both
+  ways, dead letters by stage and payload).
+* ``element``, ``parse_only``, ``parse_dedupe``: the per-element chain before issue 14, whole
+  or cut after a stage; ``python``: the contract functions in a plain loop, no Beam.
 
 Every case checks conservation on the figures it times:
 ``events in = rows written + dead letters + duplicates removed``.
@@ -20,11 +22,12 @@ Every case checks conservation on the figures it times:
 Run::
 
     .venv/bin/python -m benchmarks.batch_hourly_chain                  # 1M events, 3 repeats
-    .venv/bin/python -m benchmarks.batch_hourly_chain --events 200000 --repeats 1
-    .venv/bin/python -m benchmarks.batch_hourly_chain --output_format parquet
+    .venv/bin/python -m benchmarks.batch_hourly_chain --events 200000 --modes chain,polars,duckdb
+    .venv/bin/python -m benchmarks.batch_hourly_chain --bad_rate 0.05  # 5 % malformed lines
 
-Targets (issue 8): >= 25,000 events/s, <= 40 us CPU per event, <= 1.5x the floor's
-CPU, peak RSS <= 2 GiB at 1M events.
+Targets: issue 8 (>= 25,000 events/s, <= 40 µs CPU per event, peak RSS <= 2 GiB at 1M),
+issue 14 (<= 2x the DuckDB peer, >= 60,000 events/s per core), issue 27 (<= 1.0x the
+Polars peer's CPU at 1M events, <= 1.3x at 200k).
 """
 
 from __future__ import annotations
@@ -49,7 +52,15 @@ TARGET_RATIO_TO_FLOOR = 1.5
 TARGET_PEAK_RSS_MIB = 2048
 TARGET_EVENTS_PER_CORE = 60_000  # issue 14
 TARGET_RATIO_TO_PEER = 2.0  # issue 14
-MODES = ("floor", "chain", "element", "duckdb", "python", "parse_only", "parse_dedupe")
+
+
+def target_to_polars(n_events: int) -> float:
+    """Issue 27: the chain <= 1.0x the Polars peer's CPU at 1M events, <= 1.3x at 200k (its fixed cost)."""
+    return 1.0 if n_events >= 1_000_000 else 1.3
+
+
+MODES = ("floor", "chain", "element", "duckdb", "polars", "python", "parse_only", "parse_dedupe")
+PEERS = ("duckdb", "polars")  # each checked equal to the chain's output in the run
 # Ablations: the chain cut after a stage, so the marginal cost of each stage shows up
 # as the difference between neighbours measured in the same run.
 ABLATIONS = {"parse_only": "parse", "parse_dedupe": "dedupe", "element": "enrich"}
@@ -101,13 +112,17 @@ def _write(pcoll, label: str, prefix: str, output_format: str, fields=None):
 
 
 def _keyed_dimension(p, label: str, path: str, key: str):
+    """As the hourly job's ``lake_io.ReadDimension``: the file read in one step, rows keyed in the next."""
     import apache_beam as beam
+
+    from beam_pipelines import lake
 
     return (
         p
-        | f"Read{label}" >> beam.io.ReadFromText(path)
+        | f"Create{label}Path" >> beam.Create([path])
+        | f"Read{label}" >> beam.FlatMap(lambda f: [json.loads(line) for line in lake.iter_lines(f)])
         # Text keys, as ReadDimension gives the hourly job (ids are text in the contract).
-        | f"Key{label}" >> beam.Map(lambda line: (lambda row: (str(row[key]), row))(json.loads(line)))
+        | f"Key{label}" >> beam.Map(lambda row: (str(row[key]), row))
     )
 
 
@@ -168,8 +183,17 @@ def build_sharded(p, dataset: Dataset, out_dir: str) -> None:
     products = _keyed_dimension(p, "Products", dataset.products_path, "product_id")
     users = _keyed_dimension(p, "Users", dataset.users_path, "user_id")
     start = events.parse_ts(dataset.hour_start)
+    # The shards' events spill to files, as the hourly job's on a local runner.
+    spill_dir = os.path.join(out_dir, "shuffle")
     out = p | "ShardedStreamRows" >> ShardedStreamRows(
-        [dataset.events_path], start, start + timedelta(hours=1), "hourly", products, users, SOURCE_STREAM
+        [dataset.events_path],
+        start,
+        start + timedelta(hours=1),
+        "hourly",
+        products,
+        users,
+        SOURCE_STREAM,
+        spill_dir=spill_dir,
     )
 
     def write(table):
@@ -186,18 +210,25 @@ def build_sharded(p, dataset: Dataset, out_dir: str) -> None:
     )
 
 
-def run_duckdb_case(dataset: Dataset, out_dir: str) -> dict[str, Any]:
+def run_peer_case(mode: str, dataset: Dataset, out_dir: str) -> dict[str, Any]:
+    """A peer (``duckdb``: benchmarks/duckdb_peer.sql; ``polars``: benchmarks/polars_peer.py) on one thread."""
+    if mode == "polars":
+        # Read by Polars when it is imported: one thread, as the chain's one worker.
+        os.environ["POLARS_MAX_THREADS"] = "1"
+        import polars  # noqa: F401  (imported before the clock starts, as Beam is for the other cases)
+
+        from benchmarks import polars_peer as peer
+    else:
+        from benchmarks import duckdb_peer as peer
     import duckdb
 
     from beam_pipelines import events
-    from benchmarks import duckdb_peer
 
     start = events.parse_ts(dataset.hour_start)
-    result: dict[str, Any] = {"mode": "duckdb"}
+    result: dict[str, Any] = {"mode": mode}
     rows_out, dead_out = os.path.join(out_dir, "rows.parquet"), os.path.join(out_dir, "dead.parquet")
     with measure.measured(result):
-        # duckdb was imported before the clock started, as Beam is for the other cases.
-        duckdb_peer.run(dataset, start, start + timedelta(hours=1), rows_out, dead_out)
+        peer.run(dataset, start, start + timedelta(hours=1), rows_out, dead_out)
     result["rows_out"] = duckdb.sql(f"select count(*) from read_parquet('{rows_out}')").fetchone()[0]
     result["dead_out"] = duckdb.sql(f"select count(*) from read_parquet('{dead_out}')").fetchone()[0]
     result["counters"] = {"duplicates_removed": dataset.n_events - result["rows_out"] - result["dead_out"]}
@@ -327,8 +358,8 @@ def child_main(args: argparse.Namespace) -> None:
     try:
         if args.worker == "python":
             result = run_python_case(dataset, out_dir)
-        elif args.worker == "duckdb":
-            result = run_duckdb_case(dataset, out_dir)
+        elif args.worker in PEERS:
+            result = run_peer_case(args.worker, dataset, out_dir)
         else:
             result = run_beam_case(args.worker, dataset, out_dir, args.output_format)
     finally:
@@ -378,15 +409,15 @@ def summarise(cases: list[dict[str, Any]], dataset: Dataset, modes: list[str]) -
         ratios = [r["chain"]["cpu_s"] / r["floor"]["cpu_s"] for r in by_repeat.values() if {"chain", "floor"} <= set(r)]
         summary["chain_to_floor_cpu_ratio"] = measure.median(ratios)
         summary["chain_to_floor_cpu_ratio_all"] = [round(x, 2) for x in ratios]
-    if "duckdb" in modes and "chain" in modes:
+    for peer in PEERS:
+        if peer not in modes or "chain" not in modes:
+            continue
         by_repeat = {}
         for c in cases:
             by_repeat.setdefault(c["repeat"], {})[c["mode"]] = c
-        ratios = [
-            r["chain"]["cpu_s"] / r["duckdb"]["cpu_s"] for r in by_repeat.values() if {"chain", "duckdb"} <= set(r)
-        ]
-        summary["chain_to_duckdb_cpu_ratio"] = measure.median(ratios)
-        summary["chain_to_duckdb_cpu_ratio_all"] = [round(x, 2) for x in ratios]
+        ratios = [r["chain"]["cpu_s"] / r[peer]["cpu_s"] for r in by_repeat.values() if {"chain", peer} <= set(r)]
+        summary[f"chain_to_{peer}_cpu_ratio"] = measure.median(ratios)
+        summary[f"chain_to_{peer}_cpu_ratio_all"] = [round(x, 2) for x in ratios]
     return summary
 
 
@@ -443,7 +474,6 @@ def report(summary: dict[str, Any], dataset: Dataset, args: argparse.Namespace) 
                     f"{ratio:.2f}x (each repeat: {summary['chain_to_floor_cpu_ratio_all']})",
                 )
             )
-        peer = summary.get("chain_to_duckdb_cpu_ratio")
         checks.append(
             (
                 "events/s per core >= 60,000 (1 / CPU per event)",
@@ -451,15 +481,17 @@ def report(summary: dict[str, Any], dataset: Dataset, args: argparse.Namespace) 
                 f"{1e6 / chain['cpu_us_per_event']:,.0f}",
             )
         )
-        if peer is not None:
-            checks.append(
-                (
-                    "CPU <= 2x the DuckDB peer",
-                    peer <= TARGET_RATIO_TO_PEER,
-                    f"{peer:.2f}x (each repeat: {summary['chain_to_duckdb_cpu_ratio_all']}); "
-                    f"output {'; '.join(summary['chain_vs_duckdb_output'])}",
+        for peer, target in (("duckdb", TARGET_RATIO_TO_PEER), ("polars", target_to_polars(summary["n_events"]))):
+            ratio = summary.get(f"chain_to_{peer}_cpu_ratio")
+            if ratio is not None:
+                checks.append(
+                    (
+                        f"CPU <= {target}x the {peer} peer",
+                        ratio <= target,
+                        f"{ratio:.2f}x (each repeat: {summary[f'chain_to_{peer}_cpu_ratio_all']}); "
+                        f"output {'; '.join(summary[f'chain_vs_{peer}_output'])}",
+                    )
                 )
-            )
         lines += ["", "targets (chain):"]
         lines += [f"  {'PASS' if ok else 'MISS'}  {name}: {value}" for name, ok, value in checks]
     return "\n".join(lines)
@@ -471,6 +503,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="times each case runs (medians reported)")
     parser.add_argument("--modes", default="floor,chain,python", help=f"comma-separated subset of {','.join(MODES)}")
     parser.add_argument("--output_format", choices=("jsonl", "parquet"), default="jsonl")
+    parser.add_argument("--bad_rate", type=float, default=0.005, help="share of malformed lines (default 0.005)")
     parser.add_argument("--cache_dir", default=str(DEFAULT_CACHE), help="where generated inputs are kept")
     parser.add_argument("--json_out", help="also write the raw cases and summary as JSON here")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
@@ -489,13 +522,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if unknown:
         raise SystemExit(f"unknown modes {sorted(unknown)}; choose from {MODES}")
     machine = measure.machine_description()
-    dataset, gen_s = measure.timed(lambda: generate(args.events, cache_dir=Path(args.cache_dir)))
+    dataset, gen_s = measure.timed(
+        lambda: generate(args.events, cache_dir=Path(args.cache_dir), bad_rate=args.bad_rate)
+    )
     print(f"input: {dataset.events_path} ({gen_s:.1f} s to generate or find)", file=sys.stderr)
     dataset_json = Path(dataset.events_path).with_name("dataset.json")
     cases = []
-    comparisons = []
+    comparisons: dict[str, list[str]] = {peer: [] for peer in PEERS}
     for repeat in range(args.repeats):
-        outs = {m: tempfile.mkdtemp(prefix=f"bench-{m}-") for m in ("chain", "duckdb") if m in modes}
+        outs = {m: tempfile.mkdtemp(prefix=f"bench-{m}-") for m in ("chain", *PEERS) if m in modes}
         # Alternate the order so that drift in background load does not favour one case.
         order = modes if repeat % 2 == 0 else list(reversed(modes))
         for mode in order:
@@ -519,13 +554,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                 file=sys.stderr,
             )
             cases.append(case)
-        if len(outs) == 2:
-            comparisons.append(compare_outputs(outs["chain"], outs["duckdb"]))
-            print(f"  repeat {repeat} chain vs duckdb: {comparisons[-1]}", file=sys.stderr)
+        for peer in PEERS:
+            if "chain" in outs and peer in outs:
+                comparisons[peer].append(compare_outputs(outs["chain"], outs[peer]))
+                print(f"  repeat {repeat} chain vs {peer}: {comparisons[peer][-1]}", file=sys.stderr)
         for folder in outs.values():
             shutil.rmtree(folder, ignore_errors=True)
     summary = summarise(cases, dataset, modes)
-    summary["chain_vs_duckdb_output"] = sorted(set(comparisons))
+    for peer in PEERS:
+        summary[f"chain_vs_{peer}_output"] = sorted(set(comparisons[peer]))
     summary["machine"] = machine
     summary["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     print(report(summary, dataset, args))

@@ -67,12 +67,14 @@ def generate(
     n_users: int = 50_000,
     seed: int = 7,
     hour: datetime | None = None,
+    order_prefix: str = "",
 ) -> Dataset:
     """Write (or reuse) ``n_events`` wire-format lines plus products/users JSONL files.
 
     Of the ``n_events`` lines, ``round(n_events * bad_rate)`` are malformed (each a dead
     letter), ``round(n_events * duplicate_rate)`` repeat an earlier valid line byte for
-    byte (a Pub/Sub redelivery), the rest are distinct valid events.
+    byte (a Pub/Sub redelivery), the rest are distinct valid events. ``order_prefix``
+    keeps the order ids of several generated hours apart (``o-<prefix><n>``).
     """
     hour = hour or default_hour()
     n_bad = round(n_events * bad_rate)
@@ -81,6 +83,7 @@ def generate(
     if n_unique <= 0:
         raise ValueError(f"n_events={n_events} too small for the requested duplicate/bad rates")
     key = f"n{n_events}_d{duplicate_rate}_b{bad_rate}_p{n_products}_u{n_users}_s{seed}_{hour:%Y%m%dT%H}"
+    key += f"_o{order_prefix}" if order_prefix else ""
     folder = cache_dir / key
     meta_path = folder / "dataset.json"
     if meta_path.exists():
@@ -127,7 +130,7 @@ def generate(
                 next_valid += 1
                 ts = datetime.fromtimestamp((start_us + rng.randrange(3_600_000_000)) / 1e6, UTC)
                 # Sequential order ids: random ones could collide and turn into duplicates.
-                order_id = f"o-{next_valid:09d}" if name in events.ORDER_EVENTS else None
+                order_id = f"o-{order_prefix}{next_valid:09d}" if name in events.ORDER_EVENTS else None
                 event_id = (
                     events.order_line_event_id(order_id, 1, name)
                     if order_id

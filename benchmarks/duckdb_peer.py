@@ -20,7 +20,7 @@ each time (24 µs an event against ~10 now).
 It is a yardstick, not a second implementation of the contract: reasons are not
 spelled, and these are outside what it models (on the hostile corpus of
 ``tests/reliability/hostile.py``, 261 of its 266 one-line, non-blank UTF-8 payloads get
-the verdict of ``events.parse_payload``; ``tests/reliability/test_duckdb_peer.py`` pins
+the verdict of ``events.parse_payload``; ``tests/reliability/test_peers.py`` pins
 the list): lone surrogates and
 non-UTF-8 bytes, trailing commas (DuckDB's JSON reader accepts them), nesting deeper
 than Python's recursion limit and integer literals above Python's 4300 digits,

@@ -45,7 +45,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +54,14 @@ from benchmarks import measure
 from benchmarks.datagen import DEFAULT_CACHE, generate
 
 PROJECT = "local-ecommerce"
-JOBS = ("extract_dims", "extract_orders", "hourly", "streaming")
+JOBS = ("extract_dims", "extract_orders", "hourly", "streaming", "backfill")
+DEFAULT_JOBS = ("extract_dims", "extract_orders", "hourly", "streaming")
 # The side inputs of hourly and streaming: datagen's catalog size, so every event finds its product.
 SMALL_PRODUCTS, SMALL_USERS = 5_000, 50_000
 ORDERS_START, ORDERS_END = "2026-01-10T00:00:00Z", "2026-01-11T00:00:00Z"
 SNAPSHOT_TS = "2026-01-10T00:00:00Z"
+# The share of malformed event lines of hourly's input (--hourly_bad_rate; one value per run).
+HOURLY_BAD_RATE = [0.005]
 _COUNTER_LINE = re.compile(r"^\s+(\w+)\s+(-?\d+)$")
 
 
@@ -110,7 +113,10 @@ def run_job(job: str, args: list[str], work: Path, env: dict[str, str], timeout:
     wall = time.monotonic() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{job} failed (exit {proc.returncode}):\n{err_path.read_text()[-3000:]}")
-    counters = {m[1]: int(m[2]) for m in map(_COUNTER_LINE.match, out_path.read_text().splitlines()) if m}
+    counters: dict[str, int] = {}
+    # Summed: a split backfill prints each window's counters.
+    for m in filter(None, map(_COUNTER_LINE.match, out_path.read_text().splitlines())):
+        counters[m[1]] = counters.get(m[1], 0) + int(m[2])
     return JobRun(usage.ru_maxrss / 1024, wall, counters, usage.ru_utime + usage.ru_stime)
 
 
@@ -232,48 +238,78 @@ def case_extract_orders(n: int, cache: Path, work: Path, _services: Services) ->
 
 
 def case_hourly(n: int, cache: Path, work: Path, _services: Services) -> dict[str, Any]:
-    """The hourly job on emulators of its own (fresh per size, so their peaks and CPU are this run's)."""
-    from beam_pipelines.local.processes import stop_process
-    from beam_pipelines.local.services import start_bigquery, start_storage
-    from beam_pipelines.local.stack import DEFAULT_ROOT
-
-    data = generate(n, cache_dir=cache, n_products=SMALL_PRODUCTS, n_users=SMALL_USERS)
+    """The hourly job over one generated hour of event files (emulators fresh per size)."""
+    data = generate(n, cache_dir=cache, n_products=SMALL_PRODUCTS, n_users=SMALL_USERS, bad_rate=HOURLY_BAD_RATE[0])
     lake_root = str(work / "lake")
     small_dims_lake(cache, lake_root, work)
     hour = events.parse_ts(data.hour_start)
     partition = Path(lake.partition_path(lake_root, lake.EVENTS, hour))
     partition.mkdir(parents=True)
     os.link(data.events_path, partition / "events.jsonl")
+    want = {"rows": data.n_unique_valid, "dead letters": data.n_bad, "duplicates_removed": data.n_duplicates}
+    return hourly_on_fresh_stack(f"{n:,} events", n, work, lake_root, (hour, hour + lake.HOUR), want)
+
+
+def hourly_on_fresh_stack(
+    label: str,
+    n: int,
+    work: Path,
+    lake_root: str,
+    window: tuple[datetime, datetime],
+    want: dict[str, int],
+    extra: tuple[str, ...] = (),
+    persistent: bool = False,
+) -> dict[str, Any]:
+    """``python -m beam_pipelines.hourly`` over ``window`` on emulators of its own; the case's result.
+
+    The emulators start fresh, so their peaks and CPU are this run's; ``persistent`` keeps the
+    BigQuery emulator's tables in a DuckDB file. Event files dropped into the lake and no
+    orders extract: the job is told so (``--allow_missing_extracts``). Checks rows, dead
+    letters and ``duplicates_removed`` against ``want``.
+    """
+    from beam_pipelines.local.processes import stop_process
+    from beam_pipelines.local.services import start_bigquery, start_storage
+    from beam_pipelines.local.stack import DEFAULT_ROOT
+
     storage = start_storage(work / "storage", "job-memory-temp", data_dir=work / "gcs")
-    bigquery = start_bigquery(work / "bigquery", PROJECT, DEFAULT_ROOT, gcs_dir=work / "gcs")
+    bigquery = start_bigquery(
+        work / "bigquery",
+        PROJECT,
+        DEFAULT_ROOT,
+        gcs_dir=work / "gcs",
+        persistent_dir=work / "bigquery-data" if persistent else None,
+    )
     services = Services(bigquery=bigquery)
     try:
         dataset = services.fresh_dataset()
         table = lambda name: f"{PROJECT}:{dataset}.{name}"  # noqa: E731
-        args = ["--project", PROJECT, "--lake_root", lake_root]
-        args += ["--window_start", data.hour_start, "--window_end", events.format_ts(hour + lake.HOUR)]
+        args = ["--project", PROJECT, "--lake_root", lake_root, "--allow_missing_extracts", *extra]
+        args += ["--window_start", events.format_ts(window[0]), "--window_end", events.format_ts(window[1])]
         args += ["--output_table", table("user_behavior"), "--dead_letter_table", table("dead_letter")]
         args += ["--products_table", table("products"), "--users_table", table("users")]
         args += ["--orders_table", table("orders")]
         cpu0 = {s.name: proc_cpu_s(s.pid) for s in (bigquery, storage)}
-        run = run_job("hourly", args, work, {**bigquery.env, **storage.env})
+        run = run_job("hourly", args, work, {**bigquery.env, **storage.env}, timeout=4 * 3600)
         cpu = {s.name: proc_cpu_s(s.pid) - cpu0[s.name] for s in (bigquery, storage)}
         peak = {s.name: proc_mib(s.pid, "VmHWM") for s in (bigquery, storage)}
         got = {
-            "rows": (services.count(dataset, "user_behavior"), data.n_unique_valid),
-            "dead letters": (services.count(dataset, "dead_letter"), data.n_bad),
-            "duplicates_removed": (run.counters.get("duplicates_removed", 0), data.n_duplicates),
+            "rows": (services.count(dataset, "user_behavior"), want["rows"]),
+            "dead letters": (services.count(dataset, "dead_letter"), want["dead letters"]),
+            "duplicates_removed": (run.counters.get("duplicates_removed", 0), want["duplicates_removed"]),
         }
     finally:
         stop_process(bigquery.pid)
         stop_process(storage.pid)
+    windows = len(re.findall(r"backfill: window \d+/\d+ .*: done in", (work / "hourly.err").read_text()))
     total = run.peak_rss_mib + sum(peak.values())
     note = (
-        f"job CPU {run.cpu_s:,.0f} s; bqemulator {peak['bigquery']:,.0f} MiB peak, {cpu['bigquery']:,.0f} s CPU; "
-        f"GCS emulator {peak['storage']:,.0f} MiB, {cpu['storage']:,.0f} s; job + emulators <= {total:,.0f} MiB"
+        (f"{windows} windows; " if windows else "")
+        + f"job CPU {run.cpu_s:,.0f} s; bqemulator{' (DuckDB file)' if persistent else ''} "
+        f"{peak['bigquery']:,.0f} MiB peak, {cpu['bigquery']:,.0f} s CPU; GCS emulator {peak['storage']:,.0f} MiB, "
+        f"{cpu['storage']:,.0f} s; job + emulators <= {total:,.0f} MiB"
     )
     return {
-        "input": f"{n:,} events",
+        "input": label,
         "records": n,
         "run": run,
         "check": check(got),
@@ -342,18 +378,97 @@ def case_streaming(steps: list[int], cache: Path, work: Path, services: Services
     return results
 
 
-CASES = {"extract_dims": case_extract_dims, "extract_orders": case_extract_orders, "hourly": case_hourly}
+CHAIN_RUNS: list[dict[str, Any]] = []
+
+
+def run_chain(n: int, cache: Path) -> dict[str, Any]:
+    """``benchmarks.batch_hourly_chain``'s chain on the hourly case's very input, in its own process."""
+    data = generate(n, cache_dir=cache, n_products=SMALL_PRODUCTS, n_users=SMALL_USERS, bad_rate=HOURLY_BAD_RATE[0])
+    dataset_json = Path(data.events_path).with_name("dataset.json")
+    result = measure.run_case(
+        ["-m", "benchmarks.batch_hourly_chain", "--worker", "chain", "--dataset_json", str(dataset_json)]
+    )
+    result["records"] = n
+    say(f"  chain {n:,} events: {result['process_cpu_s']:,.1f} s CPU (process), {result['cpu_s']:,.1f} s in the run")
+    return result
+
+
+def job_to_chain(hourly: list[dict[str, Any]]) -> str:
+    """Job CPU / chain CPU, pairing each hourly case with the chain run next to it (whole processes both)."""
+    lines = []
+    for n in sorted({c["records"] for c in CHAIN_RUNS}):
+        jobs = [h["run"].cpu_s for h in hourly if h["records"] == n]
+        chains = [c for c in CHAIN_RUNS if c["records"] == n]
+        ratios = [j / c["process_cpu_s"] for j, c in zip(jobs, chains, strict=False)]
+        lines.append(
+            f"hourly job / chain CPU at {n:,} events (bad rate {HOURLY_BAD_RATE[0]}): median "
+            f"{measure.median(ratios):.2f}x, each {[round(r, 2) for r in ratios]}; "
+            f"job {[round(j, 1) for j in jobs]} s, "
+            f"chain process {[round(c['process_cpu_s'], 1) for c in chains]} s (in its run "
+            f"{[round(c['cpu_s'], 1) for c in chains]} s)"
+        )
+    return "\n".join(lines)
+
+
+BACKFILL_DAYS = [5]
+BACKFILL_WINDOW_MIB: list[float | None] = [None]  # --backfill_window_mib of the job (None: its default)
+
+
+def case_backfill(n: int, cache: Path, work: Path, _services: Services) -> dict[str, Any]:
+    """One ``python -m beam_pipelines.hourly`` over several days of event files: it splits itself.
+
+    ``n`` events spread evenly over the hours of ``BACKFILL_DAYS`` days (each hour generated
+    apart, its own seed and order ids); the BigQuery emulator keeps its tables in a DuckDB
+    file (in memory it would hold ~0.8 KiB a row).
+    """
+    lake_root = str(work / "lake")
+    small_dims_lake(cache, lake_root, work)
+    days = BACKFILL_DAYS[0]
+    first = lake.floor_hour(events.parse_ts(generate(1000, cache_dir=cache).hour_start)) - timedelta(days=days)
+    hours = [first + i * lake.HOUR for i in range(24 * days)]
+    want = {"rows": 0, "dead letters": 0, "duplicates_removed": 0}
+    say(f"  generating {n:,} events over {len(hours)} hours ...")
+    for i, hour in enumerate(hours):
+        data = generate(
+            n // len(hours) + (1 if i < n % len(hours) else 0),
+            cache_dir=cache / "backfill",
+            n_products=SMALL_PRODUCTS,
+            n_users=SMALL_USERS,
+            seed=1000 + i,
+            hour=hour,
+            order_prefix=f"{i:04d}",
+            bad_rate=HOURLY_BAD_RATE[0],
+        )
+        partition = Path(lake.partition_path(lake_root, lake.EVENTS, hour))
+        partition.mkdir(parents=True)
+        os.link(data.events_path, partition / "events.jsonl")
+        want["rows"] += data.n_unique_valid
+        want["dead letters"] += data.n_bad
+        want["duplicates_removed"] += data.n_duplicates
+    extra = ("--backfill_window_mib", str(BACKFILL_WINDOW_MIB[0])) if BACKFILL_WINDOW_MIB[0] else ()
+    window = (hours[0], hours[-1] + lake.HOUR)
+    label = f"{n:,} events over {days} days"
+    return hourly_on_fresh_stack(label, n, work, lake_root, window, want, extra, persistent=True)
+
+
+CASES = {
+    "extract_dims": case_extract_dims,
+    "extract_orders": case_extract_orders,
+    "hourly": case_hourly,
+    "backfill": case_backfill,
+}
 
 
 # ----------------------------------------------------------------------------- report
 
 
 def slope(results: list[dict[str, Any]]) -> str:
-    """Growth of peak RSS per 1,000 records between the smallest and the largest size."""
-    if len(results) < 2:
+    """Growth of peak RSS per 1,000 records between the smallest and the largest size (medians of repeats)."""
+    sizes = sorted({r["records"] for r in results})
+    if len(sizes) < 2:
         return "-"
-    lo, hi = results[0], results[-1]
-    per_k = (hi["run"].peak_rss_mib - lo["run"].peak_rss_mib) * 1024 / ((hi["records"] - lo["records"]) / 1000)
+    peak = {n: measure.median([r["run"].peak_rss_mib for r in results if r["records"] == n]) for n in sizes}
+    per_k = (peak[sizes[-1]] - peak[sizes[0]]) * 1024 / ((sizes[-1] - sizes[0]) / 1000)
     return f"{per_k:,.1f} KiB per 1k records"
 
 
@@ -409,7 +524,30 @@ def main(argv: list[str] | None = None) -> int:
         default=[5_000, 20_000],
         help="cumulative messages published to the streaming job, RSS read after each (default 5000,20000)",
     )
-    parser.add_argument("--jobs", default=",".join(JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
+    parser.add_argument(
+        "--hourly_bad_rate",
+        type=float,
+        default=0.005,
+        help="share of malformed lines in hourly's generated input (default 0.005; issue 27 also measures 0.05)",
+    )
+    parser.add_argument(
+        "--backfill_records",
+        type=parse_sizes,
+        default=[20_000_000],
+        help="events of the backfill case, spread evenly over --backfill_days (default 20000000)",
+    )
+    parser.add_argument("--backfill_days", type=int, default=5, help="days of the backfill case (default 5)")
+    parser.add_argument(
+        "--chain_repeats",
+        type=int,
+        default=0,
+        help="run the hourly case this many times per size, each beside batch_hourly_chain's chain on the same "
+        "input (alternating which goes first), and report job / chain CPU (issue 27's target: <= 1.3x)",
+    )
+    parser.add_argument(
+        "--backfill_window_mib", type=float, help="passed to the backfill's hourly run (default: the job's own)"
+    )
+    parser.add_argument("--jobs", default=",".join(DEFAULT_JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
     parser.add_argument("--cache_dir", default=str(DEFAULT_CACHE / "job_memory"), help="where sources are kept")
     parser.add_argument("--json_out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
@@ -417,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     if set(jobs) - set(JOBS):
         parser.error(f"unknown jobs {sorted(set(jobs) - set(JOBS))}; choose from {','.join(JOBS)}")
     os.environ.setdefault("NO_GCE_CHECK", "true")
+    HOURLY_BAD_RATE[0] = args.hourly_bad_rate
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     machine = measure.machine_description()
@@ -436,6 +575,9 @@ def main(argv: list[str] | None = None) -> int:
             services.pubsub = start_pubsub(state / "pubsub", PROJECT)
         for job in jobs:
             sizes = {"streaming": args.stream_messages, "hourly": args.hourly_records}.get(job, args.records)
+            sizes = args.backfill_records if job == "backfill" else sizes
+            BACKFILL_DAYS[0] = args.backfill_days
+            BACKFILL_WINDOW_MIB[0] = args.backfill_window_mib
             say(f"{job}: {', '.join(f'{n:,}' for n in sizes)}")
             work = Path(tempfile.mkdtemp(prefix=f"job-memory-{job}-", dir=state))
             if job == "streaming":
@@ -443,10 +585,15 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 by_job[job] = []
                 for n in sizes:
-                    case_dir = work / str(n)
-                    case_dir.mkdir()
-                    by_job[job].append(CASES[job](n, cache, case_dir, services))
-                    shutil.rmtree(case_dir / "lake", ignore_errors=True)
+                    for repeat in range(max(1, args.chain_repeats) if job == "hourly" else 1):
+                        case_dir = work / f"{n}-{repeat}"
+                        case_dir.mkdir()
+                        if job == "hourly" and args.chain_repeats and repeat % 2:
+                            CHAIN_RUNS.append(run_chain(n, cache))  # alternate which goes first
+                        by_job[job].append(CASES[job](n, cache, case_dir, services))
+                        if job == "hourly" and args.chain_repeats and not repeat % 2:
+                            CHAIN_RUNS.append(run_chain(n, cache))
+                        shutil.rmtree(case_dir / "lake", ignore_errors=True)
             for r in by_job[job]:
                 run = r["run"]
                 say(f"  {job} {r['input']}: {run.peak_rss_mib:,.0f} MiB peak, {run.wall_s:,.0f} s, {r['check']}")
@@ -460,7 +607,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report(by_job))
     hourly = by_job.get("hourly", [])
-    if len(hourly) >= 2:
+    if CHAIN_RUNS:
+        print("\n" + job_to_chain(hourly))
+    for case in by_job.get("backfill", []):
+        peak, cpu = case["peak_sum_mib"], case["cpu_s"]
+        print(f"\nbackfill {case['input']}: job + emulators <= {peak:,.0f} MiB, CPU {cpu:,.0f} s")
+        for ref in hourly:
+            ratio = case["cpu_s"] / ref["cpu_s"]
+            print(f"  CPU {ratio:.1f}x the hourly run of {ref['records']:,} events ({ref['cpu_s']:,.0f} s)")
+    if len({h["records"] for h in hourly}) >= 2:
         lo, hi = hourly[0], hourly[-1]
         print(
             f"\nhourly CPU (job + emulators) {hi['cpu_s']:,.0f} s at {hi['records']:,} vs {lo['cpu_s']:,.0f} s at "
