@@ -168,25 +168,32 @@ def test_cli_rejects_bad_dates_and_unknown_queries(capsys):
 
 
 ROWS = [
-    {"date": dt.date(2026, 11, 20), "category": "Home", "units": 3, "revenue": Decimal("140.000000000"), "rate": 1.0},
-    {"date": dt.date(2026, 11, 21), "category": None, "units": 1, "revenue": Decimal("7.5"), "rate": 0.3333},
-]
+    {"date": dt.date(2026, 11, 20), "category": "Home", "units": 3, "revenue": Decimal("140.000000000"),
+     "return_rate": 1.0, "avg_spend": 220.71},
+    {"date": dt.date(2026, 11, 21), "category": None, "units": 1, "revenue": Decimal("7.5"),
+     "return_rate": 0.3333, "avg_spend": 0.1 + 0.2},
+]  # fmt: skip
 
 
 def test_format_rows_table_csv_json():
+    # Rates (named in RATE_COLUMNS) keep 4 decimals; any other FLOAT64 is money the emulator
+    # returns as FLOAT64 (AVG(NUMERIC)): 2 decimals like NUMERIC, never "220.7100".
     assert format_rows(ROWS, "table").splitlines() == [
-        "date        category  units  revenue  rate  ",
-        "----------  --------  -----  -------  ------",
-        "2026-11-20  Home      3      140.00   1.0000",
-        "2026-11-21            1      7.50     0.3333",
+        "date        category  units  revenue  return_rate  avg_spend",
+        "----------  --------  -----  -------  -----------  ---------",
+        "2026-11-20  Home      3      140.00   1.0000       220.71   ",
+        "2026-11-21            1      7.50     0.3333       0.30     ",
     ]
     assert format_rows(ROWS, "csv") == (
-        "date,category,units,revenue,rate\n2026-11-20,Home,3,140.00,1.0000\n2026-11-21,,1,7.50,0.3333\n"
+        "date,category,units,revenue,return_rate,avg_spend\n"
+        "2026-11-20,Home,3,140.00,1.0000,220.71\n2026-11-21,,1,7.50,0.3333,0.30\n"
     )
     assert json.loads(format_rows(ROWS, "json")) == [
-        {"date": "2026-11-20", "category": "Home", "units": 3, "revenue": "140.00", "rate": 1.0},
-        {"date": "2026-11-21", "category": None, "units": 1, "revenue": "7.50", "rate": 0.3333},
-    ]
+        {"date": "2026-11-20", "category": "Home", "units": 3, "revenue": "140.00", "return_rate": 1.0,
+         "avg_spend": "220.71"},
+        {"date": "2026-11-21", "category": None, "units": 1, "revenue": "7.50", "return_rate": 0.3333,
+         "avg_spend": "0.30"},
+    ]  # fmt: skip
     assert format_rows([], "table") == "(no rows)"
 
 
