@@ -110,10 +110,12 @@ def test_refresh_profile_and_report(target, tmp_path):
     rc, _ = _cli("report", *_where(target), *RANGE, "--output", str(report))
     assert rc == 0
     html = report.read_text()
-    # revenue, orders, top products, funnel; no dead letters or engagement rows: no chart for them
-    assert html.count("<svg") == 4 and "<script" not in html
+    # revenue, orders, top products, funnel (each wide and compact); no dead letters or
+    # engagement rows: no chart for them
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="wide"') == 4 and html.count("<svg") == 8
+    assert "<script" not in html
     assert "data-kpi='revenue' data-current='202.50'" in html  # 45.00 + 157.50
-    assert "Mug #102" in html and ">157.50<" in html  # top product label; revenue table cell
+    assert 'data-key="Mug #102"' in html and ">157.50<" in html  # top product label; revenue table cell
 
 
 def test_report_before_refresh_profile_says_how_to_build_it(target, tmp_path):
