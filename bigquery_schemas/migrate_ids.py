@@ -170,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--table {', '.join(unknown)}: the declared tables are {', '.join(table_names())}")
     try:
         preflight.require_bigquery(f"migrating ids in {args.project}:{args.dataset}", args.endpoint)
+        preflight.require_dataset(args.project, args.dataset, args.endpoint)
         client = make_client(args.project, args.endpoint)
         plans = [p for p in (plan_table(client, args.dataset, n) for n in args.table or table_names()) if p]
         if not plans:
