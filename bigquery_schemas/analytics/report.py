@@ -744,7 +744,8 @@ def generate_report(
     """Run the report's queries and the detail tables, and render the page.
 
     A missing ``user_profile`` (refresh-profile not run yet) does not stop the report:
-    the retention section says which command builds it. Any other error propagates.
+    the retention section says which command builds it. Any other error propagates
+    (a missing view or table as :class:`analytics.MissingTableError`, naming its fix).
     """
     project = project or client.project
     results: dict[str, list[dict[str, Any]]] = {}
@@ -753,5 +754,7 @@ def generate_report(
         try:
             results[name] = analytics.run_query(client, name, dataset, start, end, limit, project=project)
         except analytics.MissingTableError as exc:
+            if not exc.table.endswith(f".{analytics.USER_PROFILE}"):
+                raise  # no section can stand without the dedup view or the jobs' tables
             missing[name] = f"{exc.table} has not been built yet: run {exc.fix}"
     return build_report(results, start, end, f"{project}.{dataset}", missing)

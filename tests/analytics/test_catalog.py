@@ -164,7 +164,9 @@ def test_cli_rejects_bad_dates_and_unknown_queries(capsys):
         ]
     )
     assert rc == 2
-    assert "unknown analytics SQL 'nope'" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "error: unknown query 'nope'; 'python -m bigquery_schemas.analytics list' shows them all\n"
+    )
 
 
 ROWS = [

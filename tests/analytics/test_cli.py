@@ -131,14 +131,18 @@ def test_report_before_refresh_profile_says_how_to_build_it(target, tmp_path):
 
 def test_missing_view_is_a_clear_error(target, capsys):
     rc, _ = _cli("run", "unique_visitors", *_where(target), *RANGE)
-    assert rc == 1
-    assert "user_behavior_dedup" in capsys.readouterr().err
+    assert rc == 3  # the environment is not ready: a step was skipped, and the line names it
+    assert capsys.readouterr().err == (
+        f"error: unique_visitors reads {target.table_id('user_behavior_dedup')}, which does not exist yet: run "
+        f"'python -m bigquery_schemas.analytics create-views --project {target.project} --dataset "
+        f"{target.dataset}' first\n"
+    )
 
 
 def test_missing_user_profile_names_the_command_that_builds_it(target, capsys):
     _cli("create-views", *_where(target))
     rc, _ = _cli("run", "retention_cohorts", *_where(target), *RANGE)
-    assert rc == 2
+    assert rc == 3
     assert capsys.readouterr().err == (
         f"error: retention_cohorts reads {target.table_id('user_profile')}, which does not exist yet: run "
         f"'python -m bigquery_schemas.analytics refresh-profile --project {target.project} --dataset "
