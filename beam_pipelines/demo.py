@@ -55,7 +55,7 @@ def explore_commands(ctx: DemoContext) -> list[str]:
         'eval "$(.venv/bin/python -m beam_pipelines.local env)"',
         f"{analytics} run top_products_by_units {where}",
         f"{analytics} run conversion_funnel_daily {where}",
-        f"{analytics} report {where} --output report.html",
+        f"{analytics} report {where}",  # writes reports/report-<start>-<end>.html (ignored by git)
     ]
 
 

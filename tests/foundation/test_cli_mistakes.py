@@ -289,3 +289,153 @@ def test_a_dataflow_run_without_credentials_names_them(tmp_path):
     assert rc == 3
     assert "--runner DataflowRunner needs Google credentials" in line and "application-default login" in line
     assert "beam_pipelines.local" not in line
+
+
+# ---------------------------------------------------------------------------- issue 25: names and the stack
+
+
+def _no_stack(tmp_path: Path) -> dict[str, str]:
+    """The env line of a stack that is down: the variables are set, nothing listens on their ports."""
+    return {
+        "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{_closed_port()}",
+        "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{_closed_port()}",
+    }
+
+
+ANALYTICS = "bigquery_schemas.analytics"
+RANGE = ["--start", "2026-11-20", "--end", "2026-11-21"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            [
+                "report",
+                "--project",
+                "local-ecommerce",
+                "--dataset",
+                "ecommerce",
+                "--start",
+                "2026-11-2x",
+                "--end",
+                "2026-11-21",
+            ],
+            "argument --start: expected a date YYYY-MM-DD, got '2026-11-2x'",
+        ),
+        (
+            ["run", "top_products_by_unit", "--project", "local-ecommerce", "--dataset", "ecommerce", *RANGE],
+            "unknown query 'top_products_by_unit' (did you mean top_products_by_units?)",
+        ),
+        (
+            [
+                "run",
+                "all",
+                "--project",
+                "local-ecommerce",
+                "--dataset",
+                "ecommerce",
+                "--start",
+                "2026-11-22",
+                "--end",
+                "2026-11-21",
+            ],
+            "start date 2026-11-22 is after end date 2026-11-21",
+        ),
+        (
+            ["run", "all", "--project", "local-ecommerce", "--dataset", "ecommerce", *RANGE, "--limt", "5"],
+            "unknown option --limt (did you mean --limit?)",
+        ),
+        (["report", "--project", "local-ecommerce", "--dataset", "ecommerce"], "required: --start, --end"),
+    ],
+)
+def test_analytics_bad_input_is_one_line_with_exit_2_and_no_usage_block(tmp_path, argv, message):
+    """A bad --start printed the 8-line usage first; the query name had no "did you mean"."""
+    rc, out, err, _, _ = _run(ANALYTICS, *argv, env=_no_stack(tmp_path))  # bad input wins over a down stack
+    assert rc == 2, err
+    assert message in _error_line(err)
+    assert err.count("\n") == 1 and "usage:" not in err and out == ""
+
+
+def test_analytics_and_local_env_with_the_stack_down_exit_3_with_one_line(tmp_path):
+    rc, out, err, _, _ = _run(ANALYTICS, "run", "all", "--project", "local-ecommerce", "--dataset", "ecommerce",
+                              *RANGE, env=_no_stack(tmp_path))  # fmt: skip
+    assert rc == 3 and "BIGQUERY_EMULATOR_HOST" in _error_line(err) and UP_FIX in err and out == ""
+    # `local env` with the stack down printed 4 of its exports and exited 0: `eval` did half the job.
+    rc, out, err, _, _ = _run("beam_pipelines.local", "--root", str(tmp_path / "stack"), "env")
+    assert (rc, out) == (3, "")
+    assert _error_line(err) == (
+        f"error: the local stack is not running, so there is nothing to point this shell at: run `{UP_FIX}`, "
+        f"then `{ENV_FIX}`"
+    )
+
+
+@pytest.mark.integration
+def test_analytics_with_a_misspelled_dataset_names_the_real_one(bq_dataset, tmp_path):
+    """`--dataset ecommerse` gave exit 1, four lines and no "did you mean ecommerce"."""
+    typo = bq_dataset.dataset[:-1]
+    for argv in (["run", "kpi_summary", *RANGE], ["report", *RANGE], ["create-views"], ["refresh-profile"]):
+        rc, out, err, _, _ = _run(ANALYTICS, *argv, "--project", bq_dataset.project, "--dataset", typo)
+        assert rc == 3, err
+        assert _error_line(err) == (
+            f"error: dataset {bq_dataset.project}:{typo} does not exist: did you mean --dataset {bq_dataset.dataset}? "
+            f"a new dataset and its tables come from `.venv/bin/python -m bigquery_schemas.tables --project "
+            f"{bq_dataset.project} --dataset {typo}`"
+        )
+        assert out == "" and not (tmp_path / "reports").exists()
+
+
+@pytest.mark.integration
+def test_analytics_before_create_views_names_the_command_not_a_job_id(bq_dataset):
+    """After a stack restart lost the view, the error was BigQuery's 'Not found' plus Location/Job ID lines."""
+    where = ["--project", bq_dataset.project, "--dataset", bq_dataset.dataset]
+    rc, _, err, _, _ = _run(ANALYTICS, "run", "daily_traffic_by_event", *where, *RANGE)
+    assert rc == 3
+    assert _error_line(err) == (
+        f"error: daily_traffic_by_event reads {bq_dataset.table_id('user_behavior_dedup')}, which does not exist "
+        f"yet: run 'python -m bigquery_schemas.analytics create-views {' '.join(where)}' first"
+    )
+    assert "Job ID" not in err and "Location" not in err
+    rc, _, err, _, _ = _run(ANALYTICS, "report", *where, *RANGE)
+    assert rc == 3 and "create-views" in _error_line(err)
+
+
+@pytest.mark.integration
+def test_a_misspelled_topic_names_the_real_one(pubsub_emulator):
+    """`simulator publish --topic user_events` had no "did you mean user-events"."""
+    pubsub_emulator.topic("user-events")
+    clickstream = ROOT / "tests" / "publishers" / "data" / "clickstream.csv"
+    for command in (["publish", "--count", "5"], ["replay", "--file", str(clickstream)]):
+        rc, _, err, _, _ = _run("publishers.simulator", *command, "--project", pubsub_emulator.project,
+                                "--topic", "user_events")  # fmt: skip
+        line = _error_line(err)
+        assert rc == 3, err
+        assert line.startswith(f"error: topic projects/{pubsub_emulator.project}/topics/user_events does not exist: "
+                               "did you mean --topic user-events?"), line  # fmt: skip
+
+
+@pytest.mark.integration
+def test_a_job_with_a_misspelled_dataset_or_subscription_names_the_real_one(bq_dataset, pubsub_emulator, tmp_path):
+    typo = bq_dataset.dataset[:-1]
+    args = _hourly_args(bq_dataset.project, typo, tmp_path)
+    rc, _, err, _, _ = _run("beam_pipelines.hourly", *args)
+    assert rc == 3
+    assert _error_line(err).startswith(
+        f"error: table {bq_dataset.project}:{typo}.user_behavior: its dataset {typo} does not exist: "
+        f"did you mean {bq_dataset.table('user_behavior')}?"
+    )
+    pubsub_emulator.topic("user-events")
+    real = pubsub_emulator.subscription("user-events", "user-events-sub")
+    t = bq_dataset.table
+    rc, _, err, _, _ = _run(
+        "beam_pipelines.streaming",
+        f"--project={bq_dataset.project}",
+        f"--input_subscription={real}s",
+        f"--output_table={t('user_behavior')}",
+        f"--dead_letter_table={t('dead_letter')}",
+        f"--engagement_table={t('engagement_minutely')}",
+        f"--products_table={t('products')}",
+        f"--users_table={t('users')}",
+        f"--lake_root={tmp_path}",
+    )
+    assert rc == 3 and f"subscription {real}s does not exist: did you mean {real}?" in _error_line(err)
