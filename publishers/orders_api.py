@@ -61,6 +61,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from beam_pipelines import cli
 from beam_pipelines.events import CENTS, format_ts, parse_ts
 from beam_pipelines.io import sql
 from beam_pipelines.io.source_mapping import MappingError, SourceMapping, check_live
@@ -418,7 +419,7 @@ def _faulty_page(body: dict[str, Any], params: dict[str, Any], fault: str) -> Re
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m publishers.orders_api",
         description="Local orders REST API (GET /v1/orders, GET /healthz) served from the SQL source.",
     )

@@ -105,6 +105,60 @@ def test_help_lists_the_commands_own_options_with_defaults(module, expected):
         assert text in flat, f"{text!r} missing from {module} --help:\n{out}"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        "beam_pipelines.streaming",
+        "beam_pipelines.hourly",
+        "beam_pipelines.extract_orders",
+        "beam_pipelines.extract_dims",
+        "beam_pipelines.local",
+        "beam_pipelines.demo",
+        "publishers.simulator",
+        "publishers.simulator publish",
+        "publishers.simulator replay",
+        "publishers.import_files",
+        "publishers.catalog",
+        "publishers.catalog load",
+        "publishers.orders_api serve",
+        "bigquery_schemas.tables",
+        "bigquery_schemas.migrate_ids",
+        "bigquery_schemas.analytics",
+        "bigquery_schemas.analytics run",
+        "bigquery_schemas.analytics report",
+    ],
+)
+def test_help_shows_the_options_first(command):
+    """hourly --help was 111 lines, ~60 of design notes before the first option."""
+    module, *sub = command.split()
+    rc, out, err, _, _ = _run(module, *sub, "--help")
+    assert rc == 0, err
+    blocks = out.split("\n\n")
+    assert blocks[0].startswith("usage: ")
+    assert blocks[1].split("\n", 1)[0] in ("options:", "positional arguments:"), out[:600]
+
+
+@pytest.mark.parametrize(
+    ("job", "page"),
+    [("hourly", "docs/batch.md (section hourly)"), ("streaming", "docs/streaming.md"),
+     ("extract_orders", "docs/batch.md (section extract_orders)"),
+     ("extract_dims", "docs/batch.md (section extract_dims)")],
+)  # fmt: skip
+def test_a_jobs_help_is_its_options_its_purpose_and_where_its_design_notes_are(job, page):
+    import importlib
+
+    rc, out, _, _, _ = _run(f"beam_pipelines.{job}", "--help")
+    purpose = importlib.import_module(f"beam_pipelines.{job}").__doc__.strip().split("\n\n")[0].replace("``", "")
+    assert (
+        rc == 0
+        and purpose in out
+        and f"Design notes (inputs, steps, idempotency, conservation, examples): {page}." in out
+    )
+    assert out.index("--verbose") < out.index(purpose)  # the last option comes before the prose
+    assert len(out.splitlines()) <= 65
+    assert Path(ROOT / page.split(" ")[0]).exists()
+
+
 def test_simulator_help_prints_each_default_once():
     rc, out, err, _, _ = _run("publishers.simulator", "publish", "--help")
     assert rc == 0, err
