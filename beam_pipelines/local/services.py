@@ -176,6 +176,7 @@ def start_bigquery(
     ports: dict[str, int] | None = None,
     gcs_dir: Path | None = None,
     persistent_dir: Path | None = None,
+    time_travel_copies: bool = True,
 ) -> ServiceInfo:
     """bqemulator; with ``gcs_dir`` (the storage emulator's ``--data-dir``) its load jobs read ``gs://`` there.
 
@@ -185,6 +186,11 @@ def start_bigquery(
     holds ~1.2 KiB per user_behavior row: 3.1 GiB at 4M rows). Without it, in memory (each
     test session's own emulator). Measured with bqemulator 1.4.0: tables, views,
     partitioning and rows came back after SIGTERM and after SIGKILL (DuckDB's WAL).
+
+    ``time_travel_copies=False`` runs it through :mod:`beam_pipelines.local.bqemulator_main`,
+    which skips the copy of the whole table that bqemulator makes after every write for
+    ``FOR SYSTEM_TIME AS OF`` (on disk a 100-row insert into a 200k-row table took 1.5 s
+    with it, 75 ms without). The default keeps bqemulator as it is.
     """
     install_duckdb_extensions(root)
     env = {"HOME": str(duckdb_home(root)), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "true"}
@@ -194,7 +200,9 @@ def start_bigquery(
         # the job uploaded through the storage API, as BigQuery reads Cloud Storage.
         env["BQEMU_GCS_LOCAL_ROOT"] = str(gcs_objects_dir(gcs_dir))
     rest, grpc = _port(ports, "rest", "bigquery"), _port(ports, "grpc", "bigquery")
-    exe = Path(sys.executable).with_name("bqemulator")
+    exe = [str(Path(sys.executable).with_name("bqemulator"))]
+    if not time_travel_copies:
+        exe = [sys.executable, "-m", "beam_pipelines.local.bqemulator_main"]
     url = f"http://{LOOPBACK}:{rest}"
     storage = ["--ephemeral"]
     if persistent_dir is not None:
@@ -203,7 +211,7 @@ def start_bigquery(
     proc = start_process(
         "bigquery-emulator",
         [
-            str(exe),
+            *exe,
             "start",
             "--project",
             project,
@@ -236,6 +244,7 @@ def start_bigquery(
         {
             "gcs_dir": str(gcs_dir) if gcs_dir is not None else None,
             "data_dir": str(persistent_dir) if persistent_dir is not None else None,
+            "time_travel_copies": time_travel_copies,
         },
     )
 

@@ -78,7 +78,13 @@ ServiceStarter = Callable[[StackConfig, "dict[str, int] | None"], ServiceInfo]
 SERVICES: dict[str, ServiceStarter] = {
     "pubsub": lambda c, ports: start_pubsub(c.state_dir, c.project, ports),
     "bigquery": lambda c, ports: start_bigquery(
-        c.state_dir, c.project, c.root, ports, gcs_dir=c.gcs_dir, persistent_dir=c.bigquery_dir
+        c.state_dir,
+        c.project,
+        c.root,
+        ports,
+        gcs_dir=c.gcs_dir,
+        persistent_dir=c.bigquery_dir,
+        time_travel_copies=False,
     ),
     "storage": lambda c, ports: start_storage(c.state_dir, c.bucket, ports, data_dir=c.gcs_dir),
     "orders_api": lambda c, ports: start_orders_api(c.state_dir, c.source_url, ports=ports),
@@ -151,12 +157,14 @@ class LocalStack:
 
     def _outdated(self, name: str, info: ServiceInfo) -> bool:
         """A running emulator started differently: not sharing ``gcs_dir`` (staging load jobs could not read
-        its files), or a BigQuery emulator in memory (its tables would be lost at the next ``down``)."""
+        its files), or a BigQuery emulator in memory (its tables would be lost at the next ``down``) or
+        copying each table after each write (``bqemulator_main``)."""
         wanted = {
-            "bigquery": {"gcs_dir": self.config.gcs_dir, "data_dir": self.config.bigquery_dir},
-            "storage": {"data_dir": self.config.gcs_dir},
-        }.get(name, {})
-        return any(info.extra.get(key) != str(path) for key, path in wanted.items())
+            "bigquery": {"gcs_dir": str(self.config.gcs_dir), "data_dir": str(self.config.bigquery_dir),
+                         "time_travel_copies": False},
+            "storage": {"data_dir": str(self.config.gcs_dir)},
+        }.get(name, {})  # fmt: skip
+        return any(info.extra.get(key) != value for key, value in wanted.items())
 
     def down(self, progress: Callable[[str], None] = print) -> None:
         for name, info in self.load().items():

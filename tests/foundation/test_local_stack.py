@@ -258,3 +258,36 @@ def test_bigquery_keeps_its_data_across_down_and_up_and_the_demo_commands_run(tm
         assert "data-kpi='orders' data-current='1'" in report.read_text()  # o-1, written before the restart
     finally:
         _local(root, "down", check=False)
+
+
+def test_the_stacks_emulator_skips_only_bqemulators_automatic_time_travel_copies():
+    """Pins the private bqemulator code that beam_pipelines.local.bqemulator_main replaces.
+
+    bqemulator 1.4 copies the whole table after every write (record_change -> capture with
+    kind="AUTO"); on disk a 100-row insert into a 200k-row table took 1.5 s with the copy.
+    If an upgrade moves or renames this, the stack's emulator would quietly copy again (or
+    fail to start): this test says so first.
+    """
+    import inspect
+
+    from bqemulator.versioning.snapshots import SnapshotManager
+
+    from beam_pipelines.local.bqemulator_main import skip_automatic_snapshots
+
+    original = SnapshotManager.capture
+    assert list(inspect.signature(original).parameters) == ["self", "project_id", "dataset_id", "table_id", "kind"]
+    assert 'self.capture(project_id, dataset_id, table_id, kind="AUTO")' in inspect.getsource(
+        SnapshotManager.record_change
+    )
+    assert "self._events.publish(TableDataChanged(" in inspect.getsource(SnapshotManager.record_change)
+    try:
+        skip_automatic_snapshots()
+        skip_automatic_snapshots()  # idempotent: wraps once
+        calls = []
+        manager = SnapshotManager.__new__(SnapshotManager)  # no engine: an AUTO copy must not touch one
+        assert manager.capture("p", "d", "t", kind="AUTO") is None
+        # a user snapshot (CREATE SNAPSHOT TABLE) still goes to the original
+        manager._catalog = type("Catalog", (), {"get_table": lambda self, *a: calls.append(a)})()
+        assert manager.capture("p", "d", "t", kind="USER") is None and calls == [("p", "d", "t")]
+    finally:
+        SnapshotManager.capture = original
