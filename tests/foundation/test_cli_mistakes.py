@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from beam_pipelines.preflight import ENV_FIX, UP_FIX
+from tests.fixtures.streaming_harness import streaming_job_args
 
 ROOT = Path(__file__).resolve().parents[2]
 EMULATOR_VARS = (
@@ -279,18 +280,7 @@ def test_a_job_pointed_at_a_missing_table_stops_naming_it_and_creates_nothing(bq
 @pytest.mark.integration
 def test_streaming_with_a_missing_subscription_names_it(bq_dataset, pubsub_emulator, tmp_path):
     missing = f"projects/{pubsub_emulator.project}/subscriptions/no-such-sub"
-    t = bq_dataset.table
-    rc, _, err, _, _ = _run(
-        "beam_pipelines.streaming",
-        f"--project={bq_dataset.project}",
-        f"--input_subscription={missing}",
-        f"--output_table={t('user_behavior')}",
-        f"--dead_letter_table={t('dead_letter')}",
-        f"--engagement_table={t('engagement_minutely')}",
-        f"--products_table={t('products')}",
-        f"--users_table={t('users')}",
-        f"--lake_root={tmp_path}",
-    )
+    rc, _, err, _, _ = _run("beam_pipelines.streaming", *streaming_job_args(bq_dataset, missing, lake_root=tmp_path))
     assert rc == 3 and f"subscription {missing} does not exist" in _error_line(err)
 
 
@@ -481,16 +471,5 @@ def test_a_job_with_a_misspelled_dataset_or_subscription_names_the_real_one(bq_d
     )
     pubsub_emulator.topic("user-events")
     real = pubsub_emulator.subscription("user-events", "user-events-sub")
-    t = bq_dataset.table
-    rc, _, err, _, _ = _run(
-        "beam_pipelines.streaming",
-        f"--project={bq_dataset.project}",
-        f"--input_subscription={real}s",
-        f"--output_table={t('user_behavior')}",
-        f"--dead_letter_table={t('dead_letter')}",
-        f"--engagement_table={t('engagement_minutely')}",
-        f"--products_table={t('products')}",
-        f"--users_table={t('users')}",
-        f"--lake_root={tmp_path}",
-    )
+    rc, _, err, _, _ = _run("beam_pipelines.streaming", *streaming_job_args(bq_dataset, f"{real}s", lake_root=tmp_path))
     assert rc == 3 and f"subscription {real}s does not exist: did you mean {real}?" in _error_line(err)
