@@ -208,6 +208,11 @@ def test_simulator_help_prints_each_default_once():
             "--table user_behaviour (did you mean user_behavior?)",
         ),
         ("beam_pipelines.local", ["--rot", "lake", "status"], "error:"),
+        (
+            "bigquery_schemas.migrate_ids",
+            ["--project", "p-12345", "--dataset", "d", "--table", "user_behaviour"],
+            "--table user_behaviour (did you mean user_behavior?)",
+        ),
     ],
 )
 def test_a_bad_command_line_is_one_error_line_with_exit_2(module, argv, message):
