@@ -181,7 +181,10 @@ def _parse_params(query: Any) -> dict[str, Any]:
         # circled one (then int() raised: a 500), Arabic-Indic and full-width digits (int() read
         # them as 12 and 5), and a 5,000-digit value (int() refuses over 4,300 digits: a 500).
         if not _PAGE_SIZE_RE.fullmatch(size) or not 1 <= int(size) <= MAX_PAGE_SIZE:
-            raise BadRequest(f"page_size={size!r:.40} must be an integer from 1 to {MAX_PAGE_SIZE} (ASCII digits)")
+            shown = (
+                f"={size!r}" if len(size) <= 40 else f" (a value of {len(size):,} characters)"
+            )  # echoed whole or not
+            raise BadRequest(f"page_size{shown} must be an integer from 1 to {MAX_PAGE_SIZE} (ASCII digits)")
         out["page_size"] = int(size)
     since_s = format_ts(out["updated_since"]) if out["updated_since"] else None
     before_s = format_ts(out["updated_before"]) if out["updated_before"] else None
