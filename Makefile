@@ -16,7 +16,7 @@ COMPOSER_STAMP := $(COMPOSER_VENV)/.installed
 export NO_GCE_CHECK := true
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: venv composer-venv test-composer browser demo test test-fast lint format lock stack-up stack-down stack-status bench clean
+.PHONY: venv composer-venv test-composer browser demo test test-fast lint format lock stack-up stack-down stack-status stack-wipe bench clean
 
 venv: $(STAMP)
 
@@ -84,10 +84,14 @@ stack-down: venv
 	$(PY) -m beam_pipelines.local down
 stack-status: venv
 	$(PY) -m beam_pipelines.local status
+# stack-down keeps the data (BigQuery tables, GCS objects, lake, SQL source); this deletes it.
+stack-wipe: venv
+	$(PY) -m beam_pipelines.local wipe
 
 bench: venv
 	$(PY) -m benchmarks.run_all
 
+# Everything generated: the venvs, the local stack and its data, reports, test artefacts.
 clean:
 	-$(PY) -m beam_pipelines.local down 2>/dev/null
-	rm -rf $(VENV) .local build *.egg-info .pytest_cache
+	rm -rf $(VENV) .local reports tests/artifacts build *.egg-info .pytest_cache

@@ -4,7 +4,11 @@ Every entry point (the four Beam jobs, ``beam_pipelines.local``, ``publishers.si
 ``bigquery_schemas.tables``) goes through this module, so they all behave alike:
 
 * ``--help`` lists the command's own options with their defaults
-  (:class:`HelpFormatter`; a help text that already names its default keeps it once).
+  (:class:`HelpFormatter`; a help text that already names its default keeps it once),
+  options first: usage, the options, then the description. A Beam job's help carries
+  only the first paragraph of its module docstring and the docs page that holds its
+  design notes (:data:`JOB_DOCS`); ``hourly --help`` was 111 lines with ~60 lines of
+  notes before the first option.
 * An unknown flag is refused with the closest known one
   (``error: unknown option --windw_start (did you mean --window_start?)``). Beam's
   ``PipelineOptions`` alone would accept it silently, so :func:`parse_job_options`
@@ -35,6 +39,13 @@ BEAM_EPILOG = (
     "DataflowRunner on Google Cloud), --project, --region, --temp_location, --staging_location, "
     "--job_name, --setup_file, --service_account_email, --experiments."
 )
+# Where each job's design notes live (inputs, steps, idempotency, conservation, how to run).
+JOB_DOCS = {
+    "beam_pipelines.streaming": "docs/streaming.md",
+    "beam_pipelines.hourly": "docs/batch.md (section hourly)",
+    "beam_pipelines.extract_orders": "docs/batch.md (section extract_orders)",
+    "beam_pipelines.extract_dims": "docs/batch.md (section extract_dims)",
+}
 
 
 class UsageError(ValueError):
@@ -110,6 +121,19 @@ class ArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def format_help(self) -> str:
+        """argparse's help with the options first: usage, argument groups, description, epilog."""
+        formatter = self._get_formatter()
+        formatter.add_usage(self.usage, self._actions, self._mutually_exclusive_groups)
+        for group in self._action_groups:
+            formatter.start_section(group.title)
+            formatter.add_text(group.description)
+            formatter.add_arguments(group._group_actions)
+            formatter.end_section()
+        formatter.add_text(self.description)
+        formatter.add_text(self.epilog)
+        return formatter.format_help()
+
     def error(self, message: str):
         unknown = re.match(r"unrecognized arguments: (.*)", message)
         if unknown:
@@ -118,9 +142,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def job_help_parser(options_cls: type, prog: str, doc: str | None) -> ArgumentParser:
-    """The parser ``--help`` prints for a Beam job: its own options, defaults, and a note on Beam's."""
+    """The parser ``--help`` prints for a Beam job: its own options with defaults, then what the job
+    is (the docstring's first paragraph), where its design notes are, and a note on Beam's options."""
+    summary = (doc or "").strip().split("\n\n", 1)[0].replace("``", "")
+    if prog in JOB_DOCS:
+        summary += f"\n\nDesign notes (inputs, steps, idempotency, conservation, examples): {JOB_DOCS[prog]}."
     parser = ArgumentParser(
-        prog=f"python -m {prog}", usage="%(prog)s [options]", description=(doc or "").strip(), epilog=BEAM_EPILOG
+        prog=f"python -m {prog}", usage="%(prog)s [options]", description=summary, epilog=BEAM_EPILOG
     )
     options_cls._add_argparse_args(parser)
     parser.add_argument(VERBOSE_FLAG, action="store_true", help="print the full traceback of an error")

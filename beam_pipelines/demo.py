@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from beam_pipelines import cli
 from beam_pipelines.local.processes import StackError
 from beam_pipelines.local.stack import LocalStack, StackConfig
 from bigquery_schemas.client import make_client, query_scalar
@@ -55,7 +56,7 @@ def explore_commands(ctx: DemoContext) -> list[str]:
         'eval "$(.venv/bin/python -m beam_pipelines.local env)"',
         f"{analytics} run top_products_by_units {where}",
         f"{analytics} run conversion_funnel_daily {where}",
-        f"{analytics} report {where} --output report.html",
+        f"{analytics} report {where}",  # writes reports/report-<start>-<end>.html (ignored by git)
     ]
 
 
@@ -404,7 +405,7 @@ def iso(dt: datetime) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m beam_pipelines.demo",
         description="Run every job end to end on the local stack (emulators, SQLite, local lake).",
     )

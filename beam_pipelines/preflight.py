@@ -6,18 +6,20 @@ Google's browser login and wrote ``~/.apitools.token``, the simulator printed a
 34-line ``DefaultCredentialsError``, and a typo in a table name created a new table.
 
 Contract: every check raises :class:`PreflightError` whose message is one line naming
-what is missing (which variable, endpoint, subscription, table or URL) and the command
-that fixes it. Each network probe is bounded (``PROBE_SECONDS``), so a whole check ends
-well within 5 s. Local (emulator) and Google Cloud runs get the same checks; on Google
-Cloud a missing credential names ``gcloud auth application-default login``.
+what is missing (which variable, endpoint, topic, subscription, dataset, table or URL),
+the closest existing name when it looks like a typo ("did you mean --topic
+user-events?"), and the command that fixes it. Each network probe is bounded
+(``PROBE_SECONDS``), so a whole check ends well within 5 s. Local (emulator) and Google
+Cloud runs get the same checks; on Google Cloud a missing credential names ``gcloud auth
+application-default login``. The command lines turn it into exit code 3.
 
 Used by every entry point: :func:`beam_pipelines.cli.main` (the Beam jobs, through
-:func:`check_job`), ``publishers.simulator`` and ``bigquery_schemas.tables``.
+:func:`check_job`), ``publishers.simulator``, ``bigquery_schemas.tables``,
+``bigquery_schemas.migrate_ids`` and ``bigquery_schemas.analytics``.
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -25,7 +27,7 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from beam_pipelines import runners
+from beam_pipelines import cli, runners
 
 PROBE_SECONDS = 1.5
 PUBSUB_ENV = "PUBSUB_EMULATOR_HOST"
@@ -123,6 +125,28 @@ def require_bigquery(what: str, endpoint: str | None = None) -> None:
 # ---------------------------------------------------------------------------- resources
 
 
+def one_line(text: object) -> str:
+    """The first line of an API error: the BigQuery client appends "Location: ..." and "Job ID: ..." lines."""
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+def did_you_mean(name: str, existing: Iterable[str], prefix: str = "", suffix: str = "") -> str:
+    """``"did you mean <prefix><closest><suffix>? "`` for the existing name closest to ``name``, or ``""``."""
+    guess = cli.closest(name, existing)
+    return f"did you mean {prefix}{guess}{suffix}? " if guess else ""
+
+
+def _listed(lister) -> list[str]:
+    """Names from a list call, or none when listing is not allowed (a hint is never worth a failure)."""
+    from google.api_core import exceptions
+
+    try:
+        return list(lister())
+    except exceptions.GoogleAPICallError:
+        return []
+
+
 def require_subscription(path: str) -> None:
     from google.api_core import exceptions
     from google.cloud import pubsub_v1
@@ -136,11 +160,59 @@ def require_subscription(path: str) -> None:
             fix = f"the local stack creates projects/<project>/subscriptions/user-events-sub with `{UP_FIX}`"
         else:
             fix = f"create it with `gcloud pubsub subscriptions create {name} --topic user-events --project {project}`"
-        raise PreflightError(f"subscription {path} does not exist: {fix}") from None
+        existing = _listed(
+            lambda: (
+                s.name
+                for s in client.list_subscriptions(
+                    request={"project": f"projects/{project}"}, timeout=3 * PROBE_SECONDS, retry=None
+                )
+            )
+        )
+        hint = did_you_mean(path, existing)
+        raise PreflightError(f"subscription {path} does not exist: {hint}{fix}") from None
     except exceptions.GoogleAPICallError as exc:
-        raise PreflightError(f"cannot read subscription {path}: {exc.message}") from None
+        raise PreflightError(f"cannot read subscription {path}: {one_line(exc.message)}") from None
     finally:
         client.close()
+
+
+def require_topic(path: str, client=None) -> None:
+    """The topic ``projects/<p>/topics/<t>`` exists (a publisher without ``topics.get`` permission passes).
+
+    Raises:
+      PreflightError: naming the topic, the closest existing topic of the project when it
+        looks like a typo (``user_events`` -> ``user-events``), and how to create it.
+    """
+    from google.api_core import exceptions
+    from google.cloud import pubsub_v1
+
+    own = client is None
+    client = client or pubsub_v1.PublisherClient()
+    project = path.split("/")[1]
+    try:
+        client.get_topic(topic=path, timeout=3 * PROBE_SECONDS, retry=None)
+    except exceptions.NotFound:
+        existing = _listed(
+            lambda: (
+                t.name.rsplit("/", 1)[-1]
+                for t in client.list_topics(
+                    request={"project": f"projects/{project}"}, timeout=3 * PROBE_SECONDS, retry=None
+                )
+            )
+        )
+        hint = did_you_mean(path.rsplit("/", 1)[-1], existing, prefix="--topic ")
+        if os.environ.get(PUBSUB_ENV):
+            fix = f"`{UP_FIX}` creates the local stack's user-events topic, or pass --create-topic"
+        else:
+            fix = f"create it with `gcloud pubsub topics create {path.rsplit('/', 1)[-1]} --project {project}`"
+        raise PreflightError(f"topic {path} does not exist: {hint}{fix}") from None
+    except exceptions.PermissionDenied:
+        pass  # publishers often may publish without topics.get; publishing will tell
+    except exceptions.GoogleAPICallError as exc:
+        raise PreflightError(f"cannot read topic {path}: {one_line(exc.message)}") from None
+    finally:
+        if own:
+            client.stop()
 
 
 def split_table(spec: str) -> tuple[str, str, str]:
@@ -152,12 +224,50 @@ def split_table(spec: str) -> tuple[str, str, str]:
     return project, dataset, table
 
 
+def require_dataset(
+    project: str, dataset: str, endpoint: str | None = None, client=None, table: str | None = None
+) -> None:
+    """The dataset exists.
+
+    Raises:
+      PreflightError: naming it, the closest existing dataset of the project when it looks
+        like a typo (``ecommerse`` -> ``ecommerce``), and the command that creates one. With
+        ``table`` (a job's ``--*_table`` option) the hint spells the whole table.
+    """
+    from google.api_core import exceptions
+
+    from bigquery_schemas.client import make_client
+
+    client = client or make_client(project, endpoint)
+    try:
+        client.get_dataset(f"{project}.{dataset}", retry=None, timeout=3 * PROBE_SECONDS)
+        return
+    except exceptions.NotFound:
+        pass
+    except exceptions.GoogleAPICallError as exc:
+        raise PreflightError(f"cannot read dataset {project}:{dataset}: {one_line(exc.message)}") from None
+    existing = dataset_ids(client, project)
+    if table is None:
+        hint = did_you_mean(dataset, existing, prefix="--dataset ")
+        what = f"dataset {project}:{dataset}"
+    else:
+        hint = did_you_mean(dataset, existing, prefix=f"{project}:", suffix=f".{table}")
+        what = f"table {project}:{dataset}.{table}: its dataset {dataset}"
+    fix = TABLES_FIX.format(project=project, dataset=dataset)
+    raise PreflightError(f"{what} does not exist: {hint}a new dataset and its tables come from `{fix}`")
+
+
+def dataset_ids(client, project: str) -> list[str]:
+    """The project's dataset ids, or none when listing them is not allowed."""
+    return _listed(lambda: (d.dataset_id for d in client.list_datasets(project, retry=None, timeout=3 * PROBE_SECONDS)))
+
+
 def require_tables(tables: Iterable[str]) -> None:
     """Every table exists. Jobs never create tables: ``bigquery_schemas.tables`` does.
 
     Raises:
-      PreflightError: naming the missing table, the closest declared table name when
-        it looks like a typo, and the command that creates the tables.
+      PreflightError: naming the missing dataset or table, the closest existing dataset or
+        declared table name when it looks like a typo, and the command that creates them.
     """
     from google.api_core import exceptions
 
@@ -165,9 +275,13 @@ def require_tables(tables: Iterable[str]) -> None:
     from bigquery_schemas.client import make_client
 
     clients = {}
+    datasets_seen: set[tuple[str, str]] = set()
     for spec in tables:
         project, dataset, table = split_table(spec)
         client = clients.get(project) or clients.setdefault(project, make_client(project))
+        if (project, dataset) not in datasets_seen:
+            require_dataset(project, dataset, client=client, table=table)
+            datasets_seen.add((project, dataset))
         try:
             client.get_table(f"{project}.{dataset}.{table}", retry=None, timeout=3 * PROBE_SECONDS)
         except exceptions.NotFound:
@@ -176,13 +290,12 @@ def require_tables(tables: Iterable[str]) -> None:
             if table in declared:
                 hint = f"create it with `{fix} --table {table}`"
             else:
-                guess = next(iter(difflib.get_close_matches(table, declared, n=1)), None)
-                hint = (f"did you mean {project}:{dataset}.{guess}? " if guess else "") + (
+                hint = did_you_mean(table, declared, prefix=f"{project}:{dataset}.") + (
                     f"{table} is not a declared table (bigquery_schemas/tables.json); the tables come from `{fix}`"
                 )
             raise PreflightError(f"table {spec} does not exist (jobs never create tables): {hint}") from None
         except exceptions.GoogleAPICallError as exc:
-            raise PreflightError(f"cannot read table {spec}: {exc.message}") from None
+            raise PreflightError(f"cannot read table {spec}: {one_line(exc.message)}") from None
 
 
 def require_url(name: str, url: str) -> None:

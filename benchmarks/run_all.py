@@ -28,6 +28,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("batch_hourly_chain", ["--events", "1000000", "--repeats", "3"], ["--events", "100000", "--repeats", "1"]),
     ("publisher_throughput", [], []),
     ("streaming_throughput", [], []),
+    ("bq_persistence", ["--rows", "200000", "--repeats", "3"], ["--rows", "20000", "--repeats", "1"]),
     (
         "job_memory",
         [],

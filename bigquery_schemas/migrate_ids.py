@@ -167,9 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     unknown = sorted(set(args.table or ()) - set(table_names()))
     if unknown:
-        parser.error(f"--table {', '.join(unknown)}: the declared tables are {', '.join(table_names())}")
+        hints = [f"{t} (did you mean {cli.closest(t, table_names())}?)" for t in unknown]
+        parser.error(f"--table {', '.join(hints)}: the declared tables are {', '.join(table_names())}")
     try:
         preflight.require_bigquery(f"migrating ids in {args.project}:{args.dataset}", args.endpoint)
+        preflight.require_dataset(args.project, args.dataset, args.endpoint)
         client = make_client(args.project, args.endpoint)
         plans = [p for p in (plan_table(client, args.dataset, n) for n in args.table or table_names()) if p]
         if not plans:

@@ -243,6 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         preflight.require_bigquery(f"creating tables in {args.project}:{args.dataset}", args.endpoint)
         client = make_client(args.project, args.endpoint)
+        existing = preflight.dataset_ids(client, args.project)
+        near = cli.closest(args.dataset, existing) if args.dataset not in existing else None
+        if near:  # creating is this command's job, but a near-miss name is worth a word first
+            print(f"warning: creating a new dataset {args.dataset} (did you mean --dataset {near}?)", file=sys.stderr)
         results = ensure_all(client, args.dataset, args.table, args.location)
         for r in results:
             print(f"{r.action:9s} {r.table_id}")

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from faker import Faker
 
+from beam_pipelines import cli
 from beam_pipelines.events import format_ts
 from beam_pipelines.io import sql
 from publishers.cli_types import iso_utc, non_negative
@@ -367,7 +368,7 @@ def default_window(now: datetime | None = None) -> tuple[datetime, datetime]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m publishers.catalog",
         description="Create and fill the SQL source (products, users, orders, order_lines) with a "
         "seeded, reproducible catalog. The same seed and window give identical rows on SQLite and PostgreSQL.",

@@ -10,7 +10,7 @@ Run it (the bearer token comes from the environment, never from the command line
         "http://127.0.0.1:8080/v1/orders?updated_since=2026-11-22T10:00:00Z&updated_before=2026-11-22T11:00:00Z"
 
 Contract (``GET /v1/orders``): orders with ``updated_since <= updated_at < updated_before``
-ordered by ``(updated_at, order_id)``, ``page_size`` 1..1000 (default 100), keyset
+ordered by ``(updated_at, order_id)``, ``page_size`` 1..1000 (default 100; ASCII digits only), keyset
 pagination with an opaque ``next_page_token`` (``null`` on the last page). Each order
 carries its lines; decimal amounts are JSON strings. Errors: 400 ``{"error": ...}`` for
 bad or unknown parameters, 401 for a missing or wrong token, 429 with ``Retry-After``
@@ -47,6 +47,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -60,6 +61,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from beam_pipelines import cli
 from beam_pipelines.events import CENTS, format_ts, parse_ts
 from beam_pipelines.io import sql
 from beam_pipelines.io.source_mapping import MappingError, SourceMapping, check_live
@@ -71,6 +73,7 @@ from publishers.world import api_line, api_total
 TOKEN_ENV = "ORDERS_API_TOKEN"  # noqa: S105 - the name of the variable, not a secret
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+_PAGE_SIZE_RE = re.compile(r"[0-9]{1,4}")
 QUERY_PARAMS = frozenset({"updated_since", "updated_before", "page_size", "page_token"})
 _TOKEN_VERSION = 1
 MISSING_TOKEN, REPEAT_TOKEN, TRUNCATED, HTML = "missing_token", "repeat_token", "truncated", "html"
@@ -174,8 +177,14 @@ def _parse_params(query: Any) -> dict[str, Any]:
     if size is None:
         out["page_size"] = DEFAULT_PAGE_SIZE
     else:
-        if not size.isdigit() or not 1 <= int(size) <= MAX_PAGE_SIZE:
-            raise BadRequest(f"page_size={size!r} must be an integer from 1 to {MAX_PAGE_SIZE}")
+        # ASCII digits, at most 4 of them, before int(): str.isdigit() took superscript two and
+        # circled one (then int() raised: a 500), Arabic-Indic and full-width digits (int() read
+        # them as 12 and 5), and a 5,000-digit value (int() refuses over 4,300 digits: a 500).
+        if not _PAGE_SIZE_RE.fullmatch(size) or not 1 <= int(size) <= MAX_PAGE_SIZE:
+            shown = (
+                f"={size!r}" if len(size) <= 40 else f" (a value of {len(size):,} characters)"
+            )  # echoed whole or not
+            raise BadRequest(f"page_size{shown} must be an integer from 1 to {MAX_PAGE_SIZE} (ASCII digits)")
         out["page_size"] = int(size)
     since_s = format_ts(out["updated_since"]) if out["updated_since"] else None
     before_s = format_ts(out["updated_before"]) if out["updated_before"] else None
@@ -413,7 +422,7 @@ def _faulty_page(body: dict[str, Any], params: dict[str, Any], fault: str) -> Re
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m publishers.orders_api",
         description="Local orders REST API (GET /v1/orders, GET /healthz) served from the SQL source.",
     )

@@ -114,21 +114,6 @@ def make_publisher(batch: BatchConfig):
     return pubsub_v1.PublisherClient(batch_settings=batch.settings())
 
 
-def check_topic(client, path: str) -> None:
-    """Fail early, with what to do, when the topic does not exist."""
-    from google.api_core import exceptions
-
-    try:
-        client.get_topic(topic=path, timeout=30)
-    except exceptions.NotFound:
-        raise SystemExit(
-            f"error: topic {path} does not exist. Create it ('python -m beam_pipelines.local up' creates the "
-            "local stack's user-events topic) or pass --create-topic."
-        ) from None
-    except exceptions.PermissionDenied:
-        pass  # publishers often may publish without topics.get; publishing will tell
-
-
 class PubSubSink:
     """Publishes messages with one reused client; ``schedule(i)`` paces message ``i`` (seconds from start)."""
 

@@ -48,7 +48,6 @@ from publishers.publishing import (
     Message,
     Progress,
     PubSubSink,
-    check_topic,
     make_publisher,
     target_description,
     topic_path,
@@ -285,7 +284,7 @@ def open_sink(opts: SinkOptions):
         project, topic = path.split("/")[1], path.split("/")[3]
         ensure_topic(project, topic)
     client = make_publisher(opts.batch)
-    check_topic(client, path)
+    preflight.require_topic(path, client)  # did you mean --topic user-events?
     return PubSubSink(client, path), target_description(path)
 
 

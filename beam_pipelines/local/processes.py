@@ -18,7 +18,7 @@ LOOPBACK = "127.0.0.1"
 
 
 class StackError(RuntimeError):
-    """A local service is missing, crashed or did not come up; the message says how to fix it."""
+    """A local service is missing, crashed or did not come up; the message (one line) says how to fix it."""
 
 
 def free_port() -> int:
@@ -88,7 +88,7 @@ def start_process(
 
     Raises:
       StackError: the process exited early or did not become ready in time; the
-        message carries the end of its log and ``hint``.
+        message (one line) carries the last line of its log, the log's path and ``hint``.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed below
@@ -109,12 +109,12 @@ def start_process(
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
-            raise StackError(f"{name} exited with code {code} during start-up.\n{tail(log_path)}\n{hint}".rstrip())
+            raise StackError(f"{name} exited with code {code} during start-up{last_line(log_path)}. {hint}".rstrip())
         if ready is None or ready():
             return RunningProcess(name, proc.pid, log_path)
         time.sleep(0.2)
     stop_process(proc.pid)
-    raise StackError(f"{name} did not become ready in {timeout:.0f} s.\n{tail(log_path)}\n{hint}".rstrip())
+    raise StackError(f"{name} did not become ready in {timeout:.0f} s{last_line(log_path)}. {hint}".rstrip())
 
 
 def _group_alive(pgid: int) -> bool:
@@ -165,9 +165,12 @@ def stop_process(pid: int | None, timeout: float = 10.0) -> None:
             time.sleep(0.1)
 
 
-def tail(path: Path, lines: int = 15) -> str:
+def last_line(path: Path) -> str:
+    """``: <the log's last non-empty line> (log: <path>)`` for a one-line error, or ``" (log: <path>)"``."""
     try:
-        text = path.read_text(errors="replace").splitlines()
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
-        return ""
-    return "--- last lines of " + str(path) + " ---\n" + "\n".join(text[-lines:])
+        lines = []
+    last = lines[-1] if lines else ""
+    last = last if len(last) <= 200 else last[:197] + "..."
+    return (f": {last}" if last else "") + f" (log: {path})"

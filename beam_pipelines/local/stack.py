@@ -4,12 +4,16 @@
 dead ones are restarted on the ports recorded for them (a running streaming job or
 publisher keeps the address it was given, so a service that came back on a new port
 would stay unreachable to it). ``down`` stops everything this stack started and
-forgets the ports.
+forgets the ports; the data stays, as it does on Google Cloud: the BigQuery emulator's
+tables and rows (``.local/stack/bigquery/``), the Cloud Storage emulator's objects
+(``.local/stack/gcs/``), the lake and the SQL source. ``wipe`` stops the stack and
+deletes that data.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +54,11 @@ class StackConfig:
         return self.root / "lake"
 
     @property
+    def bigquery_dir(self) -> Path:
+        """The BigQuery emulator's DuckDB file: datasets, tables and rows survive ``down`` / ``up``."""
+        return self.state_dir / "bigquery"
+
+    @property
     def gcs_dir(self) -> Path:
         """The storage emulator's objects, which the BigQuery emulator's load jobs read too."""
         return self.state_dir / "gcs"
@@ -68,7 +77,15 @@ ServiceStarter = Callable[[StackConfig, "dict[str, int] | None"], ServiceInfo]
 
 SERVICES: dict[str, ServiceStarter] = {
     "pubsub": lambda c, ports: start_pubsub(c.state_dir, c.project, ports),
-    "bigquery": lambda c, ports: start_bigquery(c.state_dir, c.project, c.root, ports, gcs_dir=c.gcs_dir),
+    "bigquery": lambda c, ports: start_bigquery(
+        c.state_dir,
+        c.project,
+        c.root,
+        ports,
+        gcs_dir=c.gcs_dir,
+        persistent_dir=c.bigquery_dir,
+        time_travel_copies=False,
+    ),
     "storage": lambda c, ports: start_storage(c.state_dir, c.bucket, ports, data_dir=c.gcs_dir),
     "orders_api": lambda c, ports: start_orders_api(c.state_dir, c.source_url, ports=ports),
 }
@@ -110,8 +127,8 @@ class LocalStack:
                     progress(f"  {name:10s} already running (pid {info.pid})")
                     continue
                 progress(
-                    f"  {name:10s} was started without the shared GCS folder (an older version); "
-                    f"restarting on {info.describe_endpoints()} ..."
+                    f"  {name:10s} was started by an older version (without the shared GCS folder or its "
+                    f"data folder); restarting on {info.describe_endpoints()} ..."
                 )
                 stop_process(info.pid)
             elif info:
@@ -139,9 +156,15 @@ class LocalStack:
         return running
 
     def _outdated(self, name: str, info: ServiceInfo) -> bool:
-        """A running emulator that does not share ``gcs_dir`` (staging load jobs could not read its files)."""
-        key = {"bigquery": "gcs_dir", "storage": "data_dir"}.get(name)
-        return key is not None and info.extra.get(key) != str(self.config.gcs_dir)
+        """A running emulator started differently: not sharing ``gcs_dir`` (staging load jobs could not read
+        its files), or a BigQuery emulator in memory (its tables would be lost at the next ``down``) or
+        copying each table after each write (``bqemulator_main``)."""
+        wanted = {
+            "bigquery": {"gcs_dir": str(self.config.gcs_dir), "data_dir": str(self.config.bigquery_dir),
+                         "time_travel_copies": False},
+            "storage": {"data_dir": str(self.config.gcs_dir)},
+        }.get(name, {})  # fmt: skip
+        return any(info.extra.get(key) != value for key, value in wanted.items())
 
     def down(self, progress: Callable[[str], None] = print) -> None:
         for name, info in self.load().items():
@@ -152,6 +175,25 @@ class LocalStack:
                 progress(f"  {name:10s} was not running")
         if self.state_file.exists():
             self.state_file.unlink()
+
+    def wipe(self, progress: Callable[[str], None] = print) -> list[Path]:
+        """Stop the stack and delete its data: emulator state (BigQuery tables, Cloud Storage objects,
+        Pub/Sub messages, logs, the API token), the lake and the SQLite source. The DuckDB
+        extensions stay (``duckdb-home``: the emulator cannot start offline without them)."""
+        self.down(progress)
+        root = self.config.root
+        targets = [self.config.state_dir, self.config.lake_dir, root / "source.db", *root.glob("demo-*")]
+        removed = []
+        for path in targets:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            else:
+                continue
+            removed.append(path)
+            progress(f"  removed {path}")
+        return removed
 
     def status(self) -> list[dict[str, Any]]:
         rows = []

@@ -57,10 +57,12 @@ _TABLE_RE = re.compile(r"`\{project\}\.\{dataset\}\.(\w+)`")
 
 
 class MissingTableError(ValueError):
-    """A query's input table does not exist yet, and a command of this package builds it.
+    """A statement's input table or view does not exist (yet), and a known command builds it.
 
-    A ``ValueError`` so the command line prints it as one ``error:`` line (exit code 2):
-    it is a step the user skipped, not a BigQuery failure.
+    The command line prints it as one ``error:`` line with exit code 3 (the environment
+    is not ready): a step the user skipped, not a BigQuery failure. The fix is this
+    package's ``create-views`` (views), ``refresh-profile`` (user_profile) or
+    ``python -m bigquery_schemas.tables`` (the tables the jobs write).
     """
 
     def __init__(self, query: str, table: str, fix: str) -> None:
@@ -167,6 +169,12 @@ def render(sql: str, project: str, dataset: str) -> str:
     return sql.replace("{project}", project).replace("{dataset}", dataset)
 
 
+def check_range(start_date: dt.date | None, end_date: dt.date | None) -> None:
+    """A ValueError when the inclusive range ``[start_date, end_date]`` is reversed."""
+    if start_date and end_date and start_date > end_date:
+        raise ValueError(f"start date {start_date} is after end date {end_date}")
+
+
 def query_parameters(
     entry: AnalyticsSql,
     start_date: dt.date | None = None,
@@ -188,8 +196,7 @@ def query_parameters(
         if values[name] is None:
             raise ValueError(f"{entry.name} needs @{name} (--{name.replace('_date', '')} on the command line)")
         params.append(bigquery.ScalarQueryParameter(name, PARAMETER_TYPES[name], values[name]))
-    if start_date and end_date and start_date > end_date:
-        raise ValueError(f"start date {start_date} is after end date {end_date}")
+    check_range(start_date, end_date)
     if values.get("limit") is not None and int(values["limit"]) < 1:
         raise ValueError(f"limit must be at least 1, got {values['limit']}")
     return params
@@ -230,12 +237,31 @@ def run_query(
     try:
         return [dict(row.items()) for row in _execute(client, sql, params)]
     except NotFound as exc:
-        # user_profile is built by this package's refresh-profile, which a new dataset has
-        # not run yet: a skipped step with a known fix. Any other 404 stays BigQuery's.
-        if USER_PROFILE in entry.inputs and USER_PROFILE in str(exc):
-            fix = f"python -m bigquery_schemas.analytics refresh-profile --project {project} --dataset {dataset}"
-            raise MissingTableError(name, f"{project}.{dataset}.{USER_PROFILE}", fix) from exc
-        raise
+        raise _missing_input(entry, exc, project, dataset) or exc from exc
+
+
+def _missing_input(entry: AnalyticsSql, exc: NotFound, project: str, dataset: str) -> MissingTableError | None:
+    """The input of ``entry`` a 404 names, as a :class:`MissingTableError` with its fix; None for any other 404.
+
+    BigQuery says "Not found: Table p:d.user_behavior_dedup was not found in location US",
+    the emulator "Not found: Table p.d.user_behavior_dedup"; the longest input name that
+    the message holds as a whole word is the missing one (``user_behavior`` is a prefix
+    of ``user_behavior_dedup``).
+    """
+    text = str(getattr(exc, "message", exc))
+    named = [t for t in entry.inputs if re.search(rf"[.:]{re.escape(t)}\b", text)]
+    if not named:
+        return None
+    table = max(named, key=len)
+    where = f"--project {project} --dataset {dataset}"
+    made_by = catalog()[table].kind if table in catalog() else None
+    if made_by == KIND_VIEW:
+        fix = f"python -m bigquery_schemas.analytics create-views {where}"
+    elif made_by == KIND_TABLE:
+        fix = f"python -m bigquery_schemas.analytics refresh-profile {where}"
+    else:
+        fix = f"python -m bigquery_schemas.tables {where}"
+    return MissingTableError(entry.name, f"{project}.{dataset}.{table}", fix)
 
 
 def create_views(client: bigquery.Client, dataset: str, project: str | None = None) -> list[str]:
@@ -244,7 +270,10 @@ def create_views(client: bigquery.Client, dataset: str, project: str | None = No
     project = project or client.project
     for entry in catalog().values():
         if entry.kind == KIND_VIEW:
-            _execute(client, entry.render(project, dataset))
+            try:
+                _execute(client, entry.render(project, dataset))
+            except NotFound as exc:
+                raise _missing_input(entry, exc, project, dataset) or exc from exc
             done.append(f"{project}.{dataset}.{entry.name}")
     return done
 
@@ -255,7 +284,11 @@ def refresh_profile(client: bigquery.Client, dataset: str, project: str | None =
     The dedup view must exist (``create-views``).
     """
     project = project or client.project
-    _execute(client, get(USER_PROFILE).render(project, dataset))
+    entry = get(USER_PROFILE)
+    try:
+        _execute(client, entry.render(project, dataset))
+    except NotFound as exc:
+        raise _missing_input(entry, exc, project, dataset) or exc from exc
     return f"{project}.{dataset}.{USER_PROFILE}"
 
 

@@ -9,10 +9,17 @@ Against the local emulator (``python -m beam_pipelines.local env`` prints the va
         --dataset ecommerce --start 2026-11-20 --end 2026-11-21 --limit 5
     python -m bigquery_schemas.analytics run all ... --format json --output results.json
     python -m bigquery_schemas.analytics refresh-profile --project local-ecommerce --dataset ecommerce
-    python -m bigquery_schemas.analytics report ... --output report.html
+    python -m bigquery_schemas.analytics report ...     # reports/report-<start>-<end>.html
 
 Without ``BIGQUERY_EMULATOR_HOST`` (or ``--endpoint``) it talks to real BigQuery with
 Application Default Credentials.
+
+Errors are one ``error:`` line (``--verbose`` adds the traceback), with the exit codes
+of every command of the project (:mod:`beam_pipelines.cli`): 2 bad input (an unknown
+query name, with the closest one; a bad date or option), 3 the environment is not ready
+(the emulator or credentials missing; a dataset, table or view that does not exist, with
+the closest existing dataset and the command that creates what is missing), 1 BigQuery
+refused the query.
 """
 
 from __future__ import annotations
@@ -27,10 +34,16 @@ from pathlib import Path
 from google.api_core.exceptions import GoogleAPICallError
 from google.auth.exceptions import DefaultCredentialsError
 
+# The command line is the one layer above beam_pipelines here (see bigquery_schemas.tables.main):
+# the shared parser, exit codes and preflight checks live there.
+from beam_pipelines import cli, preflight
 from bigquery_schemas import analytics
 from bigquery_schemas.analytics.formatting import FORMATS, format_rows, json_rows
 from bigquery_schemas.client import make_client
 from bigquery_schemas.tables import format_table
+
+REPORTS_DIR = Path("reports")
+"""Where generated files go by default: ignored by git (.gitignore), never the repository root."""
 
 
 def _date(text: str) -> dt.date:
@@ -41,16 +54,16 @@ def _date(text: str) -> dt.date:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    return int(text)
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", required=True, help="GCP project id, e.g. my-analytics-prod")
     parser.add_argument("--dataset", required=True, help="dataset holding user_behavior, e.g. ecommerce")
     parser.add_argument("--endpoint", default=None, help="emulator REST endpoint (default: $BIGQUERY_EMULATOR_HOST)")
+    parser.add_argument(cli.VERBOSE_FLAG, action="store_true", help="print the full traceback of an error")
 
 
 def _add_range(parser: argparse.ArgumentParser) -> None:
@@ -62,12 +75,13 @@ def _add_range(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m bigquery_schemas.analytics",
         description="BigQuery analytics on user_behavior (SQL files in bigquery_schemas/analytics/).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the queries, views and tables with their one-line descriptions")
+    listing = sub.add_parser("list", help="list the queries, views and tables with their one-line descriptions")
+    listing.add_argument(cli.VERBOSE_FLAG, action="store_true", help="print the full traceback of an error")
 
     run = sub.add_parser("run", help="run one query or all of them")
     run.add_argument("query", help="query name (see 'list') or 'all'")
@@ -86,8 +100,29 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="static HTML report with inline SVG charts (no external assets)")
     _add_target(report)
     _add_range(report)
-    report.add_argument("--output", type=Path, required=True, help="HTML file to write, e.g. report.html")
+    report.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help=f"HTML file to write (default: {REPORTS_DIR}/report-<start>-<end>.html)",
+    )
     return parser
+
+
+def known_query(name: str) -> str:
+    """``name`` if it is a query file or ``all``; else a ValueError naming the closest one."""
+    if name == "all":
+        return name
+    try:
+        return analytics.get(name).name
+    except ValueError:
+        names = [q.name for q in analytics.queries()]
+        hint = cli.closest(name, names)
+        raise ValueError(
+            f"unknown query {name!r}"
+            + (f" (did you mean {hint}?)" if hint else "")
+            + "; 'python -m bigquery_schemas.analytics list' shows them all"
+        ) from None
 
 
 def _cmd_list(out) -> None:
@@ -138,16 +173,17 @@ def _cmd_run(args: argparse.Namespace, out) -> None:
 
 def main(argv: Sequence[str] | None = None, out=None) -> int:
     out = out or sys.stdout
-    args = build_parser().parse_args(argv)
-    # The command line sits above beam_pipelines (see bigquery_schemas.tables.main).
-    from beam_pipelines import preflight
-
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        if args.command == "run" and args.query != "all":
-            analytics.get(args.query)  # an unknown name is bad input, whatever the stack's state
+        if args.command == "run":
+            known_query(args.query)  # an unknown name is bad input, whatever the stack's state
+        if args.command in ("run", "report"):
+            analytics.check_range(args.start, args.end)
         if args.command != "list":
             # Before any query: with the stack down the client retries silently for minutes.
             preflight.require_bigquery(f"querying {args.project}:{args.dataset}", args.endpoint)
+            preflight.require_dataset(args.project, args.dataset, args.endpoint)
         if args.command == "list":
             _cmd_list(out)
         elif args.command == "run":
@@ -165,24 +201,27 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
 
             client = make_client(args.project, args.endpoint)
             html = generate_report(client, args.dataset, args.start, args.end, args.limit, project=args.project)
-            _write(html, args.output, out)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except preflight.PreflightError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except DefaultCredentialsError:
-        print(
-            "error: no Google credentials. Set BIGQUERY_EMULATOR_HOST (or --endpoint) for the local "
-            "emulator, or run 'gcloud auth application-default login' for real BigQuery.",
-            file=sys.stderr,
+            output = args.output or REPORTS_DIR / f"report-{args.start.isoformat()}-{args.end.isoformat()}.html"
+            _write(html, output, out)
+    except (analytics.MissingTableError, preflight.PreflightError) as exc:
+        cli.report_error(str(exc), exc if args.verbose else None, args.verbose, parser.prog)
+        return cli.EXIT_NOT_READY
+    except DefaultCredentialsError as exc:
+        message = (
+            "no Google credentials: set BIGQUERY_EMULATOR_HOST (or --endpoint) for the local emulator, "
+            f"or run `{preflight.LOGIN_FIX}` for real BigQuery"
         )
-        return 2
+        cli.report_error(message, exc if args.verbose else None, args.verbose, parser.prog)
+        return cli.EXIT_NOT_READY
+    except ValueError as exc:
+        cli.report_error(preflight.one_line(exc), exc if args.verbose else None, args.verbose, parser.prog)
+        return cli.EXIT_USAGE
     except GoogleAPICallError as exc:
-        # The API's message names the table or the SQL position; that is what the user needs.
-        print(f"error: BigQuery: {getattr(exc, 'message', exc)}", file=sys.stderr)
-        return 1
+        # The API's message names the table or the SQL position; that is what the user needs. Its
+        # first line only: the client appends "Location: ..." and "Job ID: ..." lines.
+        message = f"BigQuery: {preflight.one_line(getattr(exc, 'message', exc))}"
+        cli.report_error(message, exc if args.verbose else None, args.verbose, parser.prog)
+        return cli.EXIT_FAILED
     return 0
 
 

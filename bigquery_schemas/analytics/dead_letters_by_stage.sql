@@ -10,9 +10,12 @@
 --   input          dead_letter (every job's rejected records, with stage and error).
 --   day            a dead letter counts on the UTC date it was written (insert_ts): that
 --                  is when the pipeline met it, and event_ts is often unknown for it.
---   reason         the error text with quoted values replaced by '…' and digit runs by
---                  'N', cut at 120 characters, so "price must be a number, got 'x1'"
---                  and "... got 'abc'" form one group.
+--   reason         the error text with its values masked as …, cut at 120 characters:
+--                  quoted values ('abc' -> '…', "x" -> "…") and every word holding a
+--                  digit (numbers, times, dates, ids such as o9), so
+--                  "event_ts 2026-11-20T10:00:00.000Z is before 2020-01-01" reads
+--                  "event_ts … is before …" and groups with every other time, and
+--                  "... got 'x1'" with "... got 'abc'".
 --   dead_letters   rows of the group; example_error one of its full error texts;
 --                  first_insert_ts, last_insert_ts  the group's earliest / latest insert_ts.
 --   order          dead_letters descending, then pipeline, stage, reason.
@@ -32,7 +35,15 @@ normalised as (
         stage,
         error,
         insert_ts,
-        substr(regexp_replace(regexp_replace(error, r'\x27[^\x27]*\x27|"[^"]*"', '…'), r'[0-9]+', 'N'), 1, 120) as reason
+        substr(
+            regexp_replace(
+                regexp_replace(regexp_replace(error, r"'[^']*'", "'…'"), r'"[^"]*"', '"…"'),
+                r'[\w.:+-]*[0-9][\w.:+-]*',
+                '…'
+            ),
+            1,
+            120
+        ) as reason
     from rejected
 ),
 

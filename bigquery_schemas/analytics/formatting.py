@@ -19,9 +19,17 @@ from bigquery_schemas.tables import format_table
 FORMATS = ("table", "csv", "json")
 _CENTS = Decimal("0.01")
 
+# Rate columns of the query files: FLOAT64 fractions rounded to 4 decimals in SQL. Every
+# other FLOAT64 is money that the emulator returns as FLOAT64 where BigQuery returns
+# NUMERIC (``AVG(NUMERIC)``, docs/analytics.md), printed with 2 decimals like NUMERIC.
+RATE_COLUMNS = frozenset(
+    {"view_to_cart", "cart_to_order", "funnel_conversion", "order_conversion", "return_rate", "coverage"}
+    | {"rate_d1", "rate_d7", "rate_d30"}
+)
 
-def cell_text(value: Any) -> str:
-    """One cell as text: money with 2 decimals, rates with 4, ISO dates, '' for NULL."""
+
+def cell_text(value: Any, column: str = "") -> str:
+    """One cell as text: money with 2 decimals, rates (:data:`RATE_COLUMNS`) with 4, ISO dates, '' for NULL."""
     if value is None:
         return ""
     if isinstance(value, Decimal):
@@ -34,21 +42,23 @@ def cell_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.4f}"  # the only FLOAT64 columns are rates rounded to 4 decimals in SQL
+        if column in RATE_COLUMNS:
+            return f"{value:.4f}"
+        return str(Decimal(repr(value)).quantize(_CENTS))  # money (see RATE_COLUMNS); no float rounding surprise
     return str(value)
 
 
-def json_value(value: Any) -> Any:
-    """A JSON-safe value; NUMERIC stays a string (as in BigQuery's REST output), exact."""
-    if isinstance(value, Decimal):
-        return str(value.quantize(_CENTS))
+def json_value(value: Any, column: str = "") -> Any:
+    """A JSON-safe value; money stays a string (as NUMERIC in BigQuery's REST output), exact."""
+    if isinstance(value, Decimal) or (isinstance(value, float) and column not in RATE_COLUMNS):
+        return cell_text(value, column)
     if isinstance(value, (dt.date, dt.datetime)):
         return cell_text(value)
     return value
 
 
 def json_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: json_value(v) for k, v in r.items()} for r in rows]
+    return [{k: json_value(v, k) for k, v in r.items()} for r in rows]
 
 
 def format_rows(rows: Sequence[Mapping[str, Any]], fmt: str) -> str:
@@ -62,6 +72,6 @@ def format_rows(rows: Sequence[Mapping[str, Any]], fmt: str) -> str:
         if rows:
             writer = csv.writer(buf, lineterminator="\n")
             writer.writerow(list(rows[0]))
-            writer.writerows([cell_text(v) for v in r.values()] for r in rows)
+            writer.writerows([cell_text(v, k) for k, v in r.items()] for r in rows)
         return buf.getvalue()
-    return format_table([{k: cell_text(v) for k, v in r.items()} for r in rows])
+    return format_table([{k: cell_text(v, k) for k, v in r.items()} for r in rows])

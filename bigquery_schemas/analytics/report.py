@@ -9,10 +9,16 @@ Contract:
     ``data-value`` (the exact query value), so a test can compare them with the query;
   * a section with nothing to show says "No data in this range." instead of drawing an
     empty chart; money has 2 decimals and thousands separators, rates are percentages;
-  * the layout fits a 1280-px wide window: labels are sized or shortened to fit their
-    chart, wide tables wrap, and a table still too wide scrolls inside its own box.
+  * the layout fits a phone (390 px) and a desktop window (1280 px): KPI tiles wrap into
+    a grid, each chart is drawn twice, wide and compact (``svg.wide`` / ``svg.compact``,
+    one shown by a CSS media query, both with the same marks), a table too wide for its
+    card scrolls inside it, and no number is broken across lines;
+  * text that comes from the data (product and category names, error texts) is isolated
+    (``<bdi>``, ``unicode-bidi: isolate``), so bidirectional control characters in it
+    cannot reorder the page around it (an id beside a name stays ``#15``).
 
-Built by ``python -m bigquery_schemas.analytics report --output report.html``
+Built by ``python -m bigquery_schemas.analytics report`` (default output
+``reports/report-<start>-<end>.html``)
 (:func:`generate_report` runs the queries, :func:`build_report` only renders rows).
 Tested in headless Chromium by ``tests/analytics/test_report_browser.py``.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from html import escape
 from typing import Any
@@ -29,18 +36,13 @@ from typing import Any
 from google.cloud import bigquery
 
 from bigquery_schemas import analytics
+from bigquery_schemas.analytics.formatting import RATE_COLUMNS
 
 # Colour-blind-safe palette (Okabe-Ito).
 COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9")
 NO_DATA = "No data in this range."
 # Typographic dash for a NULL value and minus sign for a fall: written as escapes for ruff.
 DASH, MINUS = "\u2013", "\u2212"
-
-# Rate columns of the query files (FLOAT64 fractions), shown as percentages.
-RATE_COLUMNS = frozenset(
-    {"view_to_cart", "cart_to_order", "funnel_conversion", "order_conversion", "return_rate", "coverage"}
-    | {"rate_d1", "rate_d7", "rate_d30"}
-)
 
 _PRODUCT_LABEL_CHARS = 34  # a third of a half-width chart; longer names end in "…"
 
@@ -49,6 +51,18 @@ _PRODUCT_LABEL_CHARS = 34  # a third of a half-width chart; longer names end in 
 # checks that every label stays inside its chart.
 _CHAR_PX = 7.2
 
+# The compact form of every chart, shown below PHONE_MAX_PX: drawn at its own size
+# instead of the wide one scaled down (a 580-px chart in a 350-px card had 6-px labels).
+# 390 px window - 2 x 8 px page margin - 2 x (1 px border + 12 px padding) = 348 px.
+COMPACT_WIDTH = 340
+PHONE_MAX_PX = 620
+
+# Bidirectional formatting characters (embeddings, overrides, isolates). In attribute
+# text (tooltips), which no element can isolate, they are dropped (the data-* attributes
+# keep the exact value).
+_BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+_FSI, _PDI = "\u2068", "\u2069"
+
 _STYLE = """
 *, *::before, *::after { box-sizing: border-box; }
 body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; margin: 0; color: #1f2328;
@@ -56,28 +70,46 @@ body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; margin:
 main { max-width: 1240px; margin: 0 auto; padding: 16px 20px 40px; }
 h1 { font-size: 22px; margin: 8px 0 4px; } h2 { font-size: 17px; margin: 0 0 10px; }
 h3 { font-size: 14px; margin: 12px 0 6px; }
-p { margin: 4px 0; } .note { color: #57606a; font-size: 12.5px; }
+p { margin: 4px 0; } .note { color: #57606a; font-size: 12.5px; overflow-wrap: anywhere; }
 section { background: #fff; border: 1px solid #d8dee4; border-radius: 6px; padding: 14px 16px;
           margin: 14px 0; min-width: 0; }
 .grid2 { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 14px; }
 .grid2 > div { min-width: 0; }
-.kpis { display: grid; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 12px; }
-.kpi { background: #fff; border: 1px solid #d8dee4; border-radius: 6px; padding: 10px 12px; min-width: 0; }
+.kpis { display: flex; flex-wrap: wrap; gap: 12px; }
+.kpi { flex: 1 1 10.5em; background: #fff; border: 1px solid #d8dee4; border-radius: 6px; padding: 10px 12px; }
 .kpi .label { color: #57606a; font-size: 12.5px; }
-.kpi .value { font-size: 24px; font-weight: bold; margin: 2px 0; overflow-wrap: break-word; }
-.kpi .prev { font-size: 12px; color: #57606a; overflow-wrap: break-word; }
+.kpi .value { font-size: 24px; font-weight: bold; margin: 2px 0; white-space: nowrap; }
+.kpi .prev { font-size: 12px; color: #57606a; }
+.num { white-space: nowrap; }
 .up { color: #1a7f37; } .down { color: #cf222e; }
 .empty { color: #57606a; font-style: italic; padding: 8px 0; }
-.scroll { overflow-x: auto; max-width: 100%; }
+/* A table wider than its card scrolls in it; a shadow on the right edge says there is more
+   (covered by the white "local" layer once scrolled to the end). */
+.scroll { overflow-x: auto; max-width: 100%;
+  background: linear-gradient(to left, #fff 40%, rgba(255, 255, 255, 0)) right / 24px 100% no-repeat local,
+              linear-gradient(to left, rgba(0, 0, 0, .14), rgba(0, 0, 0, 0)) right / 10px 100% no-repeat scroll; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 4px 0 8px; }
 th, td { border: 1px solid #d8dee4; padding: 3px 8px; text-align: right; vertical-align: top; }
 th { background: #f3f4f6; font-weight: 600; }
-td.t { text-align: left; overflow-wrap: break-word; }
+td { white-space: nowrap; }
+td.t { text-align: left; white-space: normal; overflow-wrap: break-word; }
 td.wide { min-width: 16em; }
+table.kv th { text-align: left; }
+.reasons { list-style: none; padding: 0; margin: 4px 0 8px; }
+.reasons li { border-top: 1px solid #eaeef2; padding: 6px 0; }
+.reasons .count { font-weight: bold; }
+.reasons .example { color: #57606a; font-size: 12.5px; overflow-wrap: anywhere; }
 svg { display: block; max-width: 100%; height: auto; }
 svg text { font-size: 11px; fill: #1f2328; }
 svg .axis { stroke: #8c959f; } svg .grid { stroke: #eaeef2; }
-"""
+svg.compact { display: none; }
+@media (max-width: 1000px) { .grid2 { grid-template-columns: minmax(0, 1fr); } }
+@media (max-width: {phone}px) {
+  main { padding: 8px 8px 24px; } section { padding: 10px 12px; margin: 10px 0; }
+  h1 { font-size: 19px; } .kpi .value { font-size: 21px; }
+  svg.wide { display: none; } svg.compact { display: block; }
+}
+""".replace("{phone}", str(PHONE_MAX_PX))
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -85,6 +117,8 @@ svg .axis { stroke: #8c959f; } svg .grid { stroke: #eaeef2; }
 
 def money(value: Any) -> str:
     """An amount with 2 decimals and thousands separators (NUMERIC is always money here)."""
+    if isinstance(value, float):
+        value = repr(value)  # Decimal(220.71) would carry the float's binary error into the rounding
     return f"{Decimal(value):,.2f}"
 
 
@@ -99,6 +133,21 @@ def percent(value: Any) -> str:
 
 def timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _num(text: str) -> str:
+    """A number, date or time inside prose, kept on one line (a phone broke "2026-11-20" at its hyphen)."""
+    return f"<span class='num'>{escape(text)}</span>"
+
+
+def user_text(text: str) -> str:
+    """Text from the data, escaped and isolated: its bidi controls cannot reach past it."""
+    return f"<bdi>{escape(text)}</bdi>"
+
+
+def _attr_text(text: str) -> str:
+    """Text from the data for a tooltip: bidi controls dropped, then isolated as plain text."""
+    return escape(_FSI + text.translate(_BIDI_CONTROLS) + _PDI)
 
 
 def cell(column: str, value: Any) -> str:
@@ -119,7 +168,7 @@ def cell(column: str, value: Any) -> str:
         return str(value) if column.endswith("_id") else count(value)  # no "1,024" for an id
     if isinstance(value, float):
         # Not a rate: an average of money the emulator returns as FLOAT64 (docs/analytics.md).
-        return f"{value:,.2f}"
+        return money(value)
     return str(value)
 
 
@@ -141,47 +190,103 @@ def _text_px(text: str) -> float:
 # ----------------------------------------------------------------------------- charts
 
 
-def _svg_open(chart: str, width: int, height: int, title: str) -> str:
+def _svg_open(chart: str, width: int, height: int, title: str, form: str) -> str:
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" data-chart="{escape(chart)}" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{form}" data-chart="{escape(chart)}" data-form="{form}" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
+        f"<title>{escape(title)}</title>"
     )
 
 
-def hbar_chart(
-    chart: str,
-    bars: Sequence[tuple[str, Any, str]],
-    title: str,
-    width: int = 580,
-    max_label_chars: int = 34,
-    shown_labels: Sequence[str] | None = None,
-) -> str:
-    """Horizontal bars: ``(label, value, shown text)`` each, label left, shown text after the bar.
+def _isolated(text: str) -> str:
+    """SVG text from the data in its own bidi isolate (SVG has no ``<bdi>``)."""
+    return f'<tspan style="unicode-bidi: isolate">{escape(text)}</tspan>'
 
-    The label column is as wide as the longest label needs (up to ``max_label_chars``;
-    longer labels end in "…", or are given shortened as ``shown_labels``, and keep their
-    full text in the bar's tooltip and ``data-label``), so no label runs off the left edge.
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar of :func:`hbar_chart`."""
+
+    name: str  # from the data: isolated on the page, shortened with "…" when too long
+    value: Any  # the query's exact value (``data-value``)
+    shown: str  # the value as people read it, after the bar
+    id: str | None = None  # from the data too, shown whole after the name: "Mug #102"
+
+    @property
+    def label(self) -> str:
+        return self.name + self._id_suffix
+
+    @property
+    def _id_suffix(self) -> str:
+        return f" #{self.id}" if self.id is not None else ""
+
+    def fitted(self, max_chars: int) -> str:
+        """The label in at most ``max_chars`` (the id kept whole, the name cut before it)."""
+        return _fit(self.name, max(max_chars - len(self._id_suffix), 4)) + self._id_suffix
+
+    def svg_label(self, max_chars: int) -> str:
+        """:meth:`fitted` as SVG text, the name and the id each in its own bidi isolate."""
+        name = _fit(self.name, max(max_chars - len(self._id_suffix), 4))
+        return _isolated(name) + ("" if self.id is None else " #" + _isolated(self.id))
+
+    def tooltip(self) -> str:
+        return (
+            _attr_text(self.name) + ("" if self.id is None else " #" + _attr_text(self.id)) + f": {escape(self.shown)}"
+        )
+
+
+def hbar_chart(chart: str, bars: Sequence[Bar], title: str, width: int = 580, max_label_chars: int = 34) -> str:
+    """Horizontal bars, wide and compact.
+
+    Wide: label left, bar, shown text after the bar. The label column is as wide as the
+    longest label needs (up to ``max_label_chars``; a longer name ends in "…" before its
+    suffix), so no label runs off the left edge. Compact (:data:`COMPACT_WIDTH`): each
+    label on its own line above its bar. Both keep the full label in the bar's tooltip
+    and ``data-label``, and isolate the name and the id (``Mug`` | ``#`` | ``102``).
     """
+    top = max((float(b.value) for b in bars), default=0) or 1.0
+
+    def mark(x: float, y: float, w: float, h: int, bar: Bar) -> str:
+        return (
+            f'<rect x="{x}" y="{y}" width="{w:.1f}" height="{h}" fill="{COLOURS[0]}" '
+            f'data-key="{escape(bar.label)}" data-value="{escape(_data_value(bar.value))}">'
+            f"<title>{bar.tooltip()}</title></rect>"
+        )
+
+    # wide: label | bar | value
     bar_h, gap, top_pad = 20, 8, 6
-    labels = list(shown_labels) if shown_labels is not None else [_fit(lb, max_label_chars) for lb, _, _ in bars]
-    left = int(max((_text_px(label) for label in labels), default=0)) + 14
-    right = int(max((_text_px(shown) for _, _, shown in bars), default=0)) + 12
+    left = int(max((_text_px(b.fitted(max_label_chars)) for b in bars), default=0)) + 14
+    right = int(max((_text_px(b.shown) for b in bars), default=0)) + 12
     plot_w = max(width - left - right, 40)
     height = top_pad * 2 + len(bars) * (bar_h + gap)
-    top = max((float(v) for _, v, _ in bars), default=0) or 1.0
-    parts = [_svg_open(chart, width, height, title)]
-    for i, ((label, value, shown), short) in enumerate(zip(bars, labels, strict=True)):
+    wide = [_svg_open(chart, width, height, title, "wide")]
+    for i, bar in enumerate(bars):
         y = top_pad + i * (bar_h + gap)
-        w = plot_w * float(value) / top
-        parts.append(
-            f'<text x="{left - 6}" y="{y + 14}" text-anchor="end" data-label="{escape(label)}">{escape(short)}</text>'
-            f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{COLOURS[0]}" '
-            f'data-key="{escape(label)}" data-value="{escape(_data_value(value))}">'
-            f"<title>{escape(f'{label}: {shown}')}</title></rect>"
-            f'<text x="{left + w + 4:.1f}" y="{y + 14}" data-shown="{escape(label)}">{escape(shown)}</text>'
+        w = plot_w * float(bar.value) / top
+        wide.append(
+            f'<text x="{left - 6}" y="{y + 14}" text-anchor="end" data-label="{escape(bar.label)}">'
+            f"{bar.svg_label(max_label_chars)}</text>{mark(left, y, w, bar_h, bar)}"
+            f'<text x="{left + w + 4:.1f}" y="{y + 14}" data-shown="{escape(bar.label)}">{escape(bar.shown)}</text>'
         )
-    parts.append("</svg>")
-    return "".join(parts)
+    wide.append("</svg>")
+
+    # compact: the label on its own line, then bar | value
+    compact_chars = int(COMPACT_WIDTH / _CHAR_PX) - 1
+    line_h, bar_h, gap = 15, 14, 9
+    right = int(max((_text_px(b.shown) for b in bars), default=0)) + 8
+    plot_w = max(COMPACT_WIDTH - 1 - right, 40)
+    step = line_h + bar_h + gap
+    compact = [_svg_open(chart, COMPACT_WIDTH, top_pad + len(bars) * step, title, "compact")]
+    for i, bar in enumerate(bars):
+        y = top_pad + i * step
+        w = plot_w * float(bar.value) / top
+        compact.append(
+            f'<text x="1" y="{y + 11}" data-label="{escape(bar.label)}">{bar.svg_label(compact_chars)}</text>'
+            f"{mark(1, y + line_h, w, bar_h, bar)}"
+            f'<text x="{w + 5:.1f}" y="{y + line_h + 11}" data-shown="{escape(bar.label)}">{escape(bar.shown)}</text>'
+        )
+    compact.append("</svg>")
+    return "".join(wide) + "".join(compact)
 
 
 def _nice_step(value: float) -> float:
@@ -202,11 +307,29 @@ def column_chart(
     height: int = 230,
     integer: bool = False,
 ) -> str:
-    """Vertical bars over time: ``(ISO date, value)`` each; y-axis and labels through ``fmt``.
+    """Vertical bars over time, wide and compact: ``(ISO date, value)`` each; y-axis and labels through ``fmt``.
 
-    Values are written above the bars when there is room for them; x labels are thinned
-    to every n-th day so they never overlap; every bar's tooltip has its date and value.
+    The compact form is the same chart drawn at :data:`COMPACT_WIDTH` (not the wide one
+    scaled down), so its text keeps its size. Values are written above the bars when there
+    is room for them; x labels are thinned to every n-th day so they never overlap; every
+    bar's tooltip has its date and value.
     """
+    return _columns(chart, points, title, fmt, colour, width, height, integer, "wide") + _columns(
+        chart, points, title, fmt, colour, COMPACT_WIDTH, height, integer, "compact"
+    )
+
+
+def _columns(
+    chart: str,
+    points: Sequence[tuple[str, Any]],
+    title: str,
+    fmt: Callable[[Any], str],
+    colour: str,
+    width: int,
+    height: int,
+    integer: bool,
+    form: str,
+) -> str:
     highest = max((float(v or 0) for _, v in points), default=0)
     step = _nice_step(highest / 4)
     if integer:
@@ -221,7 +344,7 @@ def column_chart(
     shown = [fmt(v) for _, v in points]
     label_values = all(_text_px(s) + 4 <= slot for s in shown)
     every = max(1, math.ceil(_text_px("11-20") * 1.6 / slot))
-    parts = [_svg_open(chart, width, height, title)]
+    parts = [_svg_open(chart, width, height, title, form)]
     for t, text in zip(ticks, tick_labels, strict=True):
         y = top_pad + plot_h - plot_h * t / top
         parts.append(
@@ -257,20 +380,35 @@ def _empty(text: str = NO_DATA) -> str:
     return f"<p class='empty'>{escape(text)}</p>"
 
 
-def html_table(rows: Sequence[Mapping[str, Any]], wide: Sequence[str] = ()) -> str:
-    """Rows as a table in a box that scrolls sideways if the table cannot wrap to fit."""
+def html_table(
+    rows: Sequence[Mapping[str, Any]],
+    wide: Sequence[str] = (),
+    formats: Mapping[str, Callable[[Any], str]] | None = None,
+) -> str:
+    """Rows as a table in a box that scrolls sideways when the table is wider than its card.
+
+    Text from the data (string cells) is isolated (:func:`user_text`) and may wrap; numbers,
+    dates and times never wrap. ``formats`` gives a column's own cell text (e.g. rates
+    shown as %); ``wide`` columns get room for sentences. A single row of many columns is
+    shown as name / value lines, which fit a phone without scrolling.
+    """
     if not rows:
         return _empty()
+    formats = formats or {}
     cols = list(rows[0])
+
+    def td(column: str, value: Any) -> str:
+        text = formats[column](value) if column in formats else cell(column, value)
+        classes = " ".join(k for k, on in (("t", isinstance(value, str)), ("wide", column in wide)) if on)
+        body = user_text(text) if isinstance(value, str) else escape(text)
+        return f"<td{f' class={classes!r}' if classes else ''}>{body}</td>"
+
+    if len(rows) == 1 and len(cols) > 4:
+        lines = "".join(f"<tr><th scope='row'>{escape(c.replace('_', ' '))}</th>{td(c, rows[0][c])}</tr>" for c in cols)
+        return f"<div class='scroll'><table class='kv'><tbody>{lines}</tbody></table></div>"
     head = "".join(f"<th>{escape(c.replace('_', ' '))}</th>" for c in cols)
-    body = []
-    for r in rows:
-        cells = []
-        for c in cols:
-            classes = " ".join(k for k, on in (("t", isinstance(r[c], str)), ("wide", c in wide)) if on)
-            cells.append(f"<td{f' class={classes!r}' if classes else ''}>{escape(cell(c, r[c]))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    body = "".join("<tr>" + "".join(td(c, r[c]) for c in cols) + "</tr>" for r in rows)
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _delta(current: Any, previous: Any, is_rate: bool) -> str:
@@ -285,7 +423,7 @@ def _delta(current: Any, previous: Any, is_rate: bool) -> str:
         sign = (float(current) - float(previous)) / float(previous) * 100
         text = f"{sign:+.1f}%"
     cls = "up" if sign > 0 else "down" if sign < 0 else ""
-    return f" <span class='{cls}'>{escape(text.replace('-', MINUS))}</span>"
+    return f" <span class='num {cls}'>{escape(text.replace('-', MINUS))}</span>"
 
 
 KPIS = (
@@ -308,15 +446,16 @@ def _newest_event_hint(fresh: Sequence[Mapping[str, Any]]) -> str:
                  default=None)  # fmt: skip
     if newest is None:
         return " user_behavior has no rows yet."
-    return f" The newest event in user_behavior is from {timestamp(newest)}."
+    return f" The newest event in user_behavior is from {_num(timestamp(newest))}."
 
 
 def _kpi_section(rows: Sequence[Mapping[str, Any]], fresh: Sequence[Mapping[str, Any]]) -> str:
     by_period = {r["period"]: r for r in rows}
     current, previous = by_period.get("current"), by_period.get("previous")
     if current is None or not _range_has_data(rows):
-        return f"<section id='kpis'><h2>Key figures</h2>{_empty(NO_DATA + _newest_event_hint(fresh))}</section>"
-    prev_range = f"{previous['first_day'].isoformat()} to {previous['last_day'].isoformat()}" if previous else ""
+        hint = f"<p class='empty'>{escape(NO_DATA)}{_newest_event_hint(fresh)}</p>"
+        return f"<section id='kpis'><h2>Key figures</h2>{hint}</section>"
+    prev_range = f"{_num(previous['first_day'].isoformat())} to {_num(previous['last_day'].isoformat())}"
     tiles = []
     for key, label, fmt in KPIS:
         cur, prev = current[key], previous[key] if previous else None
@@ -324,16 +463,17 @@ def _kpi_section(rows: Sequence[Mapping[str, Any]], fresh: Sequence[Mapping[str,
             f"<div class='kpi' data-kpi='{key}' data-current='{escape(_data_value(cur))}' "
             f"data-previous='{escape(_data_value(prev))}'><div class='label'>{escape(label)}</div>"
             f"<div class='value'>{escape(fmt(cur))}</div>"
-            f"<div class='prev'>previous: {escape(fmt(prev))}{_delta(cur, prev, key == 'order_conversion')}</div></div>"
+            f"<div class='prev'>previous: <span class='num'>{escape(fmt(prev))}</span>"
+            f"{_delta(cur, prev, key == 'order_conversion')}</div></div>"
         )
     return (
         "<section id='kpis'><h2>Key figures</h2>"
         f"<div class='kpis'>{''.join(tiles)}</div>"
-        f"<p class='note'>Previous period: {escape(prev_range)} (same number of days). Net revenue after "
-        f"refunds: {escape(money(current['net_revenue']))} (previous {escape(money(previous['net_revenue']))}). "
+        f"<p class='note'>Previous period: {prev_range} (same number of days). Net revenue after "
+        f"refunds: {_num(money(current['net_revenue']))} (previous {_num(money(previous['net_revenue']))}). "
         "Sessions with an order: clickstream sessions started in the period with at least one sale, over "
         "all of them (the funnel's order conversion; its last step also needs a view and a cart event). "
-        f"Cancelled orders are not in revenue: {escape(money(current['cancelled_revenue']))} this period.</p>"
+        f"Cancelled orders are not in revenue: {_num(money(current['cancelled_revenue']))} this period.</p>"
         "</section>"
     )
 
@@ -363,19 +503,15 @@ def _top_products_section(rows: Sequence[Mapping[str, Any]], width: int) -> str:
         return f"<section id='top-products'><h2>Top products by units sold</h2>{_empty()}</section>"
     # Long names are shortened before the id, so the id stays readable: "Linen Duvet… #202".
     bars = [
-        (
-            f"{r['product_name'] or '(unknown product)'} #{r['product_id']}",
+        Bar(
+            r["product_name"] or "(unknown product)",
             r["units_sold"],
             f"{count(r['units_sold'])} unit{'s' if r['units_sold'] != 1 else ''} · {money(r['gross_revenue'])}",
+            str(r["product_id"]),
         )
         for r in rows
     ]
-    shown = [
-        f"{_fit(r['product_name'] or '(unknown product)', _PRODUCT_LABEL_CHARS - len(str(r['product_id'])) - 2)}"
-        f" #{r['product_id']}"
-        for r in rows
-    ]
-    chart = hbar_chart("top_products", bars, "Top products by units sold", width=width, shown_labels=shown)
+    chart = hbar_chart("top_products", bars, "Top products by units sold", width, _PRODUCT_LABEL_CHARS)
     return (
         f"<section id='top-products'><h2>Top products by units sold</h2>{chart}"
         "<p class='note'>Units of order lines in the range (returns not subtracted) and their gross "
@@ -399,7 +535,7 @@ def _funnel_section(rows: Sequence[Mapping[str, Any]]) -> str:
     if not totals["sessions"]:
         return f"<section id='funnel'><h2>Conversion funnel</h2>{_empty()}{note if without else ''}</section>"
     bars = [
-        (label, totals[key], f"{count(totals[key])} ({percent(totals[key] / totals['sessions'])})")
+        Bar(label, totals[key], f"{count(totals[key])} ({percent(totals[key] / totals['sessions'])})")
         for key, label in FUNNEL_STEPS
     ]
     chart = hbar_chart("funnel", bars, "Sessions reaching each funnel step")
@@ -422,17 +558,18 @@ def _retention_section(rows: Sequence[Mapping[str, Any]] | None, missing: str | 
         {
             "first_seen": r["cohort_date"],
             "new_users": r["new_users"],
-            "active_after_1_day": percent(r["rate_d1"]),
-            "active_after_7_days": percent(r["rate_d7"]),
-            "active_after_30_days": percent(r["rate_d30"]),
+            "active_after_1_day": r["rate_d1"],
+            "active_after_7_days": r["rate_d7"],
+            "active_after_30_days": r["rate_d30"],
             "buyers": r["buyers"],
             "repeat_buyers": r["repeat_buyers"],
         }
         for r in rows
     ]
     return (
-        f"{head}{html_table(shown)}<p class='note'>From user_profile (refresh-profile), data through "
-        f"{escape(rows[0]['data_through'].isoformat())}: users first seen on the day, and the share still "
+        f"{head}{html_table(shown, formats=dict.fromkeys(list(shown[0])[2:5], percent))}"
+        "<p class='note'>From user_profile (refresh-profile), data through "
+        f"{_num(rows[0]['data_through'].isoformat())}: users first seen on the day, and the share still "
         "active N or more days later; a dash where day N has not come yet.</p></section>"
     )
 
@@ -447,14 +584,9 @@ def _health_section(
         key = f"{r['pipeline']} / {r['stage']}"
         by_stage[key] = by_stage.get(key, 0) + r["dead_letters"]
     if dead:
-        stages = hbar_chart(
-            "dead_letters_by_stage", [(k, v, count(v)) for k, v in by_stage.items()], "Dead letters by stage", 560
-        )
-        reasons = html_table(
-            [{k: r[k] for k in ("pipeline", "stage", "reason", "dead_letters", "last_insert_ts")} for r in dead],
-            wide=("reason",),
-        )
-        dead_chart, dead_reasons = stages, f"<h3>Dead letters by reason</h3>{reasons}"
+        bars = [Bar(k, v, count(v)) for k, v in by_stage.items()]
+        dead_chart = hbar_chart("dead_letters_by_stage", bars, "Dead letters by stage", 560)
+        dead_reasons = f"<h3>Dead letters by reason</h3>{_reasons_list(dead)}"
     else:
         dead_chart, dead_reasons = _empty("No dead letters in this range."), ""
     fresh_html = html_table(fresh)
@@ -492,6 +624,25 @@ def _health_section(
     )
 
 
+def _reasons_list(dead: Sequence[Mapping[str, Any]]) -> str:
+    """One line per group of like errors: its count, its pattern in words, and one real error of it.
+
+    The query groups errors whose texts differ only in values (masked as "…"); the
+    pattern alone reads like a template, so the group's example shows a real one.
+    """
+    items = []
+    for r in dead:
+        n = r["dead_letters"]
+        items.append(
+            f"<li data-reason='{escape(r['reason'])}' data-dead-letters='{n}'>"
+            f"<span class='count'>{_num(count(n))}</span> {'dead letter' if n == 1 else 'dead letters'}: "
+            f"{user_text(r['reason'])} <span class='note'>({escape(r['pipeline'])} / {escape(r['stage'])}, "
+            f"last {_num(timestamp(r['last_insert_ts']))})</span>"
+            f"<div class='example'>{'Example' if n > 1 else 'Error'}: {user_text(r['example_error'])}</div></li>"
+        )
+    return f"<ul class='reasons'>{''.join(items)}</ul>"
+
+
 # The queries the sections above read, in the order they are run.
 REPORT_QUERIES = (
     "kpi_summary",
@@ -514,6 +665,20 @@ DETAIL_TABLES = (
     "conversion_funnel_daily",
     "daily_traffic_by_event",
 )
+
+# An order event is one order line (its id is <order_id>:<line>), so a day's "order" events
+# outnumber its orders (605 events of 285 orders in issue 25's demo): say what is counted.
+EVENT_LABELS = {"order": "order (line)", "return": "return (line)"}
+DETAIL_FORMATS: dict[str, dict[str, Callable[[Any], str]]] = {
+    "daily_traffic_by_event": {"event_name": lambda name: EVENT_LABELS.get(name, name)},
+}
+DETAIL_NOTES = {
+    "daily_traffic_by_event": (
+        "<p class='note'>Events, not orders: an order event is one order line (an order of three products "
+        "is three order events) and a return event one returned line. Orders per day are in "
+        "orders_revenue_by_date (orders, and order_lines).</p>"
+    ),
+}
 
 
 def build_report(
@@ -547,7 +712,8 @@ def build_report(
     ]  # fmt: skip
     details = [
         f"<h3 id='{escape(name)}'>{escape(analytics.get(name).description)} "
-        f"<span class='note'>({escape(name)}.sql)</span></h3>{html_table(results[name])}"
+        f"<span class='note'>({escape(name)}.sql)</span></h3>"
+        f"{html_table(results[name], formats=DETAIL_FORMATS.get(name))}{DETAIL_NOTES.get(name, '')}"
         for name in DETAIL_TABLES
         if name in results
     ]
@@ -560,7 +726,8 @@ def build_report(
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body><main>"
-        f"<h1>{escape(title)}</h1><p class='note'>Source: {escape(target)}.{analytics.DEDUP_VIEW} "
+        f"<h1>User behaviour analytics {_num(start.isoformat())} to {_num(end.isoformat())}</h1>"
+        f"<p class='note'>Source: {escape(target)}.{analytics.DEDUP_VIEW} "
         "(one row per event_id). Dates are UTC and inclusive. Definitions are in each query's header "
         "comment (bigquery_schemas/analytics/*.sql).</p>" + "".join(sections) + "</main></body></html>\n"
     )
@@ -577,7 +744,8 @@ def generate_report(
     """Run the report's queries and the detail tables, and render the page.
 
     A missing ``user_profile`` (refresh-profile not run yet) does not stop the report:
-    the retention section says which command builds it. Any other error propagates.
+    the retention section says which command builds it. Any other error propagates
+    (a missing view or table as :class:`analytics.MissingTableError`, naming its fix).
     """
     project = project or client.project
     results: dict[str, list[dict[str, Any]]] = {}
@@ -586,5 +754,7 @@ def generate_report(
         try:
             results[name] = analytics.run_query(client, name, dataset, start, end, limit, project=project)
         except analytics.MissingTableError as exc:
+            if not exc.table.endswith(f".{analytics.USER_PROFILE}"):
+                raise  # no section can stand without the dedup view or the jobs' tables
             missing[name] = f"{exc.table} has not been built yet: run {exc.fix}"
     return build_report(results, start, end, f"{project}.{dataset}", missing)

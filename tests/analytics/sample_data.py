@@ -315,11 +315,18 @@ def _dead_letter(pipeline: str, stage: str, error: str, insert_ts: str) -> dict:
     return dead_letter_row(pipeline=pipeline, stage=stage, error=error, payload="{}", insert_ts=insert_ts)
 
 
-# Dead letters: two groups of two that differ only in a quoted value / number, one single,
-# and one written after the range.
+# Dead letters: three groups of two that differ only in a quoted value, a number or a time
+# (the validator's own message: events.validate_event), one single, and one written after
+# the range.
 DEAD_LETTERS = [
     _dead_letter("streaming", "parse", "invalid JSON at char 0", "2026-11-20T10:00:05Z"),
     _dead_letter("streaming", "parse", "invalid JSON at char 17", "2026-11-21T09:00:05Z"),
+    _dead_letter(
+        "streaming", "validate", "event_ts 1999-12-31T23:59:59.000000Z is before 2000-01-01", "2026-11-20T11:00:00Z"
+    ),
+    _dead_letter(
+        "streaming", "validate", "event_ts 1970-01-01T00:00:00.000000Z is before 2000-01-01", "2026-11-21T11:00:00Z"
+    ),
     _dead_letter("streaming", "validate", "price must be a number, got 'abc'", "2026-11-21T09:30:00Z"),
     _dead_letter("streaming", "validate", "price must be a number, got 'x1'", "2026-11-21T10:30:00Z"),
     _dead_letter("hourly", "explode", "order o9 has no lines", "2026-11-21T13:00:00Z"),

@@ -164,29 +164,38 @@ def test_cli_rejects_bad_dates_and_unknown_queries(capsys):
         ]
     )
     assert rc == 2
-    assert "unknown analytics SQL 'nope'" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "error: unknown query 'nope'; 'python -m bigquery_schemas.analytics list' shows them all\n"
+    )
 
 
 ROWS = [
-    {"date": dt.date(2026, 11, 20), "category": "Home", "units": 3, "revenue": Decimal("140.000000000"), "rate": 1.0},
-    {"date": dt.date(2026, 11, 21), "category": None, "units": 1, "revenue": Decimal("7.5"), "rate": 0.3333},
-]
+    {"date": dt.date(2026, 11, 20), "category": "Home", "units": 3, "revenue": Decimal("140.000000000"),
+     "return_rate": 1.0, "avg_spend": 220.71},
+    {"date": dt.date(2026, 11, 21), "category": None, "units": 1, "revenue": Decimal("7.5"),
+     "return_rate": 0.3333, "avg_spend": 0.1 + 0.2},
+]  # fmt: skip
 
 
 def test_format_rows_table_csv_json():
+    # Rates (named in RATE_COLUMNS) keep 4 decimals; any other FLOAT64 is money the emulator
+    # returns as FLOAT64 (AVG(NUMERIC)): 2 decimals like NUMERIC, never "220.7100".
     assert format_rows(ROWS, "table").splitlines() == [
-        "date        category  units  revenue  rate  ",
-        "----------  --------  -----  -------  ------",
-        "2026-11-20  Home      3      140.00   1.0000",
-        "2026-11-21            1      7.50     0.3333",
+        "date        category  units  revenue  return_rate  avg_spend",
+        "----------  --------  -----  -------  -----------  ---------",
+        "2026-11-20  Home      3      140.00   1.0000       220.71   ",
+        "2026-11-21            1      7.50     0.3333       0.30     ",
     ]
     assert format_rows(ROWS, "csv") == (
-        "date,category,units,revenue,rate\n2026-11-20,Home,3,140.00,1.0000\n2026-11-21,,1,7.50,0.3333\n"
+        "date,category,units,revenue,return_rate,avg_spend\n"
+        "2026-11-20,Home,3,140.00,1.0000,220.71\n2026-11-21,,1,7.50,0.3333,0.30\n"
     )
     assert json.loads(format_rows(ROWS, "json")) == [
-        {"date": "2026-11-20", "category": "Home", "units": 3, "revenue": "140.00", "rate": 1.0},
-        {"date": "2026-11-21", "category": None, "units": 1, "revenue": "7.50", "rate": 0.3333},
-    ]
+        {"date": "2026-11-20", "category": "Home", "units": 3, "revenue": "140.00", "return_rate": 1.0,
+         "avg_spend": "220.71"},
+        {"date": "2026-11-21", "category": None, "units": 1, "revenue": "7.50", "return_rate": 0.3333,
+         "avg_spend": "0.30"},
+    ]  # fmt: skip
     assert format_rows([], "table") == "(no rows)"
 
 
@@ -239,6 +248,9 @@ def _report_results(**overrides):
     return results
 
 
+ISO = '<tspan style="unicode-bidi: isolate">'  # a bidi isolate in SVG text
+
+
 def test_report_is_self_contained_html_with_formatted_numbers():
     html = build_report(_report_results(), dt.date(2026, 11, 20), dt.date(2026, 11, 20), "local-ecommerce.ecommerce")
     assert html.startswith("<!DOCTYPE html>")
@@ -248,8 +260,12 @@ def test_report_is_self_contained_html_with_formatted_numbers():
     assert "data-kpi='revenue' data-current='1234.50' data-previous='987.60'" in html
     assert "<div class='value'>1,234.50</div>" in html and "+25.0%" in html
     assert "<div class='value'>25.0%</div>" in html and "\u221225.0 pp" in html
-    # labels escaped and readable; the unknown product named as such
-    assert "Mug &lt;b&gt; #102" in html and "(unknown product) #105" in html
+    # labels escaped, isolated from the id after them, readable; the unknown product named as such
+    assert (
+        '<tspan style="unicode-bidi: isolate">Mug &lt;b&gt;</tspan> #<tspan style="unicode-bidi: isolate">102</tspan>'
+        in html
+    )
+    assert f"{ISO}(unknown product)</tspan> #{ISO}105</tspan>" in html
     assert "5 units · 25.00" in html and "1 unit · 7.50" in html
     # the funnel leaves API-only sessions out and says so
     assert "data-sessions-without-clickstream='2'>2 sessions without clickstream" in html
@@ -257,7 +273,19 @@ def test_report_is_self_contained_html_with_formatted_numbers():
     assert ">37.5%<" in html and ">0.375<" not in html
     assert html.count("No data in this range.") == 2  # retention, engagement coverage
     assert "No dead letters in this range." in html
-    assert html.count("<svg") == 4  # revenue, orders, top products, funnel
+    # revenue, orders, top products, funnel: each drawn wide and compact, with the same marks
+    assert html.count('class="wide"') == 4 and html.count('class="compact"') == 4
+    marks = re.findall(r'<svg [^>]*class="(\w+)" data-chart="(\w+)".*?</svg>', html)
+    assert sorted(marks) == sorted({(f, c) for f, c in marks})  # one of each form per chart
+    for chart in ("revenue_by_date", "orders_by_date", "top_products", "funnel"):
+        wide, compact = (
+            re.findall(
+                r'data-key="([^"]*)" data-value="([^"]*)"',
+                re.search(f'class="{form}" data-chart="{chart}".*?</svg>', html).group(0),
+            )
+            for form in ("wide", "compact")
+        )
+        assert wide == compact and wide, chart
 
 
 def test_report_names_the_command_for_a_missing_user_profile():
@@ -278,6 +306,22 @@ def test_long_labels_are_shortened_to_fit_and_kept_whole_in_the_tooltip():
         top_products_by_units=[{"product_id": "203", "product_name": name, "units_sold": 3, "gross_revenue": 537}]
     )
     html = build_report(results, dt.date(2026, 11, 20), dt.date(2026, 11, 20), "p.d")
-    label = re.search(r'data-label="[^"]*">([^<]*)</text>', html).group(1)
-    assert label == "Noise-Cancelling Over-Ear Wi\u2026 #203" and len(label) == 34
-    assert f"<title>{name} #203: 3 units · 537.00</title>" in html
+    labels = re.findall(r'data-label="Noise[^"]*">(.*?)</text>', html)
+    wide, compact = (re.sub("<[^>]+>", "", label) for label in labels)
+    assert wide == "Noise-Cancelling Over-Ear Wi\u2026 #203" and len(wide) == 34
+    assert compact == "Noise-Cancelling Over-Ear Wireless Headp\u2026 #203"  # a phone line holds 46 characters
+    assert f"<title>\u2068{name}\u2069 #\u2068203\u2069: 3 units · 537.00</title>" in html
+
+
+def test_text_from_the_data_is_isolated_and_its_bidi_controls_stay_inside():
+    """A name with U+202E (right-to-left override) must not turn the "#15" after it into "51#"."""
+    spoof = "Lamp\u202e\u2067evil"
+    results = _report_results(
+        top_products_by_units=[{"product_id": "15", "product_name": spoof, "units_sold": 1, "gross_revenue": 5}],
+        category_summary=[{"category": spoof, "return_rate": 0.5, "net_revenue": Decimal("1")}],
+    )
+    html = build_report(results, dt.date(2026, 11, 20), dt.date(2026, 11, 20), "p.d")
+    assert html.count(f"{ISO}{spoof}</tspan> #{ISO}15</tspan></text>") == 2  # wide, compact
+    assert f"<td class='t'><bdi>{spoof}</bdi></td>" in html
+    assert "<title>\u2068Lampevil\u2069 #\u206815\u2069: 1 unit · 5.00</title>" in html  # no element in a tooltip
+    assert f'data-key="{spoof} #15"' in html  # the exact value stays in the data attribute

@@ -110,10 +110,12 @@ def test_refresh_profile_and_report(target, tmp_path):
     rc, _ = _cli("report", *_where(target), *RANGE, "--output", str(report))
     assert rc == 0
     html = report.read_text()
-    # revenue, orders, top products, funnel; no dead letters or engagement rows: no chart for them
-    assert html.count("<svg") == 4 and "<script" not in html
+    # revenue, orders, top products, funnel (each wide and compact); no dead letters or
+    # engagement rows: no chart for them
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="wide"') == 4 and html.count("<svg") == 8
+    assert "<script" not in html
     assert "data-kpi='revenue' data-current='202.50'" in html  # 45.00 + 157.50
-    assert "Mug #102" in html and ">157.50<" in html  # top product label; revenue table cell
+    assert 'data-key="Mug #102"' in html and ">157.50<" in html  # top product label; revenue table cell
 
 
 def test_report_before_refresh_profile_says_how_to_build_it(target, tmp_path):
@@ -129,14 +131,18 @@ def test_report_before_refresh_profile_says_how_to_build_it(target, tmp_path):
 
 def test_missing_view_is_a_clear_error(target, capsys):
     rc, _ = _cli("run", "unique_visitors", *_where(target), *RANGE)
-    assert rc == 1
-    assert "user_behavior_dedup" in capsys.readouterr().err
+    assert rc == 3  # the environment is not ready: a step was skipped, and the line names it
+    assert capsys.readouterr().err == (
+        f"error: unique_visitors reads {target.table_id('user_behavior_dedup')}, which does not exist yet: run "
+        f"'python -m bigquery_schemas.analytics create-views --project {target.project} --dataset "
+        f"{target.dataset}' first\n"
+    )
 
 
 def test_missing_user_profile_names_the_command_that_builds_it(target, capsys):
     _cli("create-views", *_where(target))
     rc, _ = _cli("run", "retention_cohorts", *_where(target), *RANGE)
-    assert rc == 2
+    assert rc == 3
     assert capsys.readouterr().err == (
         f"error: retention_cohorts reads {target.table_id('user_profile')}, which does not exist yet: run "
         f"'python -m bigquery_schemas.analytics refresh-profile --project {target.project} --dataset "

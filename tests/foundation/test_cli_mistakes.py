@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from beam_pipelines.preflight import ENV_FIX, UP_FIX
+from tests.fixtures.streaming_harness import streaming_job_args
 
 ROOT = Path(__file__).resolve().parents[2]
 EMULATOR_VARS = (
@@ -105,6 +106,61 @@ def test_help_lists_the_commands_own_options_with_defaults(module, expected):
         assert text in flat, f"{text!r} missing from {module} --help:\n{out}"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        "beam_pipelines.streaming",
+        "beam_pipelines.hourly",
+        "beam_pipelines.extract_orders",
+        "beam_pipelines.extract_dims",
+        "beam_pipelines.local",
+        "beam_pipelines.demo",
+        "publishers.simulator",
+        "publishers.simulator publish",
+        "publishers.simulator replay",
+        "publishers.import_files",
+        "publishers.catalog",
+        "publishers.catalog load",
+        "publishers.orders_api serve",
+        "bigquery_schemas.tables",
+        "bigquery_schemas.migrate_ids",
+        "bigquery_schemas.analytics",
+        "bigquery_schemas.analytics run",
+        "bigquery_schemas.analytics report",
+    ],
+)
+def test_help_shows_the_options_first(command):
+    """hourly --help was 111 lines, ~60 of design notes before the first option."""
+    module, *sub = command.split()
+    rc, out, err, _, _ = _run(module, *sub, "--help")
+    assert rc == 0, err
+    blocks = out.split("\n\n")
+    assert blocks[0].startswith("usage: ")
+    assert blocks[1].split("\n", 1)[0] in ("options:", "positional arguments:"), out[:600]
+
+
+@pytest.mark.parametrize(
+    ("job", "page"),
+    [("hourly", "docs/batch.md (section hourly)"), ("streaming", "docs/streaming.md"),
+     ("extract_orders", "docs/batch.md (section extract_orders)"),
+     ("extract_dims", "docs/batch.md (section extract_dims)")],
+)  # fmt: skip
+def test_a_jobs_help_is_its_options_its_purpose_and_where_its_design_notes_are(job, page):
+    import importlib
+
+    rc, out, _, _, _ = _run(f"beam_pipelines.{job}", "--help")
+    purpose = importlib.import_module(f"beam_pipelines.{job}").__doc__.strip().split("\n\n")[0].replace("``", "")
+    assert (
+        rc == 0
+        and purpose in out
+        and f"Design notes (inputs, steps, idempotency, conservation, examples): {page}." in out
+    )
+    assert out.index("--verbose") < out.index(purpose)  # the last option comes before the prose
+    notes = importlib.import_module(f"beam_pipelines.{job}").__doc__.strip().split("\n\n")[1:]
+    assert notes and not any(" ".join(n.split()[:8]) in " ".join(out.split()) for n in notes)  # notes are in docs/
+    assert Path(ROOT / page.split(" ")[0]).exists()
+
+
 def test_simulator_help_prints_each_default_once():
     rc, out, err, _, _ = _run("publishers.simulator", "publish", "--help")
     assert rc == 0, err
@@ -152,6 +208,11 @@ def test_simulator_help_prints_each_default_once():
             "--table user_behaviour (did you mean user_behavior?)",
         ),
         ("beam_pipelines.local", ["--rot", "lake", "status"], "error:"),
+        (
+            "bigquery_schemas.migrate_ids",
+            ["--project", "p-12345", "--dataset", "d", "--table", "user_behaviour"],
+            "--table user_behaviour (did you mean user_behavior?)",
+        ),
     ],
 )
 def test_a_bad_command_line_is_one_error_line_with_exit_2(module, argv, message):
@@ -224,18 +285,7 @@ def test_a_job_pointed_at_a_missing_table_stops_naming_it_and_creates_nothing(bq
 @pytest.mark.integration
 def test_streaming_with_a_missing_subscription_names_it(bq_dataset, pubsub_emulator, tmp_path):
     missing = f"projects/{pubsub_emulator.project}/subscriptions/no-such-sub"
-    t = bq_dataset.table
-    rc, _, err, _, _ = _run(
-        "beam_pipelines.streaming",
-        f"--project={bq_dataset.project}",
-        f"--input_subscription={missing}",
-        f"--output_table={t('user_behavior')}",
-        f"--dead_letter_table={t('dead_letter')}",
-        f"--engagement_table={t('engagement_minutely')}",
-        f"--products_table={t('products')}",
-        f"--users_table={t('users')}",
-        f"--lake_root={tmp_path}",
-    )
+    rc, _, err, _, _ = _run("beam_pipelines.streaming", *streaming_job_args(bq_dataset, missing, lake_root=tmp_path))
     assert rc == 3 and f"subscription {missing} does not exist" in _error_line(err)
 
 
@@ -289,3 +339,142 @@ def test_a_dataflow_run_without_credentials_names_them(tmp_path):
     assert rc == 3
     assert "--runner DataflowRunner needs Google credentials" in line and "application-default login" in line
     assert "beam_pipelines.local" not in line
+
+
+# ---------------------------------------------------------------------------- issue 25: names and the stack
+
+
+def _no_stack(tmp_path: Path) -> dict[str, str]:
+    """The env line of a stack that is down: the variables are set, nothing listens on their ports."""
+    return {
+        "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{_closed_port()}",
+        "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{_closed_port()}",
+    }
+
+
+ANALYTICS = "bigquery_schemas.analytics"
+RANGE = ["--start", "2026-11-20", "--end", "2026-11-21"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            [
+                "report",
+                "--project",
+                "local-ecommerce",
+                "--dataset",
+                "ecommerce",
+                "--start",
+                "2026-11-2x",
+                "--end",
+                "2026-11-21",
+            ],
+            "argument --start: expected a date YYYY-MM-DD, got '2026-11-2x'",
+        ),
+        (
+            ["run", "top_products_by_unit", "--project", "local-ecommerce", "--dataset", "ecommerce", *RANGE],
+            "unknown query 'top_products_by_unit' (did you mean top_products_by_units?)",
+        ),
+        (
+            [
+                "run",
+                "all",
+                "--project",
+                "local-ecommerce",
+                "--dataset",
+                "ecommerce",
+                "--start",
+                "2026-11-22",
+                "--end",
+                "2026-11-21",
+            ],
+            "start date 2026-11-22 is after end date 2026-11-21",
+        ),
+        (
+            ["run", "all", "--project", "local-ecommerce", "--dataset", "ecommerce", *RANGE, "--limt", "5"],
+            "unknown option --limt (did you mean --limit?)",
+        ),
+        (["report", "--project", "local-ecommerce", "--dataset", "ecommerce"], "required: --start, --end"),
+    ],
+)
+def test_analytics_bad_input_is_one_line_with_exit_2_and_no_usage_block(tmp_path, argv, message):
+    """A bad --start printed the 8-line usage first; the query name had no "did you mean"."""
+    rc, out, err, _, _ = _run(ANALYTICS, *argv, env=_no_stack(tmp_path))  # bad input wins over a down stack
+    assert rc == 2, err
+    assert message in _error_line(err)
+    assert err.count("\n") == 1 and "usage:" not in err and out == ""
+
+
+def test_analytics_and_local_env_with_the_stack_down_exit_3_with_one_line(tmp_path):
+    rc, out, err, _, _ = _run(ANALYTICS, "run", "all", "--project", "local-ecommerce", "--dataset", "ecommerce",
+                              *RANGE, env=_no_stack(tmp_path))  # fmt: skip
+    assert rc == 3 and "BIGQUERY_EMULATOR_HOST" in _error_line(err) and UP_FIX in err and out == ""
+    # `local env` with the stack down printed 4 of its exports and exited 0: `eval` did half the job.
+    rc, out, err, _, _ = _run("beam_pipelines.local", "--root", str(tmp_path / "stack"), "env")
+    assert (rc, out) == (3, "")
+    assert _error_line(err) == (
+        f"error: the local stack is not running, so there is nothing to point this shell at: run `{UP_FIX}`, "
+        f"then `{ENV_FIX}`"
+    )
+
+
+@pytest.mark.integration
+def test_analytics_with_a_misspelled_dataset_names_the_real_one(bq_dataset, tmp_path):
+    """`--dataset ecommerse` gave exit 1, four lines and no "did you mean ecommerce"."""
+    typo = bq_dataset.dataset[:-1]
+    for argv in (["run", "kpi_summary", *RANGE], ["report", *RANGE], ["create-views"], ["refresh-profile"]):
+        rc, out, err, _, _ = _run(ANALYTICS, *argv, "--project", bq_dataset.project, "--dataset", typo)
+        assert rc == 3, err
+        assert _error_line(err) == (
+            f"error: dataset {bq_dataset.project}:{typo} does not exist: did you mean --dataset {bq_dataset.dataset}? "
+            f"a new dataset and its tables come from `.venv/bin/python -m bigquery_schemas.tables --project "
+            f"{bq_dataset.project} --dataset {typo}`"
+        )
+        assert out == "" and not (tmp_path / "reports").exists()
+
+
+@pytest.mark.integration
+def test_analytics_before_create_views_names_the_command_not_a_job_id(bq_dataset):
+    """After a stack restart lost the view, the error was BigQuery's 'Not found' plus Location/Job ID lines."""
+    where = ["--project", bq_dataset.project, "--dataset", bq_dataset.dataset]
+    rc, _, err, _, _ = _run(ANALYTICS, "run", "daily_traffic_by_event", *where, *RANGE)
+    assert rc == 3
+    assert _error_line(err) == (
+        f"error: daily_traffic_by_event reads {bq_dataset.table_id('user_behavior_dedup')}, which does not exist "
+        f"yet: run 'python -m bigquery_schemas.analytics create-views {' '.join(where)}' first"
+    )
+    assert "Job ID" not in err and "Location" not in err
+    rc, _, err, _, _ = _run(ANALYTICS, "report", *where, *RANGE)
+    assert rc == 3 and "create-views" in _error_line(err)
+
+
+@pytest.mark.integration
+def test_a_misspelled_topic_names_the_real_one(pubsub_emulator):
+    """`simulator publish --topic user_events` had no "did you mean user-events"."""
+    pubsub_emulator.topic("user-events")
+    clickstream = ROOT / "tests" / "publishers" / "data" / "clickstream.csv"
+    for command in (["publish", "--count", "5"], ["replay", "--file", str(clickstream)]):
+        rc, _, err, _, _ = _run("publishers.simulator", *command, "--project", pubsub_emulator.project,
+                                "--topic", "user_events")  # fmt: skip
+        line = _error_line(err)
+        assert rc == 3, err
+        assert line.startswith(f"error: topic projects/{pubsub_emulator.project}/topics/user_events does not exist: "
+                               "did you mean --topic user-events?"), line  # fmt: skip
+
+
+@pytest.mark.integration
+def test_a_job_with_a_misspelled_dataset_or_subscription_names_the_real_one(bq_dataset, pubsub_emulator, tmp_path):
+    typo = bq_dataset.dataset[:-1]
+    args = _hourly_args(bq_dataset.project, typo, tmp_path)
+    rc, _, err, _, _ = _run("beam_pipelines.hourly", *args)
+    assert rc == 3
+    assert _error_line(err).startswith(
+        f"error: table {bq_dataset.project}:{typo}.user_behavior: its dataset {typo} does not exist: "
+        f"did you mean {bq_dataset.table('user_behavior')}?"
+    )
+    pubsub_emulator.topic("user-events")
+    real = pubsub_emulator.subscription("user-events", "user-events-sub")
+    rc, _, err, _, _ = _run("beam_pipelines.streaming", *streaming_job_args(bq_dataset, f"{real}s", lake_root=tmp_path))
+    assert rc == 3 and f"subscription {real}s does not exist: did you mean {real}?" in _error_line(err)

@@ -98,3 +98,32 @@ def test_emulator_switch_refuses_runners_whose_workers_it_cannot_reach(monkeypat
 def test_emulator_switch_is_off_without_the_variable(monkeypatch):
     monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
     assert configure_for_environment(PipelineOptions([])) is False
+
+
+def _project_dofns() -> list[type]:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import beam_pipelines
+
+    found = []
+    for module in pkgutil.walk_packages(beam_pipelines.__path__, "beam_pipelines."):
+        if module.name.endswith("__main__"):
+            continue
+        members = inspect.getmembers(importlib.import_module(module.name), inspect.isclass)
+        found += [cls for _, cls in members if issubclass(cls, beam.DoFn) and cls.__module__ == module.name]
+    return found
+
+
+def test_no_dofn_of_the_project_makes_beam_warn_about_yield_and_return():
+    """Every hourly run logged 4x "Using yield and return in the process method of ...LoadStagingTableFn".
+
+    Beam runs this very check (``_check_fn_use_yield_and_return``) when a ParDo is built, and
+    logs a warning for each hit; asked of every DoFn of the project it must find none.
+    """
+    from apache_beam.transforms.core import _check_fn_use_yield_and_return
+
+    dofns = _project_dofns()
+    assert len(dofns) >= 20  # the walk found the project's DoFns
+    assert [cls.__qualname__ for cls in dofns if _check_fn_use_yield_and_return(cls.process)] == []

@@ -161,6 +161,30 @@ def test_rejects_bad_parameters_with_400(orders_api, params, message):
     assert message in resp.json()["error"]
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "%C2%B2",  # superscript two: str.isdigit() is True, int() raises (was a 500)
+        "%E2%91%A0",  # circled digit one: the same
+        "%D9%A1%D9%A2",  # Arabic-Indic 12: int() read it as 12 (was a 200)
+        "%EF%BC%95",  # full-width 5: int() read it as 5 (was a 200)
+        "1" * 5000,  # int() refuses more than 4,300 digits (was a 500)
+        "0" * 5000 + "5",  # a valid number in too many digits
+        "+5",
+        "5.0",
+        "%205",
+        "",
+    ],
+)
+def test_page_size_takes_ascii_digits_only_and_answers_400_for_anything_else(orders_api, raw):
+    """Sent raw, as a hostile client sends it (httpx would re-encode a decoded value)."""
+    resp = httpx.get(f"{orders_api.base_url}/v1/orders?page_size={raw}", headers=orders_api.headers())
+    assert resp.status_code == 400, resp.text[:200]
+    error = resp.json()["error"]
+    assert error.startswith("page_size") and "must be an integer from 1 to 1000 (ASCII digits)" in error
+    assert len(error) < 200  # a 5,000-digit value is not echoed
+
+
 def test_repeated_parameter_is_rejected(orders_api):
     resp = httpx.get(f"{orders_api.base_url}/v1/orders?page_size=5&page_size=6", headers=orders_api.headers())
     assert (resp.status_code, resp.json()) == (400, {"error": "parameter page_size given more than once"})
