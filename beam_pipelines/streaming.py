@@ -5,7 +5,8 @@ Pipeline::
     ReadEvents (Pub/Sub, no attribute parsed by the reader: one bad message cannot fail a pull)
       -> ParseEvents (event time from the payload's event_ts; attributes must agree with it)
            -> every message, valid or not -> ArchiveMessages (lake raw/events/dt=/hour=)
-      -> DeduplicateEvents (first delivery per event_id within --dedup_horizon_minutes)
+      -> DeduplicateEvents (first delivery per event_id within --dedup_horizon_minutes of its
+           arrival; events leave stamped with their event_ts)
       -> EnrichWithDimensions (products/users side inputs reloaded every --dims_refresh_seconds)
       -> WriteUserBehavior
     deduplicated events -> ComputeEngagement (1-minute windows, late panes) -> WriteEngagement
@@ -209,9 +210,11 @@ def deduplicator(options: PipelineOptions) -> beam.PTransform:
     """The job's ``DeduplicateEvents`` transform for its runner (also used by the stage benchmark).
 
     Dataflow and every other runner: per-``event_id`` state with an event-time expiry
-    timer. The in-process BundleBasedDirectRunner: the same contract over one in-memory
-    map, because that runner keeps every key's state forever and scans all of it
-    between bundles (see ``DeduplicateEventsInProcess``).
+    timer at ``max(event_ts, publish time) + horizon``. The in-process
+    BundleBasedDirectRunner: the same contract over one in-memory map, because that
+    runner keeps every key's state forever and scans all of it between bundles (see
+    ``DeduplicateEventsInProcess``). Both expect ``ParseEvents(event_timestamps=False)``
+    upstream (arrival as the element timestamp).
     """
     horizon_seconds = options.view_as(StreamingOptions).dedup_horizon_minutes * 60
     if runners.allows(options, runners.LocalStep.IN_PROCESS_DEDUPE):
@@ -236,12 +239,14 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
     # No timestamp_attribute: the reader would parse it before any DoFn, and one bad
     # value fails the whole pull, which is never acknowledged and fails again at every
     # ack deadline, with every good message pulled with it. Element times start as the
-    # publish time (also the watermark's basis); ParseEvents re-stamps events with
-    # their payload's event_ts. No id_label either: Dataflow would drop messages by
-    # an attribute the contract does not trust, uncounted; DeduplicateEvents removes
-    # redeliveries on every runner, keyed on the payload's event_id, and counts them.
+    # publish time (also the watermark's basis) and stay so through ParseEvents:
+    # DeduplicateEvents measures its horizon from that arrival and stamps events with
+    # their payload's event_ts (transforms/dedupe.py). No id_label either: Dataflow
+    # would drop messages by an attribute the contract does not trust, uncounted;
+    # DeduplicateEvents removes redeliveries on every runner, keyed on the payload's
+    # event_id, and counts them.
     messages = p | "ReadEvents" >> beam.io.ReadFromPubSub(subscription=opts.input_subscription, with_attributes=True)
-    parsed = messages | "ParseEvents" >> ParseEvents(PIPELINE, archive=True)
+    parsed = messages | "ParseEvents" >> ParseEvents(PIPELINE, archive=True, event_timestamps=False)
     _ = parsed[ARCHIVE] | "ArchiveMessages" >> WriteMessageArchive(
         opts.lake_root, lake.new_run_id(), flush_seconds=archive_flush_seconds(options), shards=opts.archive_shards
     )
