@@ -51,6 +51,7 @@ from beam_pipelines.transforms.archive import ARCHIVED_MESSAGES, WriteMessageArc
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
 from beam_pipelines.transforms.dedupe import DeduplicateEventsInProcess, DeduplicateEventsStateful
 from beam_pipelines.transforms.dimensions import (
+    DEFAULT_LOAD_TIMEOUT_SECONDS,
     TICKER_PERIODIC_IMPULSE,
     TICKER_TIMER,
     BigQueryTableLoader,
@@ -111,6 +112,19 @@ class StreamingOptions(PipelineOptions):
         parser.add_argument(
             "--dims_refresh_seconds", type=float, default=300, help="side-input reload interval, seconds"
         )
+        parser.add_argument(
+            "--dims_load_timeout_seconds",
+            type=float,
+            default=DEFAULT_LOAD_TIMEOUT_SECONDS,
+            help="the longest one products/users load may take before it counts as failed; until a first load "
+            "succeeds, events are written with NULL attributes instead of waiting (docs/streaming.md)",
+        )
+        parser.add_argument(
+            "--allow_dims_shrink",
+            action="store_true",
+            help="accept a products/users reload with less than half the rows of the snapshot it replaces "
+            "(refused by default: kept the previous snapshot and counted)",
+        )
         parser.add_argument("--dedup_horizon_minutes", type=float, default=60, help="how long event_ids are kept")
         parser.add_argument(
             "--allowed_lateness_minutes",
@@ -158,8 +172,13 @@ class StreamingOptions(PipelineOptions):
                     raise ValueError(
                         f"--{name} must be project:dataset.table (or use --dims_lake_root), got {getattr(self, name)!r}"
                     )
-        if self.dims_refresh_seconds <= 0 or self.dedup_horizon_minutes <= 0 or self.window_seconds <= 0:
-            raise ValueError("--dims_refresh_seconds, --dedup_horizon_minutes and --window_seconds must be > 0")
+        if min(self.dims_refresh_seconds, self.dims_load_timeout_seconds, self.dedup_horizon_minutes) <= 0 or (
+            self.window_seconds <= 0
+        ):
+            raise ValueError(
+                "--dims_refresh_seconds, --dims_load_timeout_seconds, --dedup_horizon_minutes and --window_seconds "
+                "must be > 0"
+            )
         if self.allowed_lateness_minutes < 0:
             raise ValueError("--allowed_lateness_minutes must be >= 0")
 
@@ -255,10 +274,14 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
     # PeriodicImpulse does not expand on the BundleBasedDirectRunner (see transforms/dimensions.py).
     ticker = TICKER_TIMER if runners.allows(options, runners.LocalStep.TIMER_TICKER) else TICKER_PERIODIC_IMPULSE
     products_loader, users_loader = _dimension_loaders(opts)
-    products = p | "RefreshProducts" >> RefreshedDimension(
-        "products", products_loader, opts.dims_refresh_seconds, ticker
-    )
-    users = p | "RefreshUsers" >> RefreshedDimension("users", users_loader, opts.dims_refresh_seconds, ticker)
+    refresh = {
+        "refresh_seconds": opts.dims_refresh_seconds,
+        "ticker": ticker,
+        "load_timeout_seconds": opts.dims_load_timeout_seconds,
+        "allow_shrink": opts.allow_dims_shrink,
+    }
+    products = p | "RefreshProducts" >> RefreshedDimension("products", products_loader, **refresh)
+    users = p | "RefreshUsers" >> RefreshedDimension("users", users_loader, **refresh)
     rows = unique | "EnrichWithDimensions" >> EnrichWithDimensions(
         products, users, events.SOURCE_STREAM, snapshots=True
     )
