@@ -79,6 +79,25 @@ def _folder(key) -> str:
     return key.key if isinstance(key, ShardedKey) else key[0]
 
 
+def _move_into_place(temp: str, final: str) -> None:
+    """Give ``final`` the bytes of this attempt's own ``temp`` file, whole.
+
+    A local rename replaces a file atomically. On Cloud Storage one copy request makes
+    the object appear whole (``FileSystems.rename`` would batch a copy and a delete into
+    one multipart request); the temp object is then deleted, and one left behind (a
+    failed delete) sits in ``_tmp/``, where no reader looks.
+    """
+    if "://" not in final:
+        lake.ensure_dir(final.rsplit("/", 1)[0])
+        FileSystems.rename([temp], [final])
+        return
+    lake.copy_into_place([temp], [final])
+    try:
+        lake.delete_quietly([temp])
+    except lake.LakeReadError as exc:
+        _LOG.warning("archive temp file left behind (readers never match _tmp/): %s", exc)
+
+
 class WriteArchiveFileFn(beam.DoFn):
     """(folder key, [lines]) -> one archive file, written once (module docstring); yields an ArchivedFile."""
 
@@ -103,8 +122,7 @@ class WriteArchiveFileFn(beam.DoFn):
                 lake.tmp_dir(self._lake_root, self._run_id), "archive", folder, f"{uuid.uuid4().hex}-{name}"
             )
             lake.write_jsonl(temp, lines)
-            lake.ensure_dir(final_dir)
-            FileSystems.rename([temp], [final])
+            _move_into_place(temp, final)
             self._files.inc()
             _LOG.info("archived %d messages to %s", len(lines), final)
         self._messages.inc(len(lines))
