@@ -52,6 +52,13 @@ in the lake only (the archive flushes every 5 s locally, inserts happen per pull
 this needs BigQuery to lag the archive); the hourly job over the lake inserts the
 stream rows ``user_behavior`` lacks.
 
+**A failed step stops the job.** The runner logs a step's exception as a warning
+(``A task failed with exception``), drops that bundle and runs on, and the pipeline's
+state stays RUNNING: a job whose archive could not write went on without the lake.
+The tuning records the first failure (:func:`step_failure`); the streaming job's run loop
+then stops with that error (exit 1). What the failed bundle held was not acknowledged,
+so the next run reads it again.
+
 **A deleted subscription stops the job.** A pull answered ``NotFound`` for
 :data:`MISSING_SUBSCRIPTION_GRACE_SECONDS` in a row (the emulator restarted without it,
 someone deleted it) marks the read as failed (:func:`missing_subscription`); the
@@ -174,6 +181,7 @@ class _AckLedger:
 
 
 _ledger = _AckLedger()
+_step_failures: list[BaseException] = []  # the first step exception of this process's runs
 # subscription -> monotonic time of the first NotFound of the current run of them
 _not_found_since: dict[str, float] = {}
 _missing: list[str] = []  # subscriptions past the grace
@@ -191,9 +199,13 @@ class _LargerPulls:
         self._max_messages = max_messages
 
     def _settle_acks(self) -> None:
+        from google.api_core.exceptions import NotFound
+
         for subscription, ack_ids in _ledger.take_due().items():
             try:
                 self._client.acknowledge(subscription=subscription, ack_ids=ack_ids)
+            except NotFound:  # the subscription is gone, and its messages with it: nothing left to acknowledge
+                continue
             except Exception as exc:  # the emulator may be down: keep them and try again at the next pull
                 _LOG.warning("acknowledging %d archived messages failed (%s); retrying", len(ack_ids), exc)
                 _ledger.put_back(subscription, ack_ids)
@@ -251,6 +263,11 @@ def _subscription_not_found(subscription: str, exc: Exception) -> None:
         _missing.append(subscription)
 
 
+def step_failure() -> BaseException | None:
+    """The first exception a step of a tuned run raised, else None (module docstring)."""
+    return _step_failures[0] if _step_failures else None
+
+
 def missing_subscription() -> str | None:
     """A subscription every pull of the last MISSING_SUBSCRIPTION_GRACE_SECONDS found missing, else None."""
     return _missing[0] if _missing else None
@@ -287,7 +304,7 @@ def unacknowledged() -> int:
 
 
 def tune_bundle_based_direct_runner() -> None:
-    """Apply the four changes above in this process (idempotent)."""
+    """Apply the changes above in this process (idempotent)."""
     if _originals:
         return
     from apache_beam.runners.direct import transform_evaluator
@@ -327,6 +344,17 @@ def tune_bundle_based_direct_runner() -> None:
 
     executor.TransformExecutor.call = call_with_fresh_sampler
 
+    _originals["handle_exception"] = executor._CompletionCallback.handle_exception
+    original_handle = _originals["handle_exception"]
+
+    @functools.wraps(original_handle)
+    def handle_exception_and_record(self, transform_executor: Any, exception: BaseException) -> Any:
+        if not _step_failures:
+            _step_failures.append(exception)
+        return original_handle(self, transform_executor, exception)
+
+    executor._CompletionCallback.handle_exception = handle_exception_and_record
+
     reader = transform_evaluator._PubSubReadEvaluator
     _originals["subscriber_client"] = reader.__dict__["_get_subscriber_client"]
     original_client = _originals["subscriber_client"].__func__
@@ -355,7 +383,9 @@ def restore_stock_runner() -> None:
     from apache_beam.runners.direct import executor
 
     executor.TransformExecutor.call = _originals["executor_call"]
+    executor._CompletionCallback.handle_exception = _originals["handle_exception"]
     _originals.clear()
+    _step_failures.clear()
     resume_pulls()
     _ledger.subscriptions.clear()
     _ledger.clear()

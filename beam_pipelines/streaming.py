@@ -402,6 +402,13 @@ def run_until_stopped(
         if result.state in (PipelineState.FAILED, PipelineState.DONE, PipelineState.CANCELLED):
             print(f"streaming: the pipeline ended on its own ({result.state})", file=out, flush=True)
             return _report(result, out)
+        failure = direct_runner_tuning.step_failure()
+        if failure is not None:
+            # The failed bundle is gone from this run and its messages were not acknowledged:
+            # nothing left to wait for, the next run reads them again.
+            print(f"streaming: a step failed ({type(failure).__name__}); stopping", file=out, flush=True)
+            result.cancel()
+            return _report(result, out)
         missing = direct_runner_tuning.missing_subscription()
         if missing:
             print(f"streaming: subscription {missing} does not exist any more", file=out, flush=True)
@@ -482,6 +489,9 @@ def run_from_command_line(argv: list[str]) -> dict[str, int]:
         signal.signal(signum, lambda *_: stop.set())
     result = start(options)
     values = run_until_stopped(result, stop, archive_flush_seconds(options))
+    failure = direct_runner_tuning.step_failure()
+    if failure is not None:
+        raise failure  # its first line is the job's one-line error
     missing = direct_runner_tuning.missing_subscription()
     if missing:
         raise preflight.PreflightError(
@@ -490,6 +500,8 @@ def run_from_command_line(argv: list[str]) -> dict[str, int]:
             "restores every subscription the local stack knows) and start the job again"
         )
     if result.state == PipelineState.FAILED:
+        # The runner keeps the step's exception: raised here, it becomes the one-line error.
+        result.wait_until_finish()
         raise RuntimeError("the pipeline failed (its error is logged above)")
     if not conservation(values)[1]:
         raise RuntimeError("the counters do not add up: records_in != rows + dead letters + duplicates (see above)")

@@ -62,6 +62,10 @@ MAX_LINES_PER_FILE = 2_000
 _LOG = logging.getLogger(__name__)
 
 
+class ArchiveWriteError(OSError):
+    """An archive file could not be written or moved into place (its messages are not archived)."""
+
+
 class ArchivedFile(NamedTuple):
     """An archive file in its final place and the envelope lines it holds."""
 
@@ -121,8 +125,16 @@ class WriteArchiveFileFn(beam.DoFn):
             temp = lake.join(
                 lake.tmp_dir(self._lake_root, self._run_id), "archive", folder, f"{uuid.uuid4().hex}-{name}"
             )
-            lake.write_jsonl(temp, lines)
-            _move_into_place(temp, final)
+            try:
+                lake.write_jsonl(temp, lines)
+                _move_into_place(temp, final)
+            except Exception as exc:  # re-raised with what was not archived; the runner retries or stops
+                # "from None": the message carries the cause, and one-line error reports show
+                # the innermost exception of a chain.
+                raise ArchiveWriteError(
+                    f"could not write the archive file {final} ({len(lines)} messages): {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+                ) from None
             self._files.inc()
             _LOG.info("archived %d messages to %s", len(lines), final)
         self._messages.inc(len(lines))
