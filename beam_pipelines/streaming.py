@@ -116,8 +116,8 @@ class StreamingOptions(PipelineOptions):
             "--archive_flush_seconds",
             type=float,
             default=None,
-            help="processing time between archive files per hour folder (default 60 on Dataflow, 5 locally, "
-            "where it also bounds how long a clean stop waits)",
+            help="processing time from an archive batch's first message to its file (default 60 on Dataflow, "
+            "5 locally, where it also bounds how long a clean stop waits)",
         )
         parser.add_argument(
             "--archive_shards",
@@ -142,7 +142,13 @@ class StreamingOptions(PipelineOptions):
             help="accept a products/users reload with less than half the rows of the snapshot it replaces "
             "(refused by default: kept the previous snapshot and counted)",
         )
-        parser.add_argument("--dedup_horizon_minutes", type=float, default=60, help="how long event_ids are kept")
+        parser.add_argument(
+            "--dedup_horizon_minutes",
+            type=float,
+            default=60,
+            help="how long after its arrival (publish time) an event_id is remembered; a copy published later "
+            "is written again and the user_behavior_dedup view removes it",
+        )
         parser.add_argument(
             "--allowed_lateness_minutes",
             type=float,
