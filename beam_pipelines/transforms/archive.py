@@ -129,11 +129,12 @@ class WriteArchiveFileFn(beam.DoFn):
                 lake.write_jsonl(temp, lines)
                 _move_into_place(temp, final)
             except Exception as exc:  # re-raised with what was not archived; the runner retries or stops
+                # The cause first (a one-line error report keeps ~400 characters), then where;
                 # "from None": the message carries the cause, and one-line error reports show
                 # the innermost exception of a chain.
+                inner = exc.__cause__ if isinstance(exc, lake.LakeReadError) and exc.__cause__ else exc
                 raise ArchiveWriteError(
-                    f"could not write the archive file {final} ({len(lines)} messages): {type(exc).__name__}: "
-                    f"{str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+                    f"{lake.error_cause(inner)} (writing the archive file {final}, {len(lines)} messages)"
                 ) from None
             self._files.inc()
             _LOG.info("archived %d messages to %s", len(lines), final)

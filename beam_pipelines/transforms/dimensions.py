@@ -361,22 +361,17 @@ class RefreshedDimension(beam.PTransform):
         allow_shrink: bool = False,
     ):
         super().__init__()
-        if table not in DIM_TABLES:
-            raise ValueError(f"table must be one of {sorted(DIM_TABLES)}, got {table!r}")
         if not refresh_seconds or refresh_seconds <= 0:
             raise ValueError(f"refresh_seconds must be > 0, got {refresh_seconds!r}")
-        self._table = table
-        self._loader = loader
+        self._load = LoadSnapshots(table, loader, load_timeout_seconds, allow_shrink)  # checks the rest
         self._refresh = refresh_seconds
         self._ticker = ticker
-        self._timeout = load_timeout_seconds
-        self._allow_shrink = allow_shrink
 
     def expand(self, pbegin):
         return (
             pbegin
             | "Tick" >> Ticker(self._refresh, self._ticker)
-            | "LoadSnapshot" >> LoadSnapshots(self._table, self._loader, self._timeout, self._allow_shrink)
+            | "LoadSnapshot" >> self._load
             | "GlobalWindowPerLoad"
             >> beam.WindowInto(
                 window.GlobalWindows(),
