@@ -221,11 +221,11 @@ def literal(path: str) -> str:
     return _GLOB.sub(r"[\1]", path)
 
 
-def _cause(exc: BaseException) -> str:
+def error_cause(exc: BaseException) -> str:
     """The innermost errors behind Beam's wrappers, e.g. ``403 ...does not have storage.objects.list access``."""
     details = getattr(exc, "exception_details", None)
     if details:
-        text = "; ".join(dict.fromkeys(_cause(e) for e in details.values()))
+        text = "; ".join(dict.fromkeys(error_cause(e) for e in details.values()))
     elif isinstance(getattr(exc, "code", None), int) and getattr(exc, "message", None):
         text = f"{exc.code} {exc.message}"  # google.api_core errors: status and Cloud Storage's message
     else:
@@ -236,7 +236,7 @@ def _cause(exc: BaseException) -> str:
 
 def _unreadable(what: str, path: str, exc: BaseException) -> LakeReadError:
     return LakeReadError(
-        f"could not {what} {path}: {_cause(exc)} (check that the bucket exists and that the job's service "
+        f"could not {what} {path}: {error_cause(exc)} (check that the bucket exists and that the job's service "
         "account may use it: roles/storage.objectViewer to read, objectAdmin to write; nothing was assumed empty)"
     )
 

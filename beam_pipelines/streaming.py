@@ -5,7 +5,8 @@ Pipeline::
     ReadEvents (Pub/Sub, no attribute parsed by the reader: one bad message cannot fail a pull)
       -> ParseEvents (event time from the payload's event_ts; attributes must agree with it)
            -> every message, valid or not -> ArchiveMessages (lake raw/events/dt=/hour=)
-      -> DeduplicateEvents (first delivery per event_id within --dedup_horizon_minutes)
+      -> DeduplicateEvents (first delivery per event_id within --dedup_horizon_minutes of its
+           arrival; events leave stamped with their event_ts)
       -> EnrichWithDimensions (products/users side inputs reloaded every --dims_refresh_seconds)
       -> WriteUserBehavior
     deduplicated events -> ComputeEngagement (1-minute windows, late panes) -> WriteEngagement
@@ -32,6 +33,7 @@ breaks ``--update`` compatibility.
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import sys
@@ -44,12 +46,23 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineState
 from apache_beam.transforms import window
 
-from beam_pipelines import batch_run, bq_local, cli, direct_runner_tuning, events, lake, runners, service_watch
+from beam_pipelines import (
+    batch_run,
+    bq_local,
+    cli,
+    direct_runner_tuning,
+    events,
+    lake,
+    preflight,
+    runners,
+    service_watch,
+)
 from beam_pipelines.direct_runner_tuning import tune_bundle_based_direct_runner
 from beam_pipelines.transforms.archive import ARCHIVED_MESSAGES, WriteMessageArchive
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
 from beam_pipelines.transforms.dedupe import DeduplicateEventsInProcess, DeduplicateEventsStateful
 from beam_pipelines.transforms.dimensions import (
+    DEFAULT_LOAD_TIMEOUT_SECONDS,
     TICKER_PERIODIC_IMPULSE,
     TICKER_TIMER,
     BigQueryTableLoader,
@@ -103,14 +116,39 @@ class StreamingOptions(PipelineOptions):
             "--archive_flush_seconds",
             type=float,
             default=None,
-            help="processing time between archive files per hour folder (default 60 on Dataflow, 5 locally, "
-            "where it also bounds how long a clean stop waits)",
+            help="processing time from an archive batch's first message to its file (default 60 on Dataflow, "
+            "5 locally, where it also bounds how long a clean stop waits)",
         )
-        parser.add_argument("--archive_shards", type=int, default=1, help="archive files per hour folder and flush")
+        parser.add_argument(
+            "--archive_shards",
+            type=int,
+            default=None,
+            help="fixed number of archive files per hour folder and flush (default: scales with traffic, "
+            "see docs/streaming.md)",
+        )
         parser.add_argument(
             "--dims_refresh_seconds", type=float, default=300, help="side-input reload interval, seconds"
         )
-        parser.add_argument("--dedup_horizon_minutes", type=float, default=60, help="how long event_ids are kept")
+        parser.add_argument(
+            "--dims_load_timeout_seconds",
+            type=float,
+            default=DEFAULT_LOAD_TIMEOUT_SECONDS,
+            help="the longest one products/users load may take before it counts as failed; until a first load "
+            "succeeds, events are written with NULL attributes instead of waiting (docs/streaming.md)",
+        )
+        parser.add_argument(
+            "--allow_dims_shrink",
+            action="store_true",
+            help="accept a products/users reload with less than half the rows of the snapshot it replaces "
+            "(refused by default: kept the previous snapshot and counted)",
+        )
+        parser.add_argument(
+            "--dedup_horizon_minutes",
+            type=float,
+            default=60,
+            help="how long after its arrival (publish time) an event_id is remembered; a copy published later "
+            "is written again and the user_behavior_dedup view removes it",
+        )
         parser.add_argument(
             "--allowed_lateness_minutes",
             type=float,
@@ -146,7 +184,9 @@ class StreamingOptions(PipelineOptions):
             )
         if not self.lake_root:
             raise ValueError("--lake_root is required (e.g. .local/lake or gs://my-lake): every message is archived")
-        if (self.archive_flush_seconds is not None and self.archive_flush_seconds <= 0) or self.archive_shards <= 0:
+        if (self.archive_flush_seconds is not None and self.archive_flush_seconds <= 0) or (
+            self.archive_shards is not None and self.archive_shards <= 0
+        ):
             raise ValueError("--archive_flush_seconds and --archive_shards must be > 0")
         for name in ("output_table", "dead_letter_table", "engagement_table"):
             if not _TABLE.match(getattr(self, name) or ""):
@@ -157,8 +197,13 @@ class StreamingOptions(PipelineOptions):
                     raise ValueError(
                         f"--{name} must be project:dataset.table (or use --dims_lake_root), got {getattr(self, name)!r}"
                     )
-        if self.dims_refresh_seconds <= 0 or self.dedup_horizon_minutes <= 0 or self.window_seconds <= 0:
-            raise ValueError("--dims_refresh_seconds, --dedup_horizon_minutes and --window_seconds must be > 0")
+        if min(self.dims_refresh_seconds, self.dims_load_timeout_seconds, self.dedup_horizon_minutes) <= 0 or (
+            self.window_seconds <= 0
+        ):
+            raise ValueError(
+                "--dims_refresh_seconds, --dims_load_timeout_seconds, --dedup_horizon_minutes and --window_seconds "
+                "must be > 0"
+            )
         if self.allowed_lateness_minutes < 0:
             raise ValueError("--allowed_lateness_minutes must be >= 0")
 
@@ -209,9 +254,11 @@ def deduplicator(options: PipelineOptions) -> beam.PTransform:
     """The job's ``DeduplicateEvents`` transform for its runner (also used by the stage benchmark).
 
     Dataflow and every other runner: per-``event_id`` state with an event-time expiry
-    timer. The in-process BundleBasedDirectRunner: the same contract over one in-memory
-    map, because that runner keeps every key's state forever and scans all of it
-    between bundles (see ``DeduplicateEventsInProcess``).
+    timer at ``max(event_ts, publish time) + horizon``. The in-process
+    BundleBasedDirectRunner: the same contract over one in-memory map, because that
+    runner keeps every key's state forever and scans all of it between bundles (see
+    ``DeduplicateEventsInProcess``). Both expect ``ParseEvents(event_timestamps=False)``
+    upstream (arrival as the element timestamp).
     """
     horizon_seconds = options.view_as(StreamingOptions).dedup_horizon_minutes * 60
     if runners.allows(options, runners.LocalStep.IN_PROCESS_DEDUPE):
@@ -236,24 +283,34 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
     # No timestamp_attribute: the reader would parse it before any DoFn, and one bad
     # value fails the whole pull, which is never acknowledged and fails again at every
     # ack deadline, with every good message pulled with it. Element times start as the
-    # publish time (also the watermark's basis); ParseEvents re-stamps events with
-    # their payload's event_ts. No id_label either: Dataflow would drop messages by
-    # an attribute the contract does not trust, uncounted; DeduplicateEvents removes
-    # redeliveries on every runner, keyed on the payload's event_id, and counts them.
+    # publish time (also the watermark's basis) and stay so through ParseEvents:
+    # DeduplicateEvents measures its horizon from that arrival and stamps events with
+    # their payload's event_ts (transforms/dedupe.py). No id_label either: Dataflow
+    # would drop messages by an attribute the contract does not trust, uncounted;
+    # DeduplicateEvents removes redeliveries on every runner, keyed on the payload's
+    # event_id, and counts them.
     messages = p | "ReadEvents" >> beam.io.ReadFromPubSub(subscription=opts.input_subscription, with_attributes=True)
-    parsed = messages | "ParseEvents" >> ParseEvents(PIPELINE, archive=True)
-    _ = parsed[ARCHIVE] | "ArchiveMessages" >> WriteMessageArchive(
+    parsed = messages | "ParseEvents" >> ParseEvents(PIPELINE, archive=True, event_timestamps=False)
+    archived = parsed[ARCHIVE] | "ArchiveMessages" >> WriteMessageArchive(
         opts.lake_root, lake.new_run_id(), flush_seconds=archive_flush_seconds(options), shards=opts.archive_shards
     )
+    if runners.allows(options, runners.LocalStep.ACK_AFTER_ARCHIVE):
+        # Dataflow acknowledges a message once its bundle is committed; the local runner at
+        # once, so locally the ack waits for the lake (direct_runner_tuning, LocalStep reason).
+        _ = archived | "AcknowledgeArchived" >> beam.ParDo(direct_runner_tuning.AcknowledgeArchivedFn())
     unique = parsed[EVENTS] | "DeduplicateEvents" >> deduplicator(options)
 
     # PeriodicImpulse does not expand on the BundleBasedDirectRunner (see transforms/dimensions.py).
     ticker = TICKER_TIMER if runners.allows(options, runners.LocalStep.TIMER_TICKER) else TICKER_PERIODIC_IMPULSE
     products_loader, users_loader = _dimension_loaders(opts)
-    products = p | "RefreshProducts" >> RefreshedDimension(
-        "products", products_loader, opts.dims_refresh_seconds, ticker
-    )
-    users = p | "RefreshUsers" >> RefreshedDimension("users", users_loader, opts.dims_refresh_seconds, ticker)
+    refresh = {
+        "refresh_seconds": opts.dims_refresh_seconds,
+        "ticker": ticker,
+        "load_timeout_seconds": opts.dims_load_timeout_seconds,
+        "allow_shrink": opts.allow_dims_shrink,
+    }
+    products = p | "RefreshProducts" >> RefreshedDimension("products", products_loader, **refresh)
+    users = p | "RefreshUsers" >> RefreshedDimension("users", users_loader, **refresh)
     rows = unique | "EnrichWithDimensions" >> EnrichWithDimensions(
         products, users, events.SOURCE_STREAM, snapshots=True
     )
@@ -297,12 +354,15 @@ def run(argv=None) -> beam.runners.runner.PipelineResult:
 def start(options: PipelineOptions) -> beam.runners.runner.PipelineResult:
     """Start the job with options from :func:`make_options`; return its result."""
     bq_local.configure_for_environment(options)
-    tunable = runners.allows(options, runners.LocalStep.RUNNER_TUNING)
-    if tunable and not options.view_as(StreamingOptions).stock_direct_runner:
+    opts = options.view_as(StreamingOptions)
+    if runners.allows(options, runners.LocalStep.RUNNER_TUNING) and not opts.stock_direct_runner:
         tune_bundle_based_direct_runner()
+        if runners.allows(options, runners.LocalStep.ACK_AFTER_ARCHIVE):
+            direct_runner_tuning.hold_acks_until_archived(opts.input_subscription)
     p = beam.Pipeline(options=options)
     build_pipeline(p, options)
-    return service_watch.watch_while_running(p.run(), options)  # warns while services are unreachable
+    # Warns while Pub/Sub, BigQuery or a gs:// lake stop answering, and says when they are back.
+    return service_watch.watch_while_running(p.run(), options, opts.lake_root)
 
 
 def conservation(values: dict[str, int]) -> tuple[dict[str, int], bool]:
@@ -327,7 +387,10 @@ def conservation(values: dict[str, int]) -> tuple[dict[str, int], bool]:
 def _drained(result, previous: dict[str, int] | None) -> tuple[bool, dict[str, int]]:
     values = batch_run.counters(result)
     archived_all = values.get(ARCHIVED_MESSAGES, 0) >= values.get("records_in", 0)
-    return archived_all and values == previous, values
+    # With acks held for the archive, a stop before they are sent would leave archived
+    # messages to be read (and archived, and written) again by the next run.
+    acked_all = direct_runner_tuning.unacknowledged() == 0
+    return archived_all and acked_all and values == previous, values
 
 
 def run_until_stopped(
@@ -336,13 +399,26 @@ def run_until_stopped(
     """Wait for ``stop`` (set by SIGINT/SIGTERM), stop a local run cleanly, print its counters.
 
     The stop pauses Pub/Sub pulls (nothing more is acknowledged), waits until every
-    message read is in the lake and the counters stand still (at most the archive's
-    flush interval plus :data:`STOP_GRACE_SECONDS`), then cancels the pipeline.
+    message read is in the lake, acknowledged, and the counters stand still (at most the
+    archive's flush interval plus :data:`STOP_GRACE_SECONDS`), then cancels the pipeline.
+    A subscription that stopped existing (``direct_runner_tuning.missing_subscription``)
+    stops the run the same way; the caller reports it.
     """
     while not stop.wait(0.5):
         if result.state in (PipelineState.FAILED, PipelineState.DONE, PipelineState.CANCELLED):
             print(f"streaming: the pipeline ended on its own ({result.state})", file=out, flush=True)
             return _report(result, out)
+        failure = direct_runner_tuning.step_failure()
+        if failure is not None:
+            # The failed bundle is gone from this run and its messages were not acknowledged:
+            # nothing left to wait for, the next run reads them again.
+            print(f"streaming: a step failed ({type(failure).__name__}); stopping", file=out, flush=True)
+            result.cancel()
+            return _report(result, out)
+        missing = direct_runner_tuning.missing_subscription()
+        if missing:
+            print(f"streaming: subscription {missing} does not exist any more", file=out, flush=True)
+            break
     paused = direct_runner_tuning.pause_pulls()
     limit = flush_seconds + STOP_GRACE_SECONDS
     print(
@@ -364,7 +440,11 @@ def run_until_stopped(
         time.sleep(1.0)
     else:
         if paused:
-            print("streaming: warning: the run did not drain in time; counters below may miss in-flight work", file=out)
+            print(
+                "streaming: warning: the run did not drain in time; counters below may miss in-flight work "
+                f"({direct_runner_tuning.unacknowledged()} messages not archived are left to the next run)",
+                file=out,
+            )
     result.cancel()
     direct_runner_tuning.resume_pulls()
     print("streaming: stopped", file=out, flush=True)
@@ -385,6 +465,16 @@ def _report(result, out: TextIO) -> dict[str, int]:
     return values
 
 
+def _remember_subscription() -> None:
+    """Against the local stack's Pub/Sub emulator: record its subscriptions, so ``local up`` restores them."""
+    from beam_pipelines.local import stack
+
+    try:
+        stack.remember_subscriptions()
+    except Exception as exc:  # a record for later convenience: never a reason not to run
+        logging.getLogger(__name__).warning("could not record the emulator's subscriptions in the stack: %s", exc)
+
+
 def run_from_command_line(argv: list[str]) -> dict[str, int]:
     """The command line's job: run; locally until SIGINT/SIGTERM, then stop cleanly.
 
@@ -397,6 +487,7 @@ def run_from_command_line(argv: list[str]) -> dict[str, int]:
         if not batch_run.wrote_template(options, PIPELINE):  # the Flex launcher's run writes a template
             result.wait_until_finish()  # Ctrl-C leaves the Dataflow job running: drain it there
         return {}
+    _remember_subscription()
     stop = threading.Event()
     # Set explicitly: a job started in the background of a non-interactive shell
     # inherits SIGINT as ignored, and Python would leave it so.
@@ -404,7 +495,19 @@ def run_from_command_line(argv: list[str]) -> dict[str, int]:
         signal.signal(signum, lambda *_: stop.set())
     result = start(options)
     values = run_until_stopped(result, stop, archive_flush_seconds(options))
+    failure = direct_runner_tuning.step_failure()
+    if failure is not None:
+        raise failure  # its first line is the job's one-line error
+    missing = direct_runner_tuning.missing_subscription()
+    if missing:
+        raise preflight.PreflightError(
+            f"subscription {missing} does not exist (deleted while the job ran, or the Pub/Sub emulator restarted "
+            f"without it): the job stopped after draining what it had read; recreate it ({preflight.UP_FIX} "
+            "restores every subscription the local stack knows) and start the job again"
+        )
     if result.state == PipelineState.FAILED:
+        # The runner keeps the step's exception: raised here, it becomes the one-line error.
+        result.wait_until_finish()
         raise RuntimeError("the pipeline failed (its error is logged above)")
     if not conservation(values)[1]:
         raise RuntimeError("the counters do not add up: records_in != rows + dead letters + duplicates (see above)")

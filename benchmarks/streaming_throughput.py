@@ -154,7 +154,7 @@ def build_stage(p: beam.Pipeline, options: PipelineOptions, stage: str, out_path
     messages = p | "ReadEvents" >> beam.io.ReadFromPubSub(
         subscription=opts.input_subscription, with_attributes=True, timestamp_attribute="event_ts"
     )
-    data = (messages | "ParseEvents" >> ParseEvents(streaming.PIPELINE))[EVENTS]
+    data = (messages | "ParseEvents" >> ParseEvents(streaming.PIPELINE, event_timestamps=False))[EVENTS]
     if depth >= STAGES.index("dedupe"):
         data = data | "DeduplicateEvents" >> streaming.deduplicator(options)
     if depth >= STAGES.index("enrich"):

@@ -1,4 +1,4 @@
-"""Create Pub/Sub topics and subscriptions idempotently (emulator or real Pub/Sub)."""
+"""Create, list and restore Pub/Sub topics and subscriptions idempotently (emulator or real Pub/Sub)."""
 
 from __future__ import annotations
 
@@ -54,3 +54,41 @@ def ensure_subscription(
         finally:
             subscriber.close()
     return path
+
+
+def list_subscriptions(project: str, host: str | None = None) -> list[dict[str, object]]:
+    """Every subscription of ``project`` with its topic and ack deadline (topics deleted since are left out)."""
+    from google.cloud import pubsub_v1
+
+    with emulator_env(host):
+        subscriber = pubsub_v1.SubscriberClient()
+        try:
+            found = [
+                {"subscription": s.name, "topic": s.topic, "ack_deadline_seconds": s.ack_deadline_seconds}
+                for s in subscriber.list_subscriptions(request={"project": f"projects/{project}"}, timeout=10)
+            ]
+        finally:
+            subscriber.close()
+    return [s for s in found if s["topic"] and not str(s["topic"]).startswith("_deleted")]
+
+
+def restore_subscription(record: dict[str, object], host: str | None = None) -> bool:
+    """Create a recorded subscription (and its topic) unless it exists; True when it had to be created."""
+    from google.cloud import pubsub_v1
+
+    sub_project, _, sub_name = str(record["subscription"]).split("/", 3)[1:]
+    topic_project, _, topic_name = str(record["topic"]).split("/", 3)[1:]
+    ensure_topic(topic_project, topic_name, host)
+    with emulator_env(host):
+        subscriber = pubsub_v1.SubscriberClient()
+        try:
+            subscriber.create_subscription(
+                name=subscriber.subscription_path(sub_project, sub_name),
+                topic=str(record["topic"]),
+                ack_deadline_seconds=int(record.get("ack_deadline_seconds") or 60),
+            )
+            return True
+        except AlreadyExists:
+            return False
+        finally:
+            subscriber.close()

@@ -8,11 +8,21 @@ forgets the ports; the data stays, as it does on Google Cloud: the BigQuery emul
 tables and rows (``.local/stack/bigquery/``), the Cloud Storage emulator's objects
 (``.local/stack/gcs/``), the lake and the SQL source. ``wipe`` stops the stack and
 deletes that data.
+
+**Subscriptions.** The Pub/Sub emulator keeps topics and subscriptions in memory: after
+it restarts, every subscription is gone and a job reading one gets ``NotFound``. The
+stack therefore records every subscription it sees on its emulator, with its topic and
+ack deadline, in ``.local/stack/subscriptions.json``: at ``up`` and ``status``, and when a
+streaming job starts against it (:func:`remember_subscriptions`). ``up`` recreates every
+recorded subscription that is missing (and its topic), not only ``user-events-sub``.
+The file outlives ``down``, so a fresh stack gets them back too; ``wipe`` forgets them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from beam_pipelines.local.processes import StackError, stop_process
-from beam_pipelines.local.pubsub_admin import ensure_subscription
+from beam_pipelines.local.pubsub_admin import ensure_subscription, list_subscriptions, restore_subscription
 from beam_pipelines.local.services import (
     ServiceInfo,
     start_bigquery,
@@ -31,6 +41,9 @@ from beam_pipelines.local.services import (
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = PROJECT_ROOT / ".local"
+STACK_DIR_ENV = "LOCAL_STACK_DIR"
+"""Set by ``local env``: the stack's state folder, where a job records the subscription it reads."""
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,7 @@ class LocalStack:
     def __init__(self, config: StackConfig | None = None):
         self.config = config or StackConfig()
         self.state_file = self.config.state_dir / "state.json"
+        self.subscriptions_file = self.config.state_dir / "subscriptions.json"
 
     # ------------------------------------------------------------------ state
     def load(self) -> dict[str, ServiceInfo]:
@@ -142,7 +156,12 @@ class LocalStack:
         if "pubsub" in running:
             host = running["pubsub"].env["PUBSUB_EMULATOR_HOST"]
             ensure_subscription(self.config.project, self.config.topic, self.config.subscription, host)
-            progress(f"  pubsub     topic {self.config.topic}, subscription {self.config.subscription}")
+            restored = self.restore_subscriptions(host)
+            known = [r["subscription"].rsplit("/", 1)[-1] for r in self.remember_subscriptions(host)]
+            progress(
+                f"  pubsub     topic {self.config.topic}, subscriptions {', '.join(sorted(known))}"
+                + (f" (recreated: {', '.join(restored)})" if restored else "")
+            )
         if "bigquery" in running:
             from bigquery_schemas.client import make_client
             from bigquery_schemas.tables import ensure_all
@@ -165,6 +184,31 @@ class LocalStack:
             "storage": {"data_dir": str(self.config.gcs_dir)},
         }.get(name, {})  # fmt: skip
         return any(info.extra.get(key) != value for key, value in wanted.items())
+
+    # ------------------------------------------------------------------ subscriptions
+    def known_subscriptions(self) -> list[dict[str, Any]]:
+        """The recorded subscriptions (``subscription``, ``topic``, ``ack_deadline_seconds``)."""
+        if not self.subscriptions_file.exists():
+            return []
+        return json.loads(self.subscriptions_file.read_text()).get("subscriptions", [])
+
+    def remember_subscriptions(self, host: str) -> list[dict[str, Any]]:
+        """Record every subscription of the project on the emulator at ``host``; return all recorded."""
+        records = {r["subscription"]: r for r in self.known_subscriptions()}
+        records.update({r["subscription"]: r for r in list_subscriptions(self.config.project, host)})
+        ordered = [records[name] for name in sorted(records)]
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        # Written whole and renamed: a job and `up` may record at the same moment.
+        partial = self.subscriptions_file.with_name(f"{self.subscriptions_file.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps({"subscriptions": ordered}, indent=2))
+        partial.replace(self.subscriptions_file)
+        return ordered
+
+    def restore_subscriptions(self, host: str) -> list[str]:
+        """Recreate every recorded subscription missing on the emulator at ``host``; return their names."""
+        return [
+            r["subscription"].rsplit("/", 1)[-1] for r in self.known_subscriptions() if restore_subscription(r, host)
+        ]
 
     def down(self, progress: Callable[[str], None] = print) -> None:
         for name, info in self.load().items():
@@ -198,6 +242,12 @@ class LocalStack:
     def status(self) -> list[dict[str, Any]]:
         rows = []
         running = self.load()
+        pubsub = running.get("pubsub")
+        if pubsub and pubsub.alive():
+            try:
+                self.remember_subscriptions(pubsub.env["PUBSUB_EMULATOR_HOST"])
+            except Exception as exc:  # status must answer even when the emulator does not
+                _LOG.warning("could not list the Pub/Sub emulator's subscriptions: %s", exc)
         for name in SERVICES:
             info = running.get(name)
             state = "running" if info and info.alive() else ("crashed" if info else "stopped")
@@ -219,7 +269,29 @@ class LocalStack:
             "NO_GCE_CHECK": "true",
             "LOCAL_LAKE_DIR": str(self.config.lake_dir),
             "SOURCE_DATABASE_URL": self.config.source_url,
+            STACK_DIR_ENV: str(self.config.state_dir),
         }
         for info in (services if services is not None else self.load()).values():
             env.update(info.env)
         return env
+
+
+def remember_subscriptions(env: dict[str, str] | None = None) -> list[dict[str, Any]] | None:
+    """Record the emulator's subscriptions in the stack whose state folder ``$LOCAL_STACK_DIR`` names.
+
+    Called by a streaming job that starts against the local stack, so that ``up`` can
+    recreate its subscription after an emulator restart. Does nothing (None) unless the
+    job's ``PUBSUB_EMULATOR_HOST`` is that stack's emulator.
+    """
+    env = os.environ if env is None else env
+    state_dir, host = env.get(STACK_DIR_ENV), env.get("PUBSUB_EMULATOR_HOST")
+    if not state_dir or not host:
+        return None
+    root = Path(state_dir).parent
+    state = root / "stack" / "state.json"
+    project = json.loads(state.read_text()).get("config", {}).get("project") if state.exists() else None
+    stack = LocalStack(StackConfig(root=root, project=project or StackConfig.project))
+    pubsub = stack.load().get("pubsub")
+    if pubsub is None or pubsub.env.get("PUBSUB_EMULATOR_HOST") != host:
+        return None
+    return stack.remember_subscriptions(host)

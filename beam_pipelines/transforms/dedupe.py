@@ -6,10 +6,25 @@ Two flavours with the same contract, one event per ``event_id`` and a
 * :class:`DeduplicateEvents` for bounded input (batch): group by ``event_id`` and keep a
   deterministic winner, so re-running a backfill writes identical rows.
 * :class:`DeduplicateEventsStateful` for unbounded input (streaming): the first
-  delivery wins; later ones within the horizon are dropped using per-key state.
+  delivery wins; a copy *published* up to the horizon after it is dropped, whatever
+  its ``event_ts`` (per-key state with an expiry timer, see below).
 * :class:`DeduplicateEventsInProcess`, the same streaming contract for the in-process
   ``BundleBasedDirectRunner`` only, where per-key state is slow and grows without bound
-  (see its docstring); the streaming job picks it for that runner.
+  (see its docstring); the streaming job picks it for that runner
+  (``runners.LocalStep.IN_PROCESS_DEDUPE``).
+
+**The streaming horizon is measured from arrival.** The streaming job reads Pub/Sub with
+no ``timestamp_attribute`` and no ``id_label`` (docs/streaming.md): every message enters
+with its publish time as its timestamp, and the watermark follows publish time (on
+Dataflow Pub/Sub's estimate of the oldest unacknowledged publish time; locally the wall
+clock at each pull). ``ParseEvents(event_timestamps=False)`` keeps that timestamp, so
+both streaming variants see each event's arrival, remember its id until
+``max(event_ts, arrival) + horizon`` and emit the event stamped with its ``event_ts``
+for the windows downstream. An expiry at ``event_ts + horizon`` alone (the code before
+Dec 2026) is already due for any event older than the horizon when it arrives: a
+2-hour-old event published twice a second apart came out twice, which hit offline
+clients, publisher retries and ``replay`` without ``--retime`` (it re-sends the same
+ids on purpose).
 """
 
 from __future__ import annotations
@@ -29,7 +44,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import TimestampedValue
-from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines import events
 from beam_pipelines.transforms import METRICS_NAMESPACE
@@ -110,15 +125,27 @@ _SEEN_PARAM = beam.DoFn.StateParam(_SEEN)
 _EXPIRY_PARAM = beam.DoFn.TimerParam(_EXPIRY)
 
 
+def expiry_seconds(event_time: float, arrival: float, horizon_seconds: float) -> float:
+    """When an ``event_id`` may be forgotten: ``max(event time, arrival) + horizon`` (epoch seconds).
+
+    ``arrival`` is the element's timestamp as the reader gave it (the publish time). The
+    later of the two: an old event (an offline client, a replay) is remembered for a
+    horizon after it arrived; an event stamped ahead of its publish time (clock skew,
+    at most ``events.MAX_FUTURE_SKEW``) until its own time plus the horizon.
+    """
+    return max(event_time, arrival) + horizon_seconds
+
+
 class DeduplicateEventsStatefulFn(beam.DoFn):
     """Stateful DoFn on (event_id, event): emit the first delivery, drop the rest.
 
-    State per key: one boolean (``seen``) plus one event-time timer that clears it at
-    ``event_ts + horizon``.
+    State per key: one boolean (``seen``) plus one event-time timer that clears it when
+    the watermark passes :func:`expiry_seconds` (the element's timestamp is its arrival).
+    The event leaves stamped with its ``event_ts``.
     """
 
     def __init__(self, horizon_seconds: float):
-        self._horizon = Duration(seconds=horizon_seconds)
+        self._horizon = horizon_seconds
         self._duplicates = Metrics.counter(METRICS_NAMESPACE, "duplicates_removed")
 
     def process(
@@ -133,8 +160,9 @@ class DeduplicateEventsStatefulFn(beam.DoFn):
             self._duplicates.inc()
             return
         seen.write(True)
-        expiry.set(Timestamp.of(event["event_time"]) + self._horizon)
-        yield TimestampedValue(event, timestamp)
+        arrival = timestamp.micros / 1e6
+        expiry.set(Timestamp.of(expiry_seconds(event["event_time"], arrival, self._horizon)))
+        yield TimestampedValue(event, event["event_time"])
 
     @on_timer(_EXPIRY)
     def expire(self, seen=_SEEN_PARAM):
@@ -142,29 +170,38 @@ class DeduplicateEventsStatefulFn(beam.DoFn):
 
 
 class DeduplicateEventsStateful(beam.PTransform):
-    """Streaming dedupe on ``event_id``: the first delivery wins within a horizon.
+    """Streaming dedupe on ``event_id``: the first delivery wins within a horizon of its arrival.
 
-    Horizon: a key's state is kept until the watermark passes ``event_ts + horizon``
-    (an event-time timer). Event time rather than processing time, because it is what
-    the rest of the job reasons in: when the job replays a backlog the watermark lags
-    and state is kept for as long as the backlog needs, and tests are deterministic.
-    A duplicate whose first delivery is older than the horizon is emitted again; the
-    ``user_behavior_dedup`` view removes those at query time. On Dataflow the
-    ``id_label="event_id"`` read already drops Pub/Sub redeliveries for ~10 minutes,
-    this transform covers publisher retries and longer gaps.
+    Input: events whose element timestamp is their arrival (the Pub/Sub publish time:
+    ``ParseEvents(event_timestamps=False)``). An input already stamped with event time
+    works too, but then the horizon runs from ``event_ts`` and an old event's copies
+    are not caught (module docstring).
 
-    State cost: one entry per distinct ``event_id`` seen in the last ``horizon``:
-    the key (~36-byte UUID), a 1-byte flag and a timer, about 100-150 bytes on
-    Dataflow Streaming Engine. At 1,000 events/s and the default 60-minute horizon
-    that is 3.6 M keys, roughly 0.4-0.6 GB of state; it scales linearly with rate
-    x horizon.
+    Horizon: a key's state is kept until the watermark passes
+    ``max(event_ts, arrival) + horizon`` (an event-time timer). A copy published up to
+    ``horizon`` after the first delivery is dropped whatever its ``event_ts``; a copy
+    published later is written again, and the ``user_behavior_dedup`` view removes it at
+    query time. The watermark (publish time) and not the worker's clock, because it
+    stops with the job: while a backlog drains after an outage, ids stay remembered for
+    as long as the backlog needs, and tests are deterministic.
 
-    Why not ``apache_beam.transforms.deduplicate.DeduplicatePerKey``: it works on the
-    BundleBasedDirectRunner, but it has no counter for the dropped duplicates, and the
-    conservation check (``valid = written + duplicates_removed``) needs one.
+    Output: the first delivery of each id, stamped with its ``event_ts``.
+
+    State cost: one entry per distinct ``event_id`` whose arrival (or event time, when
+    later) is within the horizon of the watermark: the key (~36-byte UUID), a 1-byte
+    flag and a timer, about 100-150 bytes on Dataflow Streaming Engine. At 1,000
+    events/s and the default 60-minute horizon that is 3.6 M keys, roughly 0.4-0.6 GB;
+    it scales linearly with rate x horizon. Bounds beyond that: an event stamped in the
+    future (at most ``events.MAX_FUTURE_SKEW``, an hour) is kept that much longer, and
+    while the watermark lags (a backlog draining) the ids read in the meantime wait for it.
+
+    Why not ``apache_beam.transforms.deduplicate.DeduplicatePerKey``: it has no counter
+    for the dropped duplicates, and the conservation check
+    (``valid = written + duplicates_removed``) needs one; its event-time mode has the
+    same ``event_ts + horizon`` flaw for old events.
 
     Args:
-      horizon_seconds: how long after its event time an ``event_id`` is remembered (> 0).
+      horizon_seconds: how long after its arrival an ``event_id`` is remembered (> 0).
     """
 
     def __init__(self, horizon_seconds: float):
@@ -233,9 +270,11 @@ class DeduplicateEventsInProcessFn(beam.DoFn):
         self._ids.forget_expired(self._clock())
         self._dropped = 0
 
-    def process(self, event):
-        if self._ids.first_sighting(event["event_id"], event["event_time"] + self._horizon):
-            yield event
+    def process(self, event, timestamp=beam.DoFn.TimestampParam):
+        event_time = event["event_time"]
+        expires_at = expiry_seconds(event_time, timestamp.micros / 1e6, self._horizon)
+        if self._ids.first_sighting(event["event_id"], expires_at):
+            yield TimestampedValue(event, event_time)
         else:
             self._dropped += 1
 
@@ -255,10 +294,11 @@ class DeduplicateEventsInProcess(beam.PTransform):
     in-memory map per applied transform (the runner is one process with one worker
     thread), so the cost per event is constant and memory is bounded by the horizon.
 
-    Same contract: the first delivery of an ``event_id`` wins; a repeat whose first
-    delivery is still within the horizon is dropped and counted in
-    ``duplicates_removed``; elements keep their timestamps. An id is forgotten once the
-    clock passes ``event_ts + horizon``, checked between bundles. The clock is wall
+    Same contract: the first delivery of an ``event_id`` wins; a repeat published while
+    its id is remembered is dropped and counted in ``duplicates_removed``; the winner
+    leaves stamped with its ``event_ts``. An id is forgotten once the clock passes
+    ``max(event_ts, arrival) + horizon`` (:func:`expiry_seconds`; arrival is the
+    element's timestamp, the publish time), checked between bundles. The clock is wall
     time, which is what the watermark of a Pub/Sub read is on that runner, so the
     stateful variant's event-time timers would fire at the same moments there.
 
@@ -267,7 +307,7 @@ class DeduplicateEventsInProcess(beam.PTransform):
     Like that runner's state, the ids do not survive a restart.
 
     Args:
-      horizon_seconds: how long after its event time an ``event_id`` is remembered (> 0).
+      horizon_seconds: how long after its arrival an ``event_id`` is remembered (> 0).
       clock: epoch seconds now (for tests; default ``time.time``).
     """
 

@@ -24,6 +24,28 @@ re-run per tick; a DoFn calling ``google.cloud.bigquery.Client.list_rows(table)`
 can, works on Dataflow (default credentials) and on the emulator
 (``bigquery_schemas.client.make_client`` honours ``BIGQUERY_EMULATOR_HOST``), and reads
 the table without a query job (cheap: no bytes-scanned billing for ``tabledata.list``).
+
+**Never a stall, never a good snapshot thrown away** (:class:`LoadSnapshotFn`). On a
+distributed runner a main input waits for the first pane of a global-window side input
+(Dataflow; the local runners do not wait), so a first load that fails must still give
+the side input a pane, and a load that hangs must be given up:
+
+* every load runs for at most ``load_timeout_seconds`` (a worker thread; a load still
+  running at the next tick is not started twice);
+* until one load has succeeded, each failed or timed-out load emits an empty
+  *placeholder* snapshot (``loaded=False``) and logs a warning: events flow with NULL
+  attributes of that dimension, counted in ``enriched_without_<table>_snapshot``, instead
+  of waiting without bound. The first good load replaces it at once (``loaded <n> <table>:
+  the first snapshot, after <k> failed attempts``). On Dataflow the main input therefore
+  waits at most the first load's timeout;
+* after a good load, a failed load emits nothing (the previous snapshot stays, counted in
+  ``<table>_refresh_failures`` and logged), and a load with less than half the rows of
+  the snapshot it would replace is refused the same way (``transforms/dims.shrink_refusal``,
+  the hourly job's rule; ``<table>_refresh_shrink_refused``) unless ``allow_shrink``.
+
+Which snapshot is "previous" is the per-table state of :class:`LoadSnapshotFn` (a
+stateful DoFn keyed by table name), not a worker's memory: on Dataflow any worker may
+run the next tick.
 """
 
 from __future__ import annotations
@@ -31,40 +53,51 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+from apache_beam.coders import VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.periodicsequence import PeriodicImpulse, RebaseMode
 from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.userstate import TimerSpec, on_timer
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from beam_pipelines.transforms import METRICS_NAMESPACE
-from beam_pipelines.transforms.dims import DIM_TABLES
+from beam_pipelines.transforms.dims import DIM_TABLES, shrink_refusal
 
 TICKER_PERIODIC_IMPULSE = "periodic_impulse"
 TICKER_TIMER = "timer"
+# How long one load may take before it counts as failed. Generous for a big table on
+# BigQuery (tabledata.list pages of ~10k rows); it is also the longest a Dataflow main
+# input waits for a first snapshot that cannot be loaded.
+DEFAULT_LOAD_TIMEOUT_SECONDS = 120.0
 
 _LOG = logging.getLogger(__name__)
 
 
 class DimensionSnapshot(NamedTuple):
-    """A whole dimension table as loaded at ``loaded_at`` (epoch seconds)."""
+    """A whole dimension table as loaded at ``loaded_at`` (epoch seconds).
+
+    ``loaded=False``: a placeholder with no rows, emitted while no load has succeeded yet
+    (module docstring).
+    """
 
     table: str
     loaded_at: float
     rows: dict[str, dict[str, Any]]
+    loaded: bool = True
 
 
-def newest_snapshot(snapshots: Iterable[DimensionSnapshot]) -> dict[str, dict[str, Any]]:
-    """Rows of the most recent snapshot (``{}`` before the first load)."""
+def newest_snapshot(snapshots: Iterable[DimensionSnapshot]) -> DimensionSnapshot | None:
+    """The most recent snapshot (None before any pane arrived)."""
     best = None
     for snap in snapshots:
         if best is None or snap.loaded_at > best.loaded_at:
             best = snap
-    return best.rows if best is not None else {}
+    return best
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -163,30 +196,146 @@ class Ticker(beam.PTransform):
         )
 
 
-class LoadSnapshotFn(beam.DoFn):
-    """Tick -> one DimensionSnapshot; a failed load is logged and skipped (the previous one stays)."""
+_LOADED_ROWS = ReadModifyWriteStateSpec("loaded_rows", VarIntCoder())
+_LOADED_ROWS_PARAM = beam.DoFn.StateParam(_LOADED_ROWS)
+_FAILED_LOADS = ReadModifyWriteStateSpec("failed_loads", VarIntCoder())
+_FAILED_LOADS_PARAM = beam.DoFn.StateParam(_FAILED_LOADS)
 
-    def __init__(self, table: str, loader: Callable[[], list[dict[str, Any]]], key: str):
+
+class LoadSnapshotFn(beam.DoFn):
+    """(table, tick) -> a DimensionSnapshot, a placeholder, or nothing (module docstring).
+
+    State per table: the row count of the last snapshot emitted (absent until a load
+    succeeds) and the failed loads since the last success.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        loader: Callable[[], list[dict[str, Any]]],
+        key: str,
+        timeout_seconds: float = DEFAULT_LOAD_TIMEOUT_SECONDS,
+        allow_shrink: bool = False,
+    ):
         self._table = table
         self._loader = loader
         self._key = key
+        self._timeout = timeout_seconds
+        self._allow_shrink = allow_shrink
         self._loads = Metrics.counter(METRICS_NAMESPACE, f"{table}_refreshes")
         self._failures = Metrics.counter(METRICS_NAMESPACE, f"{table}_refresh_failures")
+        self._refused = Metrics.counter(METRICS_NAMESPACE, f"{table}_refresh_shrink_refused")
+        self._placeholders = Metrics.counter(METRICS_NAMESPACE, f"{table}_placeholder_snapshots")
         self._size = Metrics.gauge(METRICS_NAMESPACE, f"{table}_rows")
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: Future | None = None
 
-    def process(self, _tick):
-        started = time.time()
+    def __getstate__(self):
+        return {**self.__dict__, "_pool": None, "_running": None}
+
+    def setup(self):
+        # The tuned local runner calls setup() for every bundle on the same object.
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"load-{self._table}")
+
+    def teardown(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._running = None
+
+    def _load(self) -> tuple[list[dict[str, Any]] | None, str | None]:
+        """``(rows, None)``, or ``(None, why not)`` within ``timeout_seconds``."""
+        if self._running is not None and not self._running.done():
+            return None, f"the load started {self._timeout:g}+ s ago has not answered yet"
+        self.setup()
+        self._running = self._pool.submit(self._loader)
         try:
-            rows = self._loader()
-        except Exception:  # keep enriching with the previous snapshot; the counter alerts
+            return self._running.result(timeout=self._timeout), None
+        except TimeoutError:
+            return None, f"no answer within {self._timeout:g} s"
+        except Exception as exc:  # any failure of the source: reported below, never raised (module docstring)
+            return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+    def process(self, _keyed_tick, loaded_rows=_LOADED_ROWS_PARAM, failed_loads=_FAILED_LOADS_PARAM):
+        started = time.time()
+        before = loaded_rows.read()
+        rows, error = self._load()
+        if error is not None:
+            failed = (failed_loads.read() or 0) + 1
+            failed_loads.write(failed)
             self._failures.inc()
-            _LOG.exception("refreshing %s failed; keeping the previous snapshot", self._table)
+            if before is not None:
+                _LOG.warning(
+                    "refreshing %s failed (%s); keeping the previous snapshot of %d rows", self._table, error, before
+                )
+                return
+            self._placeholders.inc()
+            _LOG.warning(
+                "no %s snapshot has loaded yet (%d failed attempts; this one: %s): events are written with NULL %s "
+                "attributes, counted in enriched_without_%s_snapshot, until a load succeeds",
+                self._table,
+                failed,
+                error,
+                self._table,
+                self._table,
+            )
+            yield DimensionSnapshot(self._table, started, {}, loaded=False)
             return
         by_id = {str(r[self._key]): r for r in rows if r.get(self._key) is not None}
+        refusal = (
+            None
+            if before is None or self._allow_shrink
+            else shrink_refusal(self._table, before, len(by_id), "the streaming job's side input")
+        )
+        if refusal:
+            self._refused.inc()
+            _LOG.warning("%s; keeping the previous snapshot", refusal)
+            return
+        failed = failed_loads.read() or 0
+        loaded_rows.write(len(by_id))
+        failed_loads.clear()
         self._loads.inc()
         self._size.set(len(by_id))
-        _LOG.info("loaded %d %s in %.2f s", len(by_id), self._table, time.time() - started)
+        after_failures = f" after {failed} failed attempts" if failed else ""
+        (_LOG.warning if failed else _LOG.info)(
+            "loaded %d %s in %.2f s%s", len(by_id), self._table, time.time() - started, after_failures
+        )
         yield DimensionSnapshot(self._table, started, by_id)
+
+
+class LoadSnapshots(beam.PTransform):
+    """Ticks -> :class:`DimensionSnapshot` elements of one table (module docstring for the rules).
+
+    Args:
+      table: ``products`` or ``users`` (selects the key column).
+      loader: zero-argument callable returning the table's rows as dicts.
+      timeout_seconds: the longest one load may take before it counts as failed.
+      allow_shrink: accept a load that drops more than half the rows of the previous one.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        loader,
+        timeout_seconds: float = DEFAULT_LOAD_TIMEOUT_SECONDS,
+        allow_shrink: bool = False,
+    ):
+        super().__init__()
+        if table not in DIM_TABLES:
+            raise ValueError(f"table must be one of {sorted(DIM_TABLES)}, got {table!r}")
+        if not timeout_seconds or timeout_seconds <= 0:
+            raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds!r}")
+        self._fn = LoadSnapshotFn(table, loader, DIM_TABLES[table].key, timeout_seconds, allow_shrink)
+        self._table = table
+
+    def expand(self, ticks):
+        table = self._table
+        return (
+            ticks
+            # One key per table: the state that says which snapshot is the previous one.
+            | "KeyByTable" >> beam.Map(lambda tick: (table, tick)).with_output_types(tuple[str, Any])
+            | "LoadTable" >> beam.ParDo(self._fn)
+        )
 
 
 class RefreshedDimension(beam.PTransform):
@@ -198,16 +347,23 @@ class RefreshedDimension(beam.PTransform):
         (:class:`BigQueryTableLoader` or :class:`LakeSnapshotLoader`).
       refresh_seconds: seconds between reloads (> 0).
       ticker: ``"periodic_impulse"`` (Dataflow) or ``"timer"`` (BundleBasedDirectRunner).
+      load_timeout_seconds: the longest one load may take before it counts as failed.
+      allow_shrink: accept a reload with less than half the rows of the snapshot it replaces.
     """
 
-    def __init__(self, table: str, loader, refresh_seconds: float, ticker: str = TICKER_PERIODIC_IMPULSE):
+    def __init__(
+        self,
+        table: str,
+        loader,
+        refresh_seconds: float,
+        ticker: str = TICKER_PERIODIC_IMPULSE,
+        load_timeout_seconds: float = DEFAULT_LOAD_TIMEOUT_SECONDS,
+        allow_shrink: bool = False,
+    ):
         super().__init__()
-        if table not in DIM_TABLES:
-            raise ValueError(f"table must be one of {sorted(DIM_TABLES)}, got {table!r}")
         if not refresh_seconds or refresh_seconds <= 0:
             raise ValueError(f"refresh_seconds must be > 0, got {refresh_seconds!r}")
-        self._table = table
-        self._loader = loader
+        self._load = LoadSnapshots(table, loader, load_timeout_seconds, allow_shrink)  # checks the rest
         self._refresh = refresh_seconds
         self._ticker = ticker
 
@@ -215,7 +371,7 @@ class RefreshedDimension(beam.PTransform):
         return (
             pbegin
             | "Tick" >> Ticker(self._refresh, self._ticker)
-            | "LoadSnapshot" >> beam.ParDo(LoadSnapshotFn(self._table, self._loader, DIM_TABLES[self._table].key))
+            | "LoadSnapshot" >> self._load
             | "GlobalWindowPerLoad"
             >> beam.WindowInto(
                 window.GlobalWindows(),

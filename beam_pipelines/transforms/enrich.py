@@ -26,9 +26,14 @@ class EnrichEventFn(beam.DoFn):
         self._unknown_products = Metrics.counter(METRICS_NAMESPACE, "unknown_products")
         self._unknown_users = Metrics.counter(METRICS_NAMESPACE, "unknown_users")
         self._rows = Metrics.counter(METRICS_NAMESPACE, "enriched_rows")
+        # Rows enriched while no snapshot of that dimension had loaded (transforms/dimensions.py).
+        self._without = {
+            name: Metrics.counter(METRICS_NAMESPACE, f"enriched_without_{name}_snapshot")
+            for name in ("products", "users")
+        }
 
     def setup(self):
-        self._newest: dict[str, tuple[Any, dict]] = {}
+        self._newest: dict[str, tuple[Any, dict, bool]] = {}
         self._ingest_ts: str | None = None
 
     def start_bundle(self):
@@ -43,12 +48,20 @@ class EnrichEventFn(beam.DoFn):
         self._rows_in_bundle = 0
 
     def _resolve(self, name: str, view: Any) -> dict[str, Any]:
-        """A dict view as is; for a list of snapshots, the newest (memoised per side-input value)."""
+        """A dict view as is; for a list of snapshots, the newest's rows (memoised per side-input value).
+
+        Counts the event in ``enriched_without_<name>_snapshot`` when no snapshot has
+        loaded (none yet, or the newest is a placeholder).
+        """
         if not isinstance(view, list):
             return view
         cached = self._newest.get(name)
         if cached is None or cached[0] is not view:
-            cached = self._newest[name] = (view, newest_snapshot(view))
+            newest = newest_snapshot(view)
+            loaded = newest is not None and newest.loaded
+            cached = self._newest[name] = (view, newest.rows if newest is not None else {}, loaded)
+        if not cached[2]:
+            self._without[name].inc()
         return cached[1]
 
     def process(self, event, products: dict[str, Any], users: dict[str, Any]):
@@ -82,7 +95,9 @@ class EnrichWithDimensions(beam.PTransform):
 
     Returns:
       PCollection of ``user_behavior`` rows (``events.user_behavior_row``), one per event.
-      Counters: ``unknown_products``, ``unknown_users``, ``enriched_rows``.
+      Counters: ``unknown_products``, ``unknown_users``, ``enriched_rows``; with
+      ``snapshots``, ``enriched_without_products_snapshot`` / ``..._users_snapshot`` for
+      events enriched while no snapshot of that table had loaded (their attributes are NULL).
     """
 
     def __init__(self, products, users, source: str, *, snapshots: bool = False):

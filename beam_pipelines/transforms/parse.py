@@ -4,6 +4,7 @@ Both transforms return a tagged result::
 
     result = messages | "ParseEvents" >> ParseEvents(pipeline="streaming")
     result[EVENTS]        # event dicts (beam_pipelines.events.Event), timestamped with event_ts
+                          # (with event_timestamps=False: keeping the message's publish time)
     result[DEAD_LETTERS]  # dead_letter rows (stage parse/validate, reason, raw payload, attributes)
     result[ARCHIVE]       # with archive=True: (hour folder, envelope line) for every message
 
@@ -64,10 +65,11 @@ def _attribute_ts(attributes: dict[str, str] | None) -> str | None:
 class _CountingFn(beam.DoFn):
     """Shared counters: records in, valid events and one counter per dead-letter stage."""
 
-    def __init__(self, pipeline: str):
+    def __init__(self, pipeline: str, event_timestamps: bool = True):
         if not pipeline:
             raise ValueError("pipeline must name the job, e.g. 'streaming' or 'hourly'")
         self._pipeline = pipeline
+        self._event_timestamps = event_timestamps
         self._records_in = Metrics.counter(METRICS_NAMESPACE, "records_in")
         self._valid = Metrics.counter(METRICS_NAMESPACE, "valid_events")
         self._stage_counters: dict[str, Any] = {}
@@ -105,6 +107,8 @@ class _CountingFn(beam.DoFn):
 
     def _valid_event(self, event: events.Event):
         self._valid_in_bundle += 1
+        if not self._event_timestamps:
+            return event  # keeps the element's timestamp: the publish time, for the dedupe's horizon
         # The payload's event_ts is authoritative for event time (the Pub/Sub attribute
         # is only a copy), so windows downstream see the same time on every source.
         return TimestampedValue(event, event["event_time"])
@@ -118,8 +122,8 @@ class ParseEventFn(_CountingFn):
     its verdict, so the lake holds everything the job read.
     """
 
-    def __init__(self, pipeline: str, archive: bool = False):
-        super().__init__(pipeline)
+    def __init__(self, pipeline: str, archive: bool = False, event_timestamps: bool = True):
+        super().__init__(pipeline, event_timestamps)
         self._archive = archive
 
     def _message(self, element: Any) -> Message:
@@ -176,15 +180,20 @@ class ParseEvents(beam.PTransform):
     Args:
       pipeline: job name written to ``dead_letter.pipeline`` (e.g. ``"streaming"``).
       archive: also emit every message to ``[ARCHIVE]`` for the lake.
+      event_timestamps: stamp each event with its ``event_ts`` (default). ``False``
+        leaves the element's own timestamp, which for a Pub/Sub read is the publish
+        time: the streaming job's dedupe measures its horizon from that arrival and
+        stamps event time itself (``transforms/dedupe.py``).
 
     Returns:
-      A ``DoOutputsTuple``: ``[EVENTS]`` event dicts timestamped with their ``event_ts``,
-      ``[DEAD_LETTERS]`` dead-letter rows, ``[ARCHIVE]`` (empty unless ``archive``).
+      A ``DoOutputsTuple``: ``[EVENTS]`` event dicts timestamped with their ``event_ts``
+      (see ``event_timestamps``), ``[DEAD_LETTERS]`` dead-letter rows, ``[ARCHIVE]``
+      (empty unless ``archive``).
     """
 
-    def __init__(self, pipeline: str, archive: bool = False):
+    def __init__(self, pipeline: str, archive: bool = False, event_timestamps: bool = True):
         super().__init__()
-        self._fn = ParseEventFn(pipeline, archive)
+        self._fn = ParseEventFn(pipeline, archive, event_timestamps)
 
     def expand(self, messages):
         return messages | "ParseMessages" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTERS, ARCHIVE, main=EVENTS)

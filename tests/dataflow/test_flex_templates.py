@@ -31,7 +31,8 @@ CONTRACT_OPTIONS = {
     "hourly": {"window_start", "window_end", "lake_root", "output_table", "dead_letter_table", "products_table",
                "users_table", "orders_table", "temp_gcs_location", "run_id"},
     "streaming": {"input_subscription", "output_table", "dead_letter_table", "engagement_table", "products_table",
-                  "users_table", "dims_lake_root", "dims_refresh_seconds", "dedup_horizon_minutes",
+                  "users_table", "dims_lake_root", "dims_refresh_seconds", "dims_load_timeout_seconds",
+                  "dedup_horizon_minutes",
                   "allowed_lateness_minutes", "window_seconds", "lake_root", "archive_flush_seconds",
                   "archive_shards"},
 }  # fmt: skip

@@ -157,3 +157,104 @@ def test_counters_of_every_bundle_are_kept(tuned):
     result = p.run()
     result.wait_until_finish()
     assert counters(result)["records_in"] == 15
+
+
+class _Subscriber(_RecordingSubscriber):
+    """Answers each pull with the next response (or raises it); records acks and deadline changes."""
+
+    def __init__(self, *responses):
+        super().__init__()
+        self.responses = list(responses)
+        self.acked: list[tuple[str, list[str]]] = []
+        self.extended: list[list[str]] = []
+
+    def pull(self, **kwargs):
+        self.calls.append(kwargs)
+        answer = self.responses.pop(0) if self.responses else _response()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def acknowledge(self, subscription, ack_ids):
+        self.acked.append((subscription, list(ack_ids)))
+
+    def modify_ack_deadline(self, subscription, ack_ids, ack_deadline_seconds):
+        self.extended.append(list(ack_ids))
+
+
+def _response(*message_ids):
+    from google.pubsub_v1 import PubsubMessage, PullResponse, ReceivedMessage
+
+    return PullResponse(
+        received_messages=[
+            ReceivedMessage(ack_id=f"ack-{m}", message=PubsubMessage(message_id=m, data=b"{}")) for m in message_ids
+        ]
+    )
+
+
+def _archived(*message_ids):
+    from beam_pipelines import event_archive
+    from beam_pipelines.transforms.archive import ArchivedFile
+
+    return ArchivedFile("/lake/f.pubsub.jsonl", [event_archive.encode(b"{}", None, None, m) for m in message_ids])
+
+
+def test_a_pull_is_acknowledged_only_once_the_archive_holds_it(tuned, monkeypatch):
+    from beam_pipelines import direct_runner_tuning as tuning
+
+    real = _Subscriber(_response("m1", "m2"))
+    client = _client_over(real)
+    tuning.hold_acks_until_archived("projects/p/subscriptions/held")
+    pulled = client.pull(subscription="projects/p/subscriptions/held", max_messages=10, timeout=30)
+    assert len(pulled.received_messages) == 2
+    # The runner acknowledges every pull right after reading it: held instead.
+    client.acknowledge(subscription="projects/p/subscriptions/held", ack_ids=["ack-m1", "ack-m2"])
+    assert real.acked == [] and tuning.unacknowledged() == 2
+    tuning.AcknowledgeArchivedFn().process(_archived("m1", "other-run"))
+    client.pull(subscription="projects/p/subscriptions/held")  # acks are sent before the next pull
+    assert real.acked == [("projects/p/subscriptions/held", ["ack-m1"])] and tuning.unacknowledged() == 1
+    monkeypatch.setattr(tuning, "EXTEND_AFTER_SECONDS", 0.0)
+    client.pull(subscription="projects/p/subscriptions/held")  # m2 still waits: its deadline is extended
+    assert real.extended[-1] == ["ack-m2"]
+    # Another read in the same process (no archive step) acknowledges as the runner does.
+    client.acknowledge(subscription="projects/p/subscriptions/other", ack_ids=["x"])
+    assert real.acked[-1] == ("projects/p/subscriptions/other", ["x"])
+
+
+def test_a_subscription_missing_past_the_grace_is_reported_and_its_acks_dropped(tuned, monkeypatch):
+    from google.api_core.exceptions import NotFound
+
+    from beam_pipelines import direct_runner_tuning as tuning
+
+    monkeypatch.setattr(tuning, "PULL_WAIT_SECONDS", 0.01)
+    gone = NotFound("Resource not found (resource=gone)")
+    real = _Subscriber(_response("m1"), gone, _response(), gone, gone)
+    client = _client_over(real)
+    tuning.hold_acks_until_archived("s")
+    client.pull(subscription="s")
+    assert tuning.missing_subscription() is None
+    assert list(client.pull(subscription="s").received_messages) == []  # NotFound: no messages, no exception
+    client.pull(subscription="s")  # found again (an emulator restart with `local up`): the grace starts over
+    monkeypatch.setattr(tuning, "MISSING_SUBSCRIPTION_GRACE_SECONDS", 0.0)
+    client.pull(subscription="s")
+    assert tuning.missing_subscription() == "s"
+    tuning.AcknowledgeArchivedFn().process(_archived("m1"))
+    real.acknowledge = lambda **kw: (_ for _ in ()).throw(gone)
+    client.pull(subscription="s")
+    assert tuning.unacknowledged() == 0  # nothing to acknowledge on a subscription that is gone
+
+
+def test_a_failed_step_is_recorded(tuned):
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.test_stream import TestStream
+
+    from beam_pipelines import direct_runner_tuning as tuning
+
+    def fail(element):
+        raise OSError(f"storage said 403 for {element}")
+
+    p = beam.Pipeline(runner="BundleBasedDirectRunner", options=PipelineOptions(streaming=True))
+    _ = p | TestStream().add_elements(["a"]).advance_watermark_to_infinity() | beam.Map(fail)
+    with pytest.raises(OSError, match="403"):
+        p.run().wait_until_finish()
+    assert "storage said 403 for a" in str(tuning.step_failure())

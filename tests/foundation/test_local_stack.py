@@ -91,6 +91,45 @@ def test_a_dead_service_comes_back_on_its_recorded_port(tmp_path):
         stack.down(progress=lines.append)
 
 
+@pytest.mark.integration
+def test_up_restores_every_subscription_the_stack_knows(tmp_path):
+    """The emulator keeps subscriptions in memory: after it restarts, `up` brings back every one
+    it recorded (a user's own included), not only user-events-sub."""
+    import signal
+    import time
+
+    from beam_pipelines.local.pubsub_admin import ensure_subscription, list_subscriptions
+    from beam_pipelines.local.stack import remember_subscriptions
+
+    stack = LocalStack(StackConfig(root=tmp_path, project="stack-test-project", dataset="stack_test"))
+    lines: list[str] = []
+    try:
+        first = stack.up(["pubsub"], progress=lines.append)
+        host = first["pubsub"].env["PUBSUB_EMULATOR_HOST"]
+        ensure_subscription("stack-test-project", "clicks", "my-analysis-sub", host, ack_deadline_seconds=30)
+        # A streaming job starting against the stack records what the emulator holds
+        # (beam_pipelines.streaming calls this with the variables `local env` exports).
+        recorded = remember_subscriptions(stack.env())
+        assert {r["subscription"].rsplit("/", 1)[-1] for r in recorded} == {"user-events-sub", "my-analysis-sub"}
+        assert (
+            remember_subscriptions({**stack.env(), "PUBSUB_EMULATOR_HOST": "127.0.0.1:1"}) is None
+        )  # not its emulator
+        os.killpg(first["pubsub"].pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid_alive(first["pubsub"].pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines.clear()
+        stack.up(["pubsub"], progress=lines.append)
+        restored = {r["subscription"]: r for r in list_subscriptions("stack-test-project", host)}
+        mine = restored["projects/stack-test-project/subscriptions/my-analysis-sub"]
+        assert (mine["topic"], mine["ack_deadline_seconds"]) == ("projects/stack-test-project/topics/clicks", 30)
+        assert "projects/stack-test-project/subscriptions/user-events-sub" in restored
+        assert any("recreated: my-analysis-sub" in line for line in lines), lines
+    finally:
+        stack.down(progress=lines.append)
+    assert stack.known_subscriptions()  # kept across `down`: a fresh stack gets them back too
+
+
 def test_missing_java_is_explained(monkeypatch, tmp_path):
     # A PATH with gcloud but no java.
     bin_dir = tmp_path / "bin"

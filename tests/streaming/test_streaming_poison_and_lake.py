@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from google.cloud import pubsub_v1
@@ -37,7 +35,7 @@ from beam_pipelines import event_archive, events, lake
 from beam_pipelines.local.processes import stop_process
 from bigquery_schemas.tables import ensure_all
 from tests.fixtures.jobs import hourly_job_args
-from tests.fixtures.streaming_harness import streaming_job_args, wait_for
+from tests.fixtures.streaming_harness import job_death, start_job, stop_job, wait_for
 from tests.reliability import hostile
 
 pytestmark = pytest.mark.integration
@@ -46,7 +44,6 @@ DEADLINE_SECONDS = 240
 # One pull cycle of the local runner plus the BigQuery emulator's insert: the time a
 # message may take from publish to its row once the job is running.
 PULL_CYCLE_SECONDS = 30
-STOP_SECONDS = 30  # flush (5 s locally) + grace: the job's own bound on a clean stop
 CONTRACT_COLUMNS = ("event_id", "event_name", "price", "product_id", "user_id", "order_id", "event_ts")
 CONTRACT_COLUMNS += ("session_id", "quantity", "source")
 
@@ -96,37 +93,6 @@ def _expected(messages) -> tuple[set[str], list[tuple[str, str]]]:
     return ids, sorted(dead)
 
 
-def _start(bq, subscription: str, lake_root: Path, log: Path) -> subprocess.Popen:
-    argv = [
-        sys.executable,
-        "-m",
-        "beam_pipelines.streaming",
-        *streaming_job_args(bq, subscription, lake_root=lake_root),
-    ]
-    out = open(log, "ab")  # noqa: SIM115 - the child owns it until it exits
-    return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ)
-
-
-def _stop(job: subprocess.Popen, signum: int, log: Path, topic: str) -> dict[str, int]:
-    """Send ``signum``; the job must exit 0 within STOP_SECONDS; return its printed counters."""
-    start = time.monotonic()
-    job.send_signal(signum)
-    try:
-        code = job.wait(timeout=STOP_SECONDS + 30)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the job did not stop within {STOP_SECONDS + 30} s of {signum!r}:\n{log.read_text()[-3000:]}")
-    took = time.monotonic() - start
-    text = log.read_text()
-    assert code == 0, text[-3000:]
-    assert took <= STOP_SECONDS, f"clean stop took {took:.1f} s"
-    assert "streaming: stopping: pulls paused" in text and "streaming: stopped" in text
-    # The counters of this run: the last metrics block in the log.
-    block = text.rsplit("streaming: metrics (", 1)[1]
-    values = {m[1]: int(m[2]) for m in re.finditer(r"^  (\w+)\s+(\d+)$", block, re.M)}
-    assert re.search(r"streaming: records_in \d+ = rows \d+ \+ dead letters \d+ \+ duplicates \d+: holds", block)
-    return values
-
-
 def _rows(client, table_id: str) -> list[tuple]:
     sql = f"select {', '.join(CONTRACT_COLUMNS)} from `{table_id}`"
     return sorted(tuple(str(r[c]) for c in CONTRACT_COLUMNS) for r in client.query(sql).result())
@@ -155,8 +121,8 @@ def test_poison_messages_lake_archive_and_clean_stops(pubsub_emulator, bq_datase
         sql = f"select stage, error from `{bq.table_id('dead_letter')}` where pipeline = 'streaming'"
         return sorted((r.stage, r.error) for r in bq.client.query(sql).result())
 
-    job = _start(bq, subscription, lake_root, log)
-    alive = lambda: None if job.poll() is None else f"exit {job.returncode}: {log.read_text()[-3000:]}"  # noqa: E731
+    job = start_job(bq, subscription, lake_root, log)
+    alive = job_death(job, log)
     try:
         _publish(topic, first_batch)
         wait_for(lambda: ids() >= want_ids and len(dead()) >= len(want_dead), "the first batch", deadline, alive)
@@ -171,7 +137,7 @@ def test_poison_messages_lake_archive_and_clean_stops(pubsub_emulator, bq_datase
             time.monotonic() + PULL_CYCLE_SECONDS,
             alive,
         )
-        first_counters = _stop(job, signal.SIGTERM, log, topic)
+        first_counters = stop_job(job, signal.SIGTERM, log)
     finally:
         stop_process(job.pid)
     published_first = len(first_batch) + len(second)
@@ -182,11 +148,12 @@ def test_poison_messages_lake_archive_and_clean_stops(pubsub_emulator, bq_datase
     replayed = fresh[:10]
     during = _fresh_events("during-outage", 30)
     _publish(topic, replayed + during)
-    job = _start(bq, subscription, lake_root, log)
+    job = start_job(bq, subscription, lake_root, log)
+    alive = job_death(job, log)
     try:
         everything = want_ids | {f"after-poison-{i}" for i in range(20)} | {f"during-outage-{i}" for i in range(30)}
         wait_for(lambda: ids() >= everything, "the outage's messages after the restart", deadline, alive)
-        second_counters = _stop(job, signal.SIGINT, log, topic)
+        second_counters = stop_job(job, signal.SIGINT, log)
     finally:
         stop_process(job.pid)
     assert second_counters["records_in"] == len(replayed) + len(during)

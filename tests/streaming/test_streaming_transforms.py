@@ -209,19 +209,63 @@ def test_dedup_state_expires_after_the_horizon():
 def test_in_process_dedupe_forgets_an_id_once_the_clock_passes_its_horizon():
     fn = DeduplicateEventsInProcessFn(uuid.uuid4().hex, horizon_seconds=60, clock=_test_clock)
     first, late = _event("a", "view", 5), _event("b", "view", 0)
+    # Published two hours after it happened: remembered for the horizon after its arrival.
+    old = _event("old", "view", -7200)
 
-    def bundle(*batch):
+    def bundle(*batch, arrival=W0 + 5):
         fn.start_bundle()
-        out = [e["event_id"] for event in batch for e in fn.process(event)]
+        out = [e.value["event_id"] for event in batch for e in fn.process(event, Timestamp.of(arrival))]
         fn.finish_bundle()
         return out
 
-    _NOW[0] = W0 + 5 + 30  # within the horizon of "a" (event time + 60 s): remembered
-    assert bundle(first, late, first) == ["a", "b"]
-    assert bundle(first) == []
-    _NOW[0] = W0 + 5 + 60  # "a" and "b" expired: checked between bundles, like timers
-    assert bundle(first, first) == ["a"]
-    assert bundle(late) == ["b"]
+    _NOW[0] = W0 + 5 + 30  # within the horizon of "a" (arrival + 60 s): remembered
+    assert bundle(first, late, first, old) == ["a", "b", "old"]
+    assert bundle(first, old) == []
+    _NOW[0] = W0 + 5 + 60  # all three expired: checked between bundles, like timers
+    assert bundle(first, first, arrival=W0 + 65) == ["a"]
+    assert bundle(late, old, arrival=W0 + 65) == ["b", "old"]
+
+
+P0 = T0 + 7 * 86400  # publish time of the first deliveries below (the watermark follows it)
+AGES = {"fresh": 1, "two-hours-old": 2 * 3600, "day-old": 86400}  # event_ts = publish time - age
+
+
+def _published(event_id: str, age: float, publish_at: float) -> TimestampedValue:
+    """A Pub/Sub message as the reader emits it: timestamped with its publish time, which it carries."""
+    ts = events.format_ts(Timestamp.of(P0 - age).to_utc_datetime(has_tz=True))
+    payload = {"event_id": event_id, "event_name": "view", "event_ts": ts, "user_id": "1", "product_id": "10"}
+    payload |= {"session_id": "s1", "price": "1.00"}
+    published = Timestamp.of(publish_at).to_utc_datetime(has_tz=True)
+    message = PubsubMessage(json.dumps(payload).encode(), {"event_id": event_id}, publish_time=published)
+    return TimestampedValue(message, publish_at)
+
+
+def _copies(publish_at: float) -> list[TimestampedValue]:
+    return [_published(name, age, publish_at) for name, age in AGES.items()]
+
+
+@pytest.mark.parametrize("dedupe", sorted(DEDUPLICATORS))
+def test_copies_published_seconds_apart_come_out_once_whatever_the_events_age(dedupe):
+    """The watermark at publish time, as on Dataflow: a 2-hour-old or a day-old event's copies
+    are as much duplicates as a fresh one's (the horizon runs from arrival, not from event_ts)."""
+    horizon = 3600
+    stream = TestStream().advance_watermark_to(P0).add_elements(_copies(P0))
+    for second in (1, 2, 30):  # publisher retries and redeliveries, seconds apart
+        stream = stream.advance_watermark_to(P0 + second).add_elements(_copies(P0 + second))
+    if dedupe == "stateful":
+        # A copy published more than a horizon after the first delivery is written again:
+        # that is what keeps the state bounded (the user_behavior_dedup view removes it).
+        stream = stream.advance_watermark_to(P0 + horizon + 60).add_elements(_copies(P0 + horizon + 60))
+    _NOW[0] = P0 + 30  # the in-process variant's clock: every id still within its horizon
+    p = _streaming_pipeline()
+    parsed = p | stream.advance_watermark_to_infinity() | ParseEvents("streaming", event_timestamps=False)
+    unique = parsed[EVENTS] | DEDUPLICATORS[dedupe](horizon)
+    expected = [(name, P0 - age) for name, age in AGES.items()]  # stamped with event time again
+    assert_that(
+        unique | beam.Map(lambda e, t=beam.DoFn.TimestampParam: (e["event_id"], t.micros // 1_000_000)),
+        equal_to(expected * (2 if dedupe == "stateful" else 1)),
+    )
+    p.run().wait_until_finish()
 
 
 def test_in_process_dedupe_keeps_one_set_of_ids_per_applied_transform():
