@@ -29,7 +29,7 @@ FRAGMENTS = [
     "is required and must come from the source",
     "must be text or a number",
     "are not {name} columns",
-    "placeholders are only allowed in text columns",
+    "placeholders are only allowed in text and id columns",
     "not found in {where}",
     "cannot be read",
     "are not mapped; add them under [statuses]",
