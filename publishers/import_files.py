@@ -11,6 +11,16 @@ orders API then serve them like the built-in world::
         --products products.csv --users customers.csv --orders orders.csv --order-lines items.csv \\
         --clickstream 2019-Oct.csv --error-report errors.csv
 
+A shop's line-level export (one row per order line: invoice, product, quantity, unit
+price, customer, time; ``--line-export``) is read through the mapping's ``[orders]``,
+``[order_lines]``, ``[products]`` and ``[users]`` sections at once: each order's header
+from its first line (status rules included), every line as an order line (negative
+quantities are credit lines), products and users from the lines (the latest line wins,
+blanks keep known values), guest lines (blank user) under the ``user_id`` default,
+counted in the summary's ``line_exports``.
+
+Files are read strictly by :mod:`publishers.source_files` (ragged rows, bytes that are
+not UTF-8, oversize cells are row errors; a repeated header column stops the file).
 Every value is converted and checked before anything is written: ids by the id rule
 (``events.id_text``), timestamps to UTC (naive ones in ``--timezone``, else the
 mapping's zone), statuses through ``[statuses]``, decimals, dates, positive integers,

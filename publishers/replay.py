@@ -29,6 +29,14 @@ per hour in the layout the hourly job reads for a backfill
 (``raw/events/dt=YYYY-MM-DD/hour=HH/replay_<run id>.jsonl``, the Pub/Sub wire format);
 a row whose time cannot be read goes into the first event's hour, where the hourly job
 dead-letters it.
+
+Naive times (``2010-12-01 08:26:00``) are read in ``--timezone`` (else the
+``--source-mapping``'s ``timezone``; without either they are invalid). The file is read
+strictly (:mod:`publishers.source_files`): an unreadable row is not sent. When rows are
+invalid (unreadable, or events the pipelines would dead-letter) one stderr line counts
+them by cause; above ``--max-invalid-share`` (default 0.1) nothing is sent and the
+command exits 2. Publishing to Pub/Sub, a warning counts the events that will reach the
+streaming job after their engagement window closed (``events.ENGAGEMENT_*``).
 """
 
 from __future__ import annotations

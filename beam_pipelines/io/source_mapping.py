@@ -25,11 +25,16 @@ naming the file, the key and what is allowed):
 * ``columns`` maps a project column to the source column holding it; a column that is
   neither mapped nor defaulted is read from a source column of its own name;
 * ``defaults`` fill a column the source lacks (or its NULL / blank values). They are
-  checked against the column's type; text defaults may name the row's columns as
-  ``{column}`` (``email = "{user_id}@unknown.invalid"`` keeps emails unique). Key
-  and required columns cannot have defaults;
+  checked once, here, against the column's type and the source DDL's length (``char(n)``);
+  text and id defaults may name the row's columns as ``{column}``
+  (``email = "{user_id}@unknown.invalid"`` keeps emails unique; ``orders.user_id =
+  "guest-{order_id}"`` names guest orders), checked per row once filled. Key and
+  required columns cannot have defaults;
 * status targets must be project statuses; a source value not listed passes only if
-  it already is one.
+  it already is one. An order's status comes from the first ``[[orders.status_rules]]``
+  entry its row meets (:class:`StatusRule`: ``prefix``, ``equals``, ``negative`` or
+  ``not_blank`` on a source column), else from the status column, else from the default;
+* ``order_lines.quantity`` is a non-zero integer: negative on a credit line.
 
 :meth:`SourceMapping.check_columns` then compares the mapping with the columns the
 source really has (a live table's, or a file's header) and refuses, in one line,

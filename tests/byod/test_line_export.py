@@ -9,13 +9,18 @@ rows are written out by hand (CET = UTC+1, CEST = UTC+2 from 2021-03-28 01:00 UT
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from beam_pipelines.io import sql
+from tests.fixtures.stack import own_postgres_database
 
 MAPPING = """
 timezone = "Europe/Berlin"
@@ -134,19 +139,16 @@ def test_a_row_error_of_a_line_export_names_the_section_and_loads_nothing(tmp_pa
     ]
 
 
-def test_a_source_created_before_credit_lines_is_refused_with_the_migration(tmp_path):
+def test_a_source_created_before_credit_lines_is_refused_with_the_migration(tmp_path, old_source):
     mapping, export = _files(tmp_path)
-    db = tmp_path / "old.db"
-    with sql.connect(f"sqlite:///{db}") as conn:
-        for statement in sql.schema_statements(sql.SQLITE):
-            conn.execute(statement.replace("check (quantity <> 0)", "check (quantity > 0)"))
-    proc = _run("--database-url", f"sqlite:///{db}", "--mapping", mapping, "--line-export", export)
+    url = old_source("SQLite")
+    proc = _run("--database-url", url, "--mapping", mapping, "--line-export", export)
     assert proc.returncode == 2
     assert proc.stderr == (
         "error: the source's order_lines table refuses negative quantities (check quantity > 0, created by an older "
         "version): apply the 'Credit lines' migration of docs/migrations.md, or import into a new database\n"
     )
-    assert _rows(db, "orders", "order_id") == []
+    assert _rows(tmp_path / "old.db", "orders", "order_id") == []
 
 
 def test_serve_with_the_mapping_import_files_used_says_to_drop_it(tmp_path):
@@ -167,3 +169,56 @@ def test_serve_with_the_mapping_import_files_used_says_to_drop_it(tmp_path):
         "mapping): serve them without --mapping\n"
     )
     assert proc.stderr.count("\n") == 1
+
+
+def _migration(engine: str) -> str:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "migrations.md").read_text()
+    section = text[text.index("## Credit lines") :]
+    rest = section[section.index(engine) :]
+    return rest[rest.index("```sql\n") + 7 : rest.index("\n```", rest.index("```sql\n"))]
+
+
+@pytest.fixture
+def old_source(request, tmp_path):
+    """A source created with the DDL of before credit lines, on SQLite or PostgreSQL."""
+    stack = contextlib.ExitStack()
+    request.addfinalizer(stack.close)
+
+    def make(engine: str) -> str:
+        if engine == "SQLite":
+            url = f"sqlite:///{tmp_path / 'old.db'}"
+        else:
+            url = stack.enter_context(own_postgres_database(request.getfixturevalue("postgres_url"), "creditmig"))
+        with sql.connect(url) as conn:
+            for statement in sql.schema_statements(conn.dialect):
+                conn.execute(statement.replace("check (quantity <> 0)", "check (quantity > 0)"))
+        return url
+
+    return make
+
+
+@pytest.mark.parametrize("engine", ["SQLite", "PostgreSQL"])
+def test_the_documented_credit_lines_migration_lets_an_older_source_take_credit_notes(tmp_path, engine, old_source):
+    mapping, export = _files(tmp_path)
+    url = old_source(engine)
+    # Rows from before the migration must survive it.
+    assert _run("--database-url", url, "--mapping", mapping, "--line-export", _without_credit(export)).returncode == 0
+    if engine == "SQLite":
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            conn.executescript(_migration("SQLite"))
+    else:
+        with sql.connect(url) as conn:
+            conn.execute(_migration("PostgreSQL"))
+    proc = _run("--database-url", url, "--mapping", mapping, "--line-export", export)
+    assert proc.returncode == 0, proc.stderr
+    with sql.connect(url) as conn:
+        assert conn.query("select order_id, quantity from order_lines where quantity < 0") == [("C489449", -2)]
+        assert conn.scalar("select count(*) from order_lines") == 5
+        with pytest.raises(Exception, match=r"(?i)check"):  # zero is still refused
+            conn.execute("insert into order_lines values ('489434', 9, '85048', 0, '1.00')")
+
+
+def _without_credit(export: Path) -> Path:
+    path = export.with_name("no_credit.csv")
+    path.write_text("".join(line for line in export.read_text().splitlines(keepends=True) if ",-" not in line))
+    return path
