@@ -29,7 +29,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
@@ -203,17 +203,18 @@ def loaded(export, source_url, dataset, orders_api_server, bigquery_emulator, tm
     mp.undo()
     extract_dims.run(["--runner=FnApiRunner", f"--database_url={source_url}", f"--lake_root={root}"])
     hourly.run(hourly_job_args(project, ds, root, START, END, "--run_id=lines1"))
-    env = {**os.environ, "BIGQUERY_EMULATOR_HOST": bigquery_emulator.rest}
+    base_env = {**os.environ, "BIGQUERY_EMULATOR_HOST": bigquery_emulator.rest}
+    base_env.pop("ANALYTICS_TIME_ZONE", None)
     analytics = [sys.executable, "-m", "bigquery_schemas.analytics"]
     target = ["--project", project, "--dataset", ds]
-    views = subprocess.run([*analytics, "create-views", *target], capture_output=True, text=True, env=env)
+    views = subprocess.run([*analytics, "create-views", *target], capture_output=True, text=True, env=base_env)
     assert views.returncode == 0, views.stderr
 
-    def run(query: str, first: date, last: date, *extra: str) -> list[dict]:
+    def run(query: str, first: date, last: date, *extra: str, env: dict | None = None) -> list[dict]:
         proc = subprocess.run(
             [*analytics, "run", query, *target, "--start", first.isoformat(), "--end", last.isoformat(),
              "--format", "json", *extra],
-            capture_output=True, text=True, env=env, timeout=300,
+            capture_output=True, text=True, env={**base_env, **(env or {})}, timeout=300,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
@@ -260,3 +261,47 @@ def test_every_utc_day_equals_the_figures_computed_from_the_file(export, loaded)
     # Credit notes are returns, never cancelled orders: nothing here was cancelled.
     assert all((r["cancelled_orders"], Decimal(r["cancelled_revenue"])) == (0, 0) for r in rows)
     assert sum(f["credit_lines"] for f in expected.values()) >= 9
+
+
+def test_every_local_business_day_equals_the_figures_computed_from_the_file(export, loaded):
+    """--time-zone Europe/Berlin: days run from local midnight, 23 hours long on 2021-03-28."""
+    expected = expected_by_day(export["rows"], local_days=True)
+    assert sorted(expected) == LOCAL_DAYS
+    rows = loaded["run"]("orders_revenue_by_date", LOCAL_DAYS[0], LOCAL_DAYS[-1], "--time-zone", ZONE)
+    assert {date.fromisoformat(r["date"]): _figures(r) for r in rows} == expected
+    assert expected != {d: f for d, f in expected_by_day(export["rows"], local_days=False).items() if d in expected}
+    # The setting gives the same answer as the flag; UTC stays the default without either.
+    by_setting = loaded["run"](
+        "orders_revenue_by_date", LOCAL_DAYS[0], LOCAL_DAYS[-1], env={"ANALYTICS_TIME_ZONE": ZONE}
+    )
+    assert by_setting == rows
+    assert loaded["run"]("orders_revenue_by_date", LOCAL_DAYS[0], LOCAL_DAYS[-1]) != rows
+
+
+def test_spend_per_customer_and_per_order_without_sessions(export, loaded):
+    """The export has no sessions: per-session spend is empty, per-customer spend is not."""
+    first, last = LOCAL_DAYS[0], LOCAL_DAYS[-1]
+    (sessions,) = loaded["run"]("avg_spend_per_session", first, last, "--time-zone", ZONE)
+    assert sessions["sessions"] == 0 and sessions["avg_spend_per_session"] is None
+    (spend,) = loaded["run"]("avg_spend_per_customer", first, last, "--time-zone", ZONE)
+    rows = export["rows"]
+    customer = {r["Invoice"]: r["Customer ID"] or f"guest-{r['Invoice']}" for r in rows}
+    gross = sum(int(r["Quantity"]) * Decimal(r["Price"]) for r in rows if int(r["Quantity"]) > 0)
+    credit = -sum(int(r["Quantity"]) * Decimal(r["Price"]) for r in rows if int(r["Quantity"]) < 0)
+    customers = {customer[r["Invoice"]] for r in rows}
+    buyers = {customer[r["Invoice"]] for r in rows if int(r["Quantity"]) > 0}
+    orders = {r["Invoice"] for r in rows if int(r["Quantity"]) > 0}
+    cents = Decimal("0.01")
+    assert {k: (Decimal(v) if isinstance(v, str) else v) for k, v in spend.items()} == {
+        "gross_revenue": gross,
+        "refunds": credit,
+        "net_revenue": gross - credit,
+        "customers": len(customers),
+        "buying_customers": len(buyers),
+        "orders": len(orders),
+        "avg_spend_per_customer": ((gross - credit) / len(customers)).quantize(cents, ROUND_HALF_UP),
+        "avg_purchase_per_buyer": (gross / len(buyers)).quantize(cents, ROUND_HALF_UP),
+        "avg_order_value": (gross / len(orders)).quantize(cents, ROUND_HALF_UP),
+        "avg_net_revenue_per_order": ((gross - credit) / len(orders)).quantize(cents, ROUND_HALF_UP),
+        "orders_per_buyer": round(len(orders) / len(buyers), 4),
+    }
