@@ -171,20 +171,15 @@ def export(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def source_url(postgres_url):
-    with own_postgres_database(postgres_url, "lines") as url:
-        yield url
+def stores(postgres_url, bigquery_emulator, beam_bq_emulator):
+    """This module's own PostgreSQL source database and BigQuery dataset."""
+    with own_postgres_database(postgres_url, "lines") as url, own_dataset(bigquery_emulator, "lines") as made:
+        yield url, made
 
 
 @pytest.fixture(scope="module")
-def dataset(bigquery_emulator, beam_bq_emulator):
-    with own_dataset(bigquery_emulator, "lines") as made:
-        yield made
-
-
-@pytest.fixture(scope="module")
-def loaded(export, source_url, dataset, orders_api_server, bigquery_emulator, tmp_path_factory):
-    client, project, ds = dataset
+def loaded(export, stores, orders_api_server, bigquery_emulator, tmp_path_factory):
+    source_url, (client, project, ds) = stores
     imported = subprocess.run(
         [sys.executable, "-m", "publishers.import_files", "--database-url", source_url, "--mapping",
          str(export["mapping"]), "--line-export", str(export["path"])],
