@@ -127,7 +127,10 @@ def _bad_byte(raw: bytes, start: int, offset: int) -> str:
 
 
 class _Lines:
-    """The file's lines decoded as UTF-8 for ``csv.reader``, noting the first undecodable byte of each record."""
+    """A binary file's lines as text for ``csv.reader``: the first bad byte of a record is noted, then replaced.
+
+    Used for the header and for a file that is not all UTF-8 (so a fault names its offset).
+    """
 
     def __init__(self, fh: BinaryIO):
         self._fh = fh
@@ -149,60 +152,92 @@ class _Lines:
             self.offset += len(raw)
             yield text
 
+    def take_bad(self) -> str | None:
+        """The record's encoding fault, if any, cleared for the next record."""
+        bad, self.bad = self.bad, None
+        return bad
+
+
+class _Strict:
+    """Text-mode lines, strictly UTF-8: any bad byte raises, and reading starts again byte by byte."""
+
+    bad = None
+
+    @staticmethod
+    def take_bad() -> None:
+        return None
+
+
+def _csv_reader(fh, delimiter: str):
+    return csv.reader(fh, delimiter=delimiter, strict=True)
+
 
 def _read_csv(path: Path, limit: int) -> tuple[list[str], Rows]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    fh = open(path, "rb")  # noqa: SIM115 - closed by the row generator (or below on a header error)
-    lines = _Lines(fh)
-    # The csv module's own cap (128 KiB) would refuse a big cell with a message naming
-    # neither row nor column; the cap here is ours, checked per cell.
-    reader = csv.reader(lines, delimiter=delimiter, strict=True)
-    previous = csv.field_size_limit()
-    csv.field_size_limit(2**31 - 1)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        fh.close()
-        csv.field_size_limit(previous)
-        raise FileError(f"{path}, header: not valid CSV: {exc}") from None
-    if lines.bad is not None:
-        fh.close()
-        csv.field_size_limit(previous)
-        raise FileError(f"{path}, header: {lines.bad}")
+    # The header is read byte by byte, so a bad byte in it has its offset.
+    with open(path, "rb") as fh:
+        lines = _Lines(fh)
+        try:
+            header = next(_csv_reader(lines, delimiter), None)
+        except csv.Error as exc:
+            raise FileError(f"{path}, header: not valid CSV: {exc}") from None
+        if lines.bad is not None:
+            raise FileError(f"{path}, header: {lines.bad}")
     columns = [c.strip() for c in header or []]
-    try:
-        _check_header(path, columns)
-    except FileError:
-        fh.close()
-        csv.field_size_limit(previous)
-        raise
+    _check_header(path, columns)
 
     def rows() -> Rows:
-        number = 0
+        # The csv module's own cap (128 KiB) would refuse a big cell with a message naming
+        # neither row nor column; the cap here is ours, checked per cell.
+        previous = csv.field_size_limit()
+        csv.field_size_limit(2**31 - 1)
+        done = [0, 0]  # records read after the header, data rows numbered
         try:
-            while True:
-                first_line = lines.line + 1
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:
-                    number += 1
-                    lines.bad = None
-                    yield number, Fault(number, "(row)", f"not valid CSV at line {lines.line}: {exc}")
-                    continue
-                if not fields or (len(fields) == 1 and not fields[0].strip() and len(columns) != 1):
-                    lines.bad = None
-                    continue  # a blank line
-                number += 1
-                where = f" (line {first_line})" if first_line != number + 1 else ""
-                bad, lines.bad = lines.bad, None
-                yield number, _csv_row(number, columns, fields, bad, where, limit)
+            try:
+                # Text mode decodes in C: as fast as csv.DictReader (measured 2.5 s per 500k rows,
+                # against 4 s decoding each line in Python to know its byte offset).
+                with open(path, newline="", encoding="utf-8-sig") as fh:
+                    reader = _csv_reader(fh, delimiter)
+                    next(reader, None)
+                    yield from _csv_records(reader, _Strict(), columns, limit, done)
+            except UnicodeDecodeError:
+                # Not all UTF-8: again byte by byte from where text mode stopped, to name the offset.
+                with open(path, "rb") as fh:
+                    lines = _Lines(fh)
+                    reader = _csv_reader(lines, delimiter)
+                    next(reader, None)
+                    for _ in range(done[0]):
+                        next(reader, None)
+                    lines.take_bad()
+                    yield from _csv_records(reader, lines, columns, limit, done)
         finally:
-            fh.close()
             csv.field_size_limit(previous)
 
     return columns, rows()
+
+
+def _csv_records(reader, lines, columns: list[str], limit: int, done: list[int]) -> Rows:
+    """``(number, row or Fault)`` for each record of ``reader``; ``done`` counts records and rows so far."""
+    while True:
+        first_line = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            done[0] += 1
+            done[1] += 1
+            lines.take_bad()
+            yield done[1], Fault(done[1], "(row)", f"not valid CSV at line {reader.line_num}: {exc}")
+            continue
+        done[0] += 1
+        if not fields or (len(fields) == 1 and not fields[0].strip() and len(columns) != 1):
+            lines.take_bad()
+            continue  # a blank line
+        done[1] += 1
+        number = done[1]
+        where = f" (line {first_line})" if first_line != number + 1 else ""
+        yield number, _csv_row(number, columns, fields, lines.take_bad(), where, limit)
 
 
 def _csv_row(number: int, columns: list[str], fields: list[str], bad: str | None, where: str, limit: int):
@@ -225,10 +260,13 @@ def _csv_row(number: int, columns: list[str], fields: list[str], bad: str | None
             f"row has {len(fields)} fields but the header {len(columns)}{where} "
             "(an unquoted delimiter inside a value?)",
         )
-    for name, value in zip(columns, fields, strict=True):
-        size = _oversize(value, limit)
-        if size is not None:
-            return _too_big(number, name or "(blank)", size, limit, " (an unclosed quote?)")
+    # One C-level pass over the lengths; cells are looked at one by one only when one may be
+    # too big (measured: checking each cell in Python doubled the time of reading a row).
+    if max(map(len, fields), default=0) * 4 > limit:
+        for name, value in zip(columns, fields, strict=True):
+            size = _oversize(value, limit)
+            if size is not None:
+                return _too_big(number, name or "(blank)", size, limit, " (an unclosed quote?)")
     return dict(zip(columns, fields, strict=True))
 
 

@@ -180,3 +180,27 @@ def test_replay_counts_unreadable_rows_and_refuses_a_header_that_repeats_a_colum
     proc = _replay("--file", path, "--output-jsonl", out)
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {path}, header, event_type: the column appears twice (fields 2 and 3)")
+
+
+def test_a_bad_byte_deep_in_a_big_file_is_found_without_losing_or_repeating_a_row(tmp_path):
+    """Text mode reads fast until a bad byte; reading then starts again byte by byte where it stopped."""
+    path = tmp_path / "clicks.csv"
+    header = b"event_time,event_type,product_id,price,user_id,user_session\n"
+    row = lambda i, name=b"p": b"2021-03-01 10:00:00 UTC,view,%s%d,9.90,u%d,s1\n" % (name, i, i)  # noqa: E731
+    data = (
+        header
+        + b"".join(row(i) for i in range(3000))
+        + row(3000, b"caf\xe9")
+        + b"".join(row(i) for i in range(3001, 3100))
+    )
+    path.write_bytes(data)
+    out = tmp_path / "out.jsonl"
+    proc = _replay("--file", path, "--output-jsonl", out)
+    assert proc.returncode == 0, proc.stderr
+    offset = data.index(b"\xe9")
+    assert proc.stderr.startswith(
+        f"warning: 1 of 3,100 rows are invalid (0.0%): 1 unreadable (e.g. row 3001, product_id: not valid UTF-8 at "
+        f"byte offset {offset:,} (0xe9)"
+    )
+    sent = [json.loads(line)["product_id"] for line in out.read_text().splitlines()]
+    assert sent == [f"p{i}" for i in range(3100) if i != 3000]
