@@ -25,7 +25,6 @@
 --   avg_purchase_per_buyer   gross_revenue / buying_customers.
 --   avg_order_value          gross_revenue / orders.
 --   avg_net_revenue_per_order  net_revenue / orders.
---   orders_per_buyer         orders / buying_customers, FLOAT64 4 decimals.
 --   Averages are NUMERIC rounded to 2 decimals (NULL on division by zero); one row.
 with money_events as (
     select
@@ -61,8 +60,7 @@ final as (
         round(safe_divide(gross_revenue - refunds, customers), 2) as avg_spend_per_customer,
         round(safe_divide(gross_revenue, buying_customers), 2) as avg_purchase_per_buyer,
         round(safe_divide(gross_revenue, orders), 2) as avg_order_value,
-        round(safe_divide(gross_revenue - refunds, orders), 2) as avg_net_revenue_per_order,
-        round(safe_divide(orders, buying_customers), 4) as orders_per_buyer
+        round(safe_divide(gross_revenue - refunds, orders), 2) as avg_net_revenue_per_order
     from totals
 )
 

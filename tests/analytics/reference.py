@@ -195,7 +195,6 @@ def avg_spend_per_customer(ev: Events, start: dt.date, end: dt.date) -> dict[str
         "avg_purchase_per_buyer": _avg(gross, len(buyers)),
         "avg_order_value": _avg(gross, len(orders)),
         "avg_net_revenue_per_order": _avg(net, len(orders)),
-        "orders_per_buyer": _rate(len(orders), len(buyers)),
     }
 
 
