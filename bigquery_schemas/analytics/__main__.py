@@ -220,7 +220,9 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
             from bigquery_schemas.analytics.report import generate_report
 
             client = make_client(args.project, args.endpoint)
-            html = generate_report(client, args.dataset, args.start, args.end, args.limit, project=args.project)
+            html = generate_report(
+                client, args.dataset, args.start, args.end, args.limit, project=args.project, time_zone=args.time_zone
+            )
             output = args.output or REPORTS_DIR / f"report-{args.start.isoformat()}-{args.end.isoformat()}.html"
             _write(html, output, out)
     except (analytics.MissingTableError, preflight.PreflightError) as exc:

@@ -277,7 +277,7 @@ def test_report_is_self_contained_html_with_formatted_numbers():
     assert "data-sessions-without-clickstream='2'>2 sessions without clickstream" in html
     # rates in tables as %, empty sections in words (no chart for them)
     assert ">37.5%<" in html and ">0.375<" not in html
-    assert html.count("No data in this range.") == 2  # retention, engagement coverage
+    assert html.count("No data in this range.") == 3  # retention, engagement coverage, spend (no spend rows here)
     assert "No dead letters in this range." in html
     # revenue, orders, top products, funnel: each drawn wide and compact, with the same marks
     assert html.count('class="wide"') == 4 and html.count('class="compact"') == 4

@@ -179,7 +179,7 @@ def stores(postgres_url, bigquery_emulator, beam_bq_emulator):
 
 @pytest.fixture(scope="module")
 def loaded(export, stores, orders_api_server, bigquery_emulator, tmp_path_factory):
-    source_url, (client, project, ds) = stores
+    source_url, (_client, project, ds) = stores
     imported = subprocess.run(
         [sys.executable, "-m", "publishers.import_files", "--database-url", source_url, "--mapping",
          str(export["mapping"]), "--line-export", str(export["path"])],
@@ -205,16 +205,19 @@ def loaded(export, stores, orders_api_server, bigquery_emulator, tmp_path_factor
     views = subprocess.run([*analytics, "create-views", *target], capture_output=True, text=True, env=base_env)
     assert views.returncode == 0, views.stderr
 
-    def run(query: str, first: date, last: date, *extra: str, env: dict | None = None) -> list[dict]:
-        proc = subprocess.run(
-            [*analytics, "run", query, *target, "--start", first.isoformat(), "--end", last.isoformat(),
-             "--format", "json", *extra],
-            capture_output=True, text=True, env={**base_env, **(env or {})}, timeout=300,
+    def cli(command: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*analytics, command, *target, *args], capture_output=True, text=True, env={**base_env, **(env or {})},
+            timeout=300,
         )  # fmt: skip
+
+    def run(query: str, first: date, last: date, *extra: str, env: dict | None = None) -> list[dict]:
+        proc = cli("run", query, "--start", first.isoformat(), "--end", last.isoformat(), "--format", "json", *extra,
+                   env=env)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
 
-    return {"summary": json.loads(imported.stdout), "run": run, "client": client, "table": f"{project}.{ds}"}
+    return {"summary": json.loads(imported.stdout), "run": run, "cli": cli}
 
 
 def test_the_import_derives_every_order_line_product_and_guest_from_the_lines(export, loaded):
@@ -271,6 +274,10 @@ def test_every_local_business_day_equals_the_figures_computed_from_the_file(expo
     )
     assert by_setting == rows
     assert loaded["run"]("orders_revenue_by_date", LOCAL_DAYS[0], LOCAL_DAYS[-1]) != rows
+    bad = loaded["cli"]("run", "orders_revenue_by_date", "--start", "2021-03-27", "--end", "2021-03-29",
+                        "--time-zone", "Berlin")  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "time zone 'Berlin' is not an IANA time zone name (e.g. Europe/Berlin" in bad.stderr
 
 
 def test_spend_per_customer_and_per_order_without_sessions(export, loaded):
@@ -298,5 +305,24 @@ def test_spend_per_customer_and_per_order_without_sessions(export, loaded):
         "avg_purchase_per_buyer": (gross / len(buyers)).quantize(cents, ROUND_HALF_UP),
         "avg_order_value": (gross / len(orders)).quantize(cents, ROUND_HALF_UP),
         "avg_net_revenue_per_order": ((gross - credit) / len(orders)).quantize(cents, ROUND_HALF_UP),
-        "orders_per_buyer": round(len(orders) / len(buyers), 4),
     }
+
+
+def test_the_report_in_the_business_time_zone_shows_local_days_and_spend_per_customer(export, loaded, tmp_path):
+    out = tmp_path / "report.html"
+    proc = loaded["cli"](
+        "report", "--start", LOCAL_DAYS[0].isoformat(), "--end", LOCAL_DAYS[-1].isoformat(), "--time-zone", ZONE,
+        "--output", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    assert f"Dates are local to {ZONE}" in page
+    # The revenue chart's columns are the local days' gross revenue computed from the file.
+    revenue = page[page.index('data-chart="revenue_by_date"') :]
+    revenue = revenue[: revenue.index("</svg>")]
+    expected = expected_by_day(export["rows"], local_days=True)
+    for day, figures in expected.items():
+        assert f'data-key="{day.isoformat()}" data-value="{figures["gross"]}"' in revenue
+    # Order data only: spend per customer and per order, no per-session tiles.
+    assert "data-spend='avg_spend_per_customer'" in page and "data-spend='avg_spend_per_session'" not in page
+    assert "No sessions in this range (order data only)" in page
