@@ -58,6 +58,11 @@ MAX_PRICE = Decimal("1e9")
 MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_FUTURE_SKEW = timedelta(hours=1)
 CENTS = Decimal("0.01")
+# The streaming job's engagement windows by default (its --window_seconds and
+# --allowed_lateness_minutes): an event published later than its window's end plus the
+# lateness misses engagement_minutely (replay warns about it before publishing).
+ENGAGEMENT_WINDOW_SECONDS = 60
+ENGAGEMENT_ALLOWED_LATENESS_SECONDS = 600
 # Inputs already in canonical form are returned as they are (each fast path below is
 # only taken where the slow path would give the same string: tests/foundation/test_events.py).
 _CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)

@@ -152,10 +152,15 @@ class StreamingOptions(PipelineOptions):
         parser.add_argument(
             "--allowed_lateness_minutes",
             type=float,
-            default=10,
+            default=events.ENGAGEMENT_ALLOWED_LATENESS_SECONDS / 60,
             help="how late an event may be and still count in its engagement window",
         )
-        parser.add_argument("--window_seconds", type=int, default=60, help="engagement window size, seconds")
+        parser.add_argument(
+            "--window_seconds",
+            type=int,
+            default=events.ENGAGEMENT_WINDOW_SECONDS,
+            help="engagement window size, seconds",
+        )
         parser.add_argument(
             "--early_firing_seconds", type=int, default=None, help="optional EARLY engagement panes (processing time)"
         )

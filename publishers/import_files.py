@@ -11,6 +11,16 @@ orders API then serve them like the built-in world::
         --products products.csv --users customers.csv --orders orders.csv --order-lines items.csv \\
         --clickstream 2019-Oct.csv --error-report errors.csv
 
+A shop's line-level export (one row per order line: invoice, product, quantity, unit
+price, customer, time; ``--line-export``) is read through the mapping's ``[orders]``,
+``[order_lines]``, ``[products]`` and ``[users]`` sections at once: each order's header
+from its first line (status rules included), every line as an order line (negative
+quantities are credit lines), products and users from the lines (the latest line wins,
+blanks keep known values), guest lines (blank user) under the ``user_id`` default,
+counted in the summary's ``line_exports``.
+
+Files are read strictly by :mod:`publishers.source_files` (ragged rows, bytes that are
+not UTF-8, oversize cells are row errors; a repeated header column stops the file).
 Every value is converted and checked before anything is written: ids by the id rule
 (``events.id_text``), timestamps to UTC (naive ones in ``--timezone``, else the
 mapping's zone), statuses through ``[statuses]``, decimals, dates, positive integers,
@@ -48,26 +58,36 @@ from typing import Any
 from beam_pipelines import cli
 from beam_pipelines.io import source_mapping, sql
 from beam_pipelines.io.source_mapping import ENTITIES, MappingError, SourceMapping
+from publishers import source_files
+from publishers.source_files import FORMATS
 
-FORMATS = ("csv", "jsonl", "parquet")
-FILE_ENTITIES = ("products", "users", "orders", "order_lines", "clickstream")
+LINE_EXPORT = "line_export"
+# Files in load order: a products or users file wins over what a line export or clickstream derives.
+FILE_ENTITIES = ("products", "users", "orders", "order_lines", LINE_EXPORT, "clickstream")
+# The sections a line export is read through, with the columns that come from the line's
+# order instead of the file (the product and user keys, and their time: the order's).
+LINE_EXPORT_SECTIONS = {
+    "orders": (),
+    "order_lines": (),
+    "products": ("product_id", "updated_at"),
+    "users": ("user_id", "updated_at"),
+}
 MAX_PRINTED_ERRORS = 20
-# The source DDL's constraints that a column type does not already say (beam_pipelines.io.sql).
-FIXED_LENGTH = {("users", "country"): 2, ("orders", "currency"): 3}
 
 
 class ImportFailed(RuntimeError):
-    """Rows broke the rules; ``errors`` lists them and nothing was loaded."""
+    """Rows broke the rules; ``errors`` lists them and nothing was loaded; ``hints`` say why, when known."""
 
-    def __init__(self, errors: list[RowError]):
+    def __init__(self, errors: list[RowError], hints: list[str] | None = None):
         super().__init__(f"{len(errors)} error(s); nothing was loaded")
         self.errors = errors
+        self.hints = hints or []
 
 
 @dataclass(frozen=True)
 class RowError:
     file: str
-    row: int
+    row: int  # 1 = the first data row
     column: str
     reason: str
 
@@ -81,52 +101,25 @@ class FileResult:
     unused_columns: list[str] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------------------- reading
+class _LatestValues:
+    """Per product / user key, the values of its latest row (by time, then file order).
 
+    A later row's blank values do not erase known ones (a clickstream row without a
+    brand keeps the product's name). ``latest[table][key] = (values, ts, first row)``.
+    """
 
-def file_format(path: Path, fmt: str | None) -> str:
-    if fmt:
-        return fmt
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        return "csv"
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    if suffix in (".parquet", ".pq"):
-        return "parquet"
-    raise ValueError(f"{path}: cannot tell the format from the extension; pass --format {'|'.join(FORMATS)}")
+    def __init__(self) -> None:
+        self.latest: dict[str, dict[str, tuple[dict[str, Any], str, int]]] = {"products": {}, "users": {}}
 
-
-def read_file(path: Path, fmt: str | None = None) -> tuple[list[str], Iterator[dict[str, Any]]]:
-    """The columns and rows of a CSV (header row), JSONL or Parquet file."""
-    if not path.is_file():
-        raise ValueError(f"{path} does not exist or is not a file")
-    kind = file_format(path, fmt)
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        return list(table.column_names), iter(table.to_pylist())
-    if kind == "csv":
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            columns = list(reader.fieldnames or [])
-            rows = list(reader)
-        return columns, iter(rows)
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError as exc:
-                raise ValueError(f"{path}: line {number} is not JSON: {exc}") from None
-            if not isinstance(value, dict):
-                raise ValueError(f"{path}: line {number} is not a JSON object")
-            rows.append(value)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    return columns, iter(rows)
+    def add(self, table: str, key: str, values: dict[str, Any], ts: str, number: int) -> None:
+        seen = self.latest[table].get(key)
+        if seen is None:
+            self.latest[table][key] = (dict(values), ts, number)
+            return
+        known, known_ts, first = seen
+        newer = ts >= known_ts
+        merged = {**values, **known} if not newer else {**known, **values}
+        self.latest[table][key] = (merged, max(ts, known_ts), first)
 
 
 # ---------------------------------------------------------------------------- import
@@ -142,25 +135,41 @@ class Importer:
         self.errors: list[RowError] = []
         self.defaults_used: Counter[str] = Counter()
         self.files: dict[str, FileResult] = {}
+        self.duplicates: Counter[tuple[str, str]] = Counter()  # (file, table) -> duplicate keys
+        self.line_exports: dict[str, dict[str, int]] = {}
 
     def _error(self, file: str, row: int, column: str, reason: str) -> None:
         self.errors.append(RowError(file, row, column, reason))
 
-    def _converted(self, entity: str, file: str, columns: list[str], rows: Iterator[dict[str, Any]]):
+    def _rows(self, file: str, rows: source_files.Rows, result: FileResult) -> Iterator[tuple[int, dict[str, Any]]]:
+        """The file's usable rows; each fault (ragged row, bad bytes, oversize cell) is an error."""
+        for number, row in rows:
+            result.rows += 1
+            if isinstance(row, source_files.Fault):
+                self._error(file, number, row.column, row.reason)
+                continue
+            yield number, row
+
+    def _check_lengths(self, entity: str, file: str, number: int, row: dict[str, Any], prefix: str = "") -> bool:
+        ok = True
+        for column in ENTITIES[entity].columns:
+            value = row.get(column.name)
+            if column.length is not None and isinstance(value, str) and len(value) != column.length:
+                reason = f"must be {column.length} characters, got {value!r:.40}"
+                self._error(file, number, prefix + column.name, reason)
+                ok = False
+        return ok
+
+    def _converted(self, entity: str, file: str, columns: list[str], rows: source_files.Rows):
         self.mapping.check_columns(entity, columns, f"file {file}")
         result = self.files[file] = FileResult(unused_columns=self.mapping[entity].unused(columns))
-        for number, source_row in enumerate(rows, start=1):
-            result.rows += 1
+        for number, source_row in self._rows(file, rows, result):
             row, errors, defaulted = self.mapping.row(entity, source_row)
             for column, reason in errors:
                 self._error(file, number, column, reason)
             for column in defaulted:
                 self.defaults_used[f"{entity}.{column}"] += 1
-            for (table, column), length in FIXED_LENGTH.items():
-                value = row.get(column)
-                if table == entity and isinstance(value, str) and len(value) != length:
-                    self._error(file, number, column, f"must be {length} characters, got {value!r:.40}")
-            if not errors:
+            if self._check_lengths(entity, file, number, row) and not errors:
                 yield number, row
 
     def _keep(self, table: str, key: str, row: dict[str, Any], file: str, number: int) -> None:
@@ -168,16 +177,20 @@ class Importer:
             first_file, first_row = self.origin[table][key]
             where = f"row {first_row}" if first_file == file else f"{first_file} row {first_row}"
             self._error(file, number, ENTITIES[table].key[0], f"duplicate key {key!r:.60} (first at {where})")
+            self.duplicates[(file, table)] += 1
             return
         self.rows[table][key] = row
         self.origin[table][key] = (file, number)
 
     def add_file(self, entity: str, path: Path, fmt: str | None = None) -> None:
-        """Read one file of ``entity`` (a table of the source, or ``clickstream``)."""
-        columns, rows = read_file(path, fmt)
+        """Read one file of ``entity`` (a table of the source, ``clickstream`` or ``line_export``)."""
+        columns, rows = source_files.read(path, fmt)
         file = str(path)
         if entity == "clickstream":
             self._add_clickstream(file, columns, rows)
+            return
+        if entity == LINE_EXPORT:
+            self._add_line_export(file, columns, rows)
             return
         numbered: Counter[str] = Counter()
         for number, row in self._converted(entity, file, columns, rows):
@@ -190,44 +203,106 @@ class Importer:
                 key = row[ENTITIES[entity].key[0]]
             self._keep(entity, key, row, file, number)
 
-    def _add_clickstream(self, file: str, columns: list[str], rows: Iterator[dict[str, Any]]) -> None:
-        products: dict[str, tuple[dict[str, Any], int]] = {}
-        users: dict[str, tuple[str, int]] = {}
+    def _add_clickstream(self, file: str, columns: list[str], rows: source_files.Rows) -> None:
+        derived = _LatestValues()
         for number, row in self._converted("clickstream", file, columns, rows):
             pid, uid, ts = row["product_id"], row["user_id"], row["event_ts"]
-            seen = products.get(pid)
-            # The latest event's product attributes win; blanks do not erase known values.
-            if seen is None:
-                products[pid] = ({**row, "updated_at": ts}, number)
-            else:
-                merged = dict(seen[0])
-                newer = ts >= merged["updated_at"]
-                for col in ("product_name", "category", "price"):
-                    if row[col] is not None and (newer or merged[col] is None):
-                        merged[col] = row[col]
-                merged["updated_at"] = max(ts, merged["updated_at"])
-                products[pid] = (merged, seen[1])
-            if uid not in users or ts > users[uid][0]:
-                users[uid] = (ts, users.get(uid, (ts, number))[1])
-        for pid, (values, number) in products.items():
-            if pid in self.rows["products"]:
-                continue
-            self._derived("products", {k: values.get(k) for k in ENTITIES["products"].names}, pid, file, number)
-        for uid, (ts, number) in users.items():
-            if uid in self.rows["users"]:
-                continue
-            self._derived("users", {"user_id": uid, "updated_at": ts}, uid, file, number)
+            product = {k: row[k] for k in ("product_name", "category", "price") if row[k] is not None}
+            derived.add("products", pid, {"product_id": pid, **product}, ts, number)
+            derived.add("users", uid, {"user_id": uid}, ts, number)
+        self._add_derived(derived, file, "clickstream")
 
-    def _derived(self, table: str, values: dict[str, Any], key: str, file: str, number: int) -> None:
-        row, errors, defaulted = self.mapping.complete(table, values)
+    def _add_line_export(self, file: str, columns: list[str], rows: source_files.Rows) -> None:
+        """One row per order line: orders (header from each order's first line), lines, products, users."""
+        for entity, derived_columns in LINE_EXPORT_SECTIONS.items():
+            self.mapping.check_columns(entity, columns, f"file {file} (--line-export)", derived_columns)
+        read = set()
+        for entity, derived_columns in LINE_EXPORT_SECTIONS.items():
+            m = self.mapping[entity]
+            read |= {src for col, src in m.columns.items() if col not in derived_columns}
+            read |= {r.column for r in m.status_rules}
+        result = self.files[file] = FileResult(unused_columns=[c for c in columns if c not in read])
+        stats = self.line_exports[file] = Counter()
+        orders: dict[str, dict[str, Any] | None] = {}  # order_id -> header (None: its first line failed)
+        guests: set[str] = set()
+        numbered: Counter[str] = Counter()
+        derived = _LatestValues()
+        for number, src in self._rows(file, rows, result):
+            stats["lines"] += 1
+            line, errors, defaulted = self.mapping.row("order_lines", src)
+            for column, reason in errors:
+                self._error(file, number, f"order_lines.{column}", reason)
+            for column in defaulted:
+                self.defaults_used[f"order_lines.{column}"] += 1
+            order_id = line.get("order_id")
+            if order_id is None:
+                continue
+            if order_id not in orders:
+                orders[order_id] = self._line_export_order(file, number, src, guests)
+            order = orders[order_id]
+            if order_id in guests:
+                stats["guest_lines"] += 1
+            if errors or order is None:
+                continue
+            numbered[order_id] += 1
+            if line["line_number"] is None:
+                line["line_number"] = numbered[order_id]
+            if line["quantity"] < 0:
+                stats["credit_lines"] += 1
+            self._keep("order_lines", f"{order_id}\x00{line['line_number']}", line, file, number)
+            when = order["order_ts"]
+            for entity, key in (("products", line["product_id"]), ("users", order["user_id"])):
+                key_column = ENTITIES[entity].key[0]
+                values, value_errors = self.mapping.values(entity, src, {key_column: key})
+                for column, reason in value_errors:
+                    self._error(file, number, f"{entity}.{column}", reason)
+                if not value_errors:
+                    derived.add(entity, key, values, when, number)
+        stats["orders"] = sum(1 for o in orders.values() if o is not None)
+        stats["guest_orders"] = len(guests)
+        stats["products"], stats["users"] = len(derived.latest["products"]), len(derived.latest["users"])
+        self._add_derived(derived, file, "line export")
+
+    def _line_export_order(self, file: str, number: int, src: dict[str, Any], guests: set[str]):
+        """The order header of an order's first line (later lines' header columns are not read)."""
+        order, errors, defaulted = self.mapping.row("orders", src)
         for column, reason in errors:
-            self._error(file, number, f"{table}.{column}", f"{reason} (derived from the clickstream)")
-        if errors:
-            return
+            self._error(file, number, f"orders.{column}", reason)
         for column in defaulted:
-            self.defaults_used[f"{table}.{column}"] += 1
-        self.rows[table][key] = row
-        self.origin[table][key] = (file, number)
+            self.defaults_used[f"orders.{column}"] += 1
+        if not self._check_lengths("orders", file, number, order, "orders.") or errors:
+            return None
+        if "user_id" in defaulted:
+            guests.add(order["order_id"])
+        self._keep("orders", order["order_id"], order, file, number)
+        return order
+
+    def _add_derived(self, derived: _LatestValues, file: str, what: str) -> None:
+        """Products and users a clickstream or line export yields; rows of their own files win."""
+        for table in ("products", "users"):
+            for key, (values, ts, number) in derived.latest[table].items():
+                if key in self.rows[table]:
+                    continue
+                row, errors, defaulted = self.mapping.complete(table, {**values, "updated_at": ts})
+                for column, reason in errors:
+                    self._error(file, number, f"{table}.{column}", f"{reason} (derived from the {what})")
+                if errors or not self._check_lengths(table, file, number, row, f"{table}."):
+                    continue
+                for column in defaulted:
+                    self.defaults_used[f"{table}.{column}"] += 1
+                self.rows[table][key] = row
+                self.origin[table][key] = (file, number)
+
+    def hints(self) -> list[str]:
+        """Advice for patterns of errors whose cause is the command, not the rows."""
+        out = []
+        for (file, table), count in sorted(self.duplicates.items()):
+            if table in ("orders", "products", "users") and file not in self.line_exports:
+                out.append(
+                    f"hint: {file} repeats {count:,} {ENTITIES[table].key[0]} value(s); if it has one row per "
+                    "order line, import it with --line-export (orders, lines, products and users are derived)"
+                )
+        return out
 
     # ------------------------------------------------------------------ checks
     def check_references(self, db: sql.Database) -> None:
@@ -264,7 +339,9 @@ class Importer:
         """Check references, then upsert every row in one transaction; ImportFailed on any error."""
         self.check_references(db)
         if self.errors:
-            raise ImportFailed(self.errors)
+            raise ImportFailed(self.errors, self.hints())
+        if any(r["quantity"] < 0 for r in self.rows["order_lines"].values()):
+            sql.require_credit_lines(db)
         loaded = {}
         with db.transaction():
             for table in sql.TABLES:
@@ -286,8 +363,7 @@ def run_import(
 ) -> dict[str, Any]:
     """Import ``(entity, path)`` files; return the summary (ImportFailed / MappingError / ValueError otherwise)."""
     importer = Importer(mapping)
-    # Products and users files first, so they win over what a clickstream derives.
-    for entity, path in sorted(files, key=lambda f: FILE_ENTITIES.index(f[0]) if f[0] != "clickstream" else 99):
+    for entity, path in sorted(files, key=lambda f: FILE_ENTITIES.index(f[0])):
         importer.add_file(entity, path, fmt)
     sql.create_schema(db)
     loaded = importer.load(db)
@@ -295,6 +371,7 @@ def run_import(
     return {
         "loaded": loaded,
         "files": {name: {"rows": r.rows, "unused_columns": r.unused_columns} for name, r in importer.files.items()},
+        **({"line_exports": importer.line_exports} if importer.line_exports else {}),
         "defaults_used": dict(sorted(importer.defaults_used.items())),
         "orders_without_lines": len(without),
         "orders_without_lines_sample": without[:5],
@@ -328,11 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
         "mapping's timezone; default UTC)",
     )
     for entity in FILE_ENTITIES:
-        what = (
-            "clickstream events whose product and user columns yield products and users"
-            if entity == "clickstream"
-            else f"{entity.replace('_', ' ')} file"
-        )
+        what = {
+            "clickstream": "clickstream events whose product and user columns yield products and users",
+            LINE_EXPORT: "a shop's order export with one row per order line (invoice, product, quantity, unit "
+            "price, customer, time): orders, order lines, products and users are all derived from it, "
+            "each section of the mapping naming its columns; negative quantities are credit lines",
+        }.get(entity, f"{entity.replace('_', ' ')} file")
         parser.add_argument(f"--{entity.replace('_', '-')}", type=Path, metavar="FILE", help=what)
     parser.add_argument("--format", choices=FORMATS, help="format of every file (default: from each extension)")
     parser.add_argument(
@@ -375,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         for error in failed.errors[:MAX_PRINTED_ERRORS]:
             print(f"error: {error.line()}", file=sys.stderr)
         more = len(failed.errors) - MAX_PRINTED_ERRORS
+        for hint in failed.hints:
+            print(hint, file=sys.stderr)
         if args.error_report:
             _write_report(args.error_report, failed.errors)
         print(

@@ -64,7 +64,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from beam_pipelines import cli
 from beam_pipelines.events import CENTS, format_ts, parse_ts
 from beam_pipelines.io import sql
-from beam_pipelines.io.source_mapping import MappingError, SourceMapping, check_live
+from beam_pipelines.io.source_mapping import MappingError, SourceMapping, check_live, live_columns
 from beam_pipelines.io.source_mapping import connect as connect_source
 from beam_pipelines.io.source_mapping import load as load_mapping
 from publishers.cli_types import fraction
@@ -283,10 +283,24 @@ def fetch_orders_page(db: sql.Database, params: dict[str, Any], mapping: SourceM
 
 
 def check_source(db: sql.Database, mapping: SourceMapping) -> None:
-    """Refuse, in one line, a mapping the live source does not fit: tables, columns, status values."""
+    """Refuse, in one line, a mapping the live source does not fit: tables, columns, status values.
+
+    When the tables are the project's own (``publishers.import_files`` wrote them through
+    the mapping already), the message says to serve them without ``--mapping``.
+    """
     for entity in ("orders", "order_lines"):
-        check_live(db, mapping, entity)
+        try:
+            check_live(db, mapping, entity)
+        except MappingError as exc:
+            if _holds_project_tables(db):
+                raise MappingError(
+                    f"{exc}. These tables are the project's own (publishers.import_files wrote them, already "
+                    "converted through the mapping): serve them without --mapping"
+                ) from None
+            raise
     om = mapping["orders"]
+    if "status" not in om.columns:
+        return  # statuses come from the rules and the default, both checked when the mapping was read
     values = [r[0] for r in db.query(f"select distinct {om.qcol('status')} from {om.qtable}")]
     unmapped = mapping.unmapped_statuses(values)
     if unmapped:
@@ -294,6 +308,19 @@ def check_source(db: sql.Database, mapping: SourceMapping) -> None:
             f"{mapping.origin}: orders: status value(s) {', '.join(repr(v) for v in unmapped)} in table "
             f"{om.table!r} are not mapped; add them under [statuses] (targets: {', '.join(sql.ORDER_STATUSES)})"
         )
+
+
+def _holds_project_tables(db: sql.Database) -> bool:
+    """Whether ``orders`` and ``order_lines`` exist with the project's own columns."""
+    default = SourceMapping.default()
+    for entity in ("orders", "order_lines"):
+        try:
+            columns = live_columns(db, default[entity])
+        except MappingError:
+            return False
+        if not set(default[entity].entity.names) <= set(columns):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------- app

@@ -29,23 +29,32 @@ per hour in the layout the hourly job reads for a backfill
 (``raw/events/dt=YYYY-MM-DD/hour=HH/replay_<run id>.jsonl``, the Pub/Sub wire format);
 a row whose time cannot be read goes into the first event's hour, where the hourly job
 dead-letters it.
+
+Naive times (``2010-12-01 08:26:00``) are read in ``--timezone`` (else the
+``--source-mapping``'s ``timezone``; without either they are invalid). The file is read
+strictly (:mod:`publishers.source_files`): an unreadable row is not sent. When rows are
+invalid (unreadable, or events the pipelines would dead-letter) one stderr line counts
+them by cause; above ``--max-invalid-share`` (default 0.1) nothing is sent and the
+command exits 2. Publishing to Pub/Sub, a warning counts the events that will reach the
+streaming job after their engagement window closed (``events.ENGAGEMENT_*``).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import math
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from beam_pipelines import events
+from beam_pipelines import cli, events
 from beam_pipelines.events import format_ts
+from publishers import source_files
+from publishers.cli_types import fraction
 
 # The event's wire fields: the contract's columns but event_time, which validation derives from event_ts.
 TARGET_FIELDS = tuple(name for name in events.EVENT_FIELDS if name != "event_time")
@@ -54,6 +63,10 @@ INT_FIELDS = frozenset({"quantity"})  # ids stay text: "0042" and "42" are two i
 DEFAULT_MAPPING = {"event_time": "event_ts", "event_type": "event_name", "user_session": "session_id"}
 DEFAULT_VALUE_MAP = {"cart": "add_to_cart", "purchase": "order", "remove_from_cart": ""}
 REPLAY_NAMESPACE = uuid.UUID("7d7f3c5e-2f0b-4c3a-9a53-0a6b2f1f5e11")
+# Above this share of invalid rows the file or its mapping is wrong, not a few rows of it:
+# a replay with no --timezone of naive times once sent 10,000 of 10,000 rows invalid.
+DEFAULT_MAX_INVALID_SHARE = 0.1
+MAX_PRINTED_FAULTS = 5
 
 DESCRIPTION = (
     __doc__.split("\n\n", 1)[1]
@@ -105,34 +118,50 @@ def parse_mapping(text: str | None, columns: list[str]) -> dict[str, str]:
     return mapping
 
 
-def read_rows(path: Path, fmt: str | None = None) -> tuple[list[str], Iterator[dict[str, Any]]]:
-    """Columns and rows of a CSV (header row) or JSONL file."""
-    if not path.exists():
+def read_rows(path: Path, fmt: str | None = None) -> tuple[list[str], source_files.Rows]:
+    """Columns and numbered rows (or faults) of a CSV, JSONL or Parquet file (:mod:`publishers.source_files`)."""
+    if not Path(path).exists():
         raise ValueError(f"--file {path} does not exist")
-    fmt = fmt or ("csv" if path.suffix.lower() in (".csv", ".tsv") else "jsonl")
-    if fmt == "csv":
-        fh = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by the generator
-        reader = csv.DictReader(fh)
-        columns = list(reader.fieldnames or [])
+    if fmt is None and Path(path).suffix.lower() not in (".csv", ".tsv", ".parquet", ".pq"):
+        fmt = "jsonl"  # replay has always read any other extension as JSONL
+    return source_files.read(Path(path), fmt)
 
-        def rows() -> Iterator[dict[str, Any]]:
-            with fh:
-                yield from reader
 
-        return columns, rows()
-    with open(path, encoding="utf-8") as fh:
-        first = next((line for line in fh if line.strip()), None)
-    if first is None:
-        return [], iter(())
-    columns = list(json.loads(first).keys())
+def replay_zone(args: argparse.Namespace) -> tzinfo | None:
+    """The zone of naive times: ``--timezone``, else the ``--source-mapping``'s, else None (naive is invalid)."""
+    from beam_pipelines.io import source_mapping
 
-    def jrows() -> Iterator[dict[str, Any]]:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    yield json.loads(line)
+    if args.timezone:
+        return source_mapping.parse_timezone(args.timezone, "--timezone")
+    if args.source_mapping is not None:
+        return source_mapping.load(args.source_mapping).timezone
+    return None
 
-    return columns, jrows()
+
+def localized(value: Any, zone: tzinfo | None) -> Any:
+    """A naive ISO-8601 time read in ``zone``, as canonical UTC text; anything else unchanged.
+
+    A time that does not exist or occurs twice around a daylight-saving change is read
+    as ``zoneinfo`` does (``fold=0``: the first occurrence), as ``import_files`` reads it.
+    """
+    if zone is None or not isinstance(value, str):
+        return value
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return value
+    return value if dt.tzinfo is not None else format_ts(dt.replace(tzinfo=zone))
+
+
+def late_for_engagement(event_time: datetime, published: datetime) -> bool:
+    """Whether the streaming job's engagement window of ``event_time`` has closed at ``published``.
+
+    Its watermark follows publish time; a window accepts events until its end plus
+    the allowed lateness (the job's defaults, ``events.ENGAGEMENT_*``).
+    """
+    size = events.ENGAGEMENT_WINDOW_SECONDS
+    window_end = (math.floor(event_time.timestamp() / size) + 1) * size
+    return published.timestamp() > window_end + events.ENGAGEMENT_ALLOWED_LATENESS_SECONDS
 
 
 def _coerce(field: str, value: Any) -> Any:
@@ -161,11 +190,19 @@ def _safe_ts(value: Any) -> datetime | None:
 class Replayer:
     """Turns file rows into (record, original timestamp) pairs under a mapping."""
 
-    def __init__(self, file_name: str, mapping: dict[str, str], value_map: dict[str, str], run_id: str | None = None):
+    def __init__(
+        self,
+        file_name: str,
+        mapping: dict[str, str],
+        value_map: dict[str, str],
+        run_id: str | None = None,
+        zone: tzinfo | None = None,
+    ):
         self.file_name = file_name
         self.run_id = run_id
         self.mapping = mapping
         self.value_map = value_map
+        self.zone = zone
         self._lines: dict[str, int] = {}
         self.skipped = 0
 
@@ -177,6 +214,7 @@ class Replayer:
         rec: dict[str, Any] = {}
         for source, target in self.mapping.items():
             rec[target] = _coerce(target, row.get(source))
+        rec["event_ts"] = localized(rec.get("event_ts"), self.zone)
         if self.run_id:
             for key in ("event_id", "session_id", "order_id"):
                 if rec.get(key) not in (None, ""):
@@ -201,8 +239,21 @@ class Replayer:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--file", required=True, type=Path, help="CSV (with a header row) or JSONL file to replay")
-    p.add_argument("--format", choices=("csv", "jsonl"), help="file format (default: from the file extension)")
+    p.add_argument("--file", required=True, type=Path, help="CSV (with a header row), JSONL or Parquet file to replay")
+    p.add_argument("--format", choices=source_files.FORMATS, help="file format (default: from the file extension)")
+    p.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="IANA time zone of naive event times in the file, e.g. Europe/Berlin (default: the "
+        "--source-mapping's timezone; without either a time with no UTC offset is invalid)",
+    )
+    p.add_argument(
+        "--max-invalid-share",
+        type=fraction,
+        default=DEFAULT_MAX_INVALID_SHARE,
+        help="largest share of rows that may be invalid (unreadable, or events the pipelines would "
+        "dead-letter); above it nothing is sent and the command exits 2 (default %(default)s)",
+    )
     p.add_argument(
         "--mapping",
         help="column renames source=target,...; targets: "
@@ -268,11 +319,16 @@ def build_messages(args: argparse.Namespace, now: datetime | None = None):
     run_id = (args.run_id or uuid.uuid4().hex[:12]) if args.retime else None
     if run_id is not None:
         events.id_text(run_id, "--run-id")
-    replayer = Replayer(Path(args.file).name, mapping, value_map, run_id)
+    zone = replay_zone(args)
+    replayer = Replayer(Path(args.file).name, mapping, value_map, run_id, zone)
     records: list[tuple[dict[str, Any], datetime | None]] = []
-    for i, row in enumerate(rows, start=1):
+    faults: list[source_files.Fault] = []
+    for i, row in rows:
         if args.limit is not None and len(records) >= args.limit:
             break
+        if isinstance(row, source_files.Fault):
+            faults.append(row)  # unreadable: its fields cannot be told apart, so it is not sent
+            continue
         rec = replayer.record(i, row)
         if rec is not None:
             records.append((rec, _safe_ts(rec.get("event_ts"))))
@@ -288,6 +344,7 @@ def build_messages(args: argparse.Namespace, now: datetime | None = None):
 
     manifest = Manifest(seed=0, mode="replay")
     messages, schedule = [], []
+    late = 0
     for rec, original in records:
         t = original
         if args.retime and t is not None:
@@ -298,9 +355,11 @@ def build_messages(args: argparse.Namespace, now: datetime | None = None):
         try:
             event = events.parse_payload(data, now=max(now, t or now) + timedelta(seconds=1))
         except events.InvalidEvent as exc:
-            manifest.add_malformed(f"{exc.stage}: {exc.reason.split(':')[0].split(' (')[0][:60]}")
+            manifest.add_malformed(f"{exc.stage}: {_reason_group(exc.reason)}")
         else:
             manifest.add_valid(event["event_id"], event["event_name"], event["event_ts"])
+            publish_at = now + timedelta(seconds=offset(original))
+            late += late_for_engagement(datetime.fromtimestamp(event["event_time"], UTC), publish_at)
         attr_ts = format_ts(t) if t is not None else format_ts(now)
         messages.append(Message(data, {"event_id": str(rec.get("event_id")), "event_ts": attr_ts}))
         schedule.append(offset(original))  # pace by the file's own timing, whatever the published times
@@ -309,9 +368,37 @@ def build_messages(args: argparse.Namespace, now: datetime | None = None):
         "mapping": mapping,
         "file": str(args.file),
         "run_id": run_id,
+        "timezone": getattr(zone, "key", None) or (str(zone) if zone else None),
         "unmapped_columns": [c for c in columns if c not in mapping],
+        "rows_unreadable": len(faults),
+        "unreadable_sample": [f"row {f.row}, {f.column}: {f.reason}" for f in faults[:MAX_PRINTED_FAULTS]],
+        "late_for_engagement": late,
     }
     return messages, schedule, manifest
+
+
+def _reason_group(reason: str) -> str:
+    """An invalid event's reason without its values, so the manifest groups rows by cause."""
+    if "has no UTC offset" in reason:
+        return "event_ts has no UTC offset"
+    return reason.split(":")[0].split(" (")[0][:60]
+
+
+def check_invalid_share(manifest, max_share: float, zone: tzinfo | None) -> tuple[list[str], bool]:
+    """The stderr summary of invalid rows, and whether their share is within ``max_share``."""
+    unreadable = manifest.extra["rows_unreadable"]
+    invalid = manifest.malformed_sent + unreadable
+    total = manifest.unique_valid_events + invalid
+    if not invalid:
+        return [], True
+    share = invalid / total
+    causes = [f"{n:,} {reason}" for reason, n in sorted(manifest.malformed_by_reason.items(), key=lambda x: -x[1])]
+    if unreadable:
+        causes.append(f"{unreadable:,} unreadable (e.g. {manifest.extra['unreadable_sample'][0]})")
+    lines = [f"{invalid:,} of {total:,} rows are invalid ({share:.1%}): {'; '.join(causes)}"]
+    if zone is None and any("no UTC offset" in r for r in manifest.malformed_by_reason):
+        lines.append("hint: the file's times have no UTC offset: pass --timezone (e.g. UTC or Europe/Berlin)")
+    return lines, share <= max_share
 
 
 def write_lake(lake_root: str, messages, run_id: str) -> dict[str, int]:
@@ -358,6 +445,32 @@ def main_replay(args: argparse.Namespace, sink_opts) -> int:
 
     now = datetime.now(UTC)
     messages, offsets, manifest = build_messages(args, now)
+    invalid, within = check_invalid_share(manifest, args.max_invalid_share, replay_zone(args))
+    if not within:
+        for line in invalid:
+            print(f"error: {line}" if not line.startswith("hint:") else line, file=sys.stderr)
+        print(
+            f"error: more than --max-invalid-share {args.max_invalid_share:g} of the rows are invalid; nothing was "
+            "sent (fix the file or the --mapping / --timezone, or raise --max-invalid-share)",
+            file=sys.stderr,
+        )
+        return cli.EXIT_USAGE
+    for line in invalid:  # within the share: sent, and dead-lettered by the pipelines
+        print(f"warning: {line}" if not line.startswith("hint:") else line, file=sys.stderr)
+    late = manifest.extra["late_for_engagement"]
+    if late and not args.lake_root and not sink_opts.output_jsonl:
+        print(
+            f"warning: {late:,} of {manifest.unique_valid_events:,} events will be published after their "
+            f"engagement window closed ({events.ENGAGEMENT_WINDOW_SECONDS} s windows, "
+            f"{events.ENGAGEMENT_ALLOWED_LATENESS_SECONDS // 60} min allowed lateness, the streaming job's "
+            "defaults): engagement_minutely leaves them out, user_behavior still gets them; "
+            + (
+                "--retime --speed 0 puts the file's whole span before now: use a --speed that paces it in real time"
+                if args.retime
+                else "use --retime to move them to now"
+            ),
+            file=sys.stderr,
+        )
     imported = import_dimensions(args) if args.database_url else None
     unmapped = manifest.extra["unmapped_columns"]
     if imported:

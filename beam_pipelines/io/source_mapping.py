@@ -25,11 +25,16 @@ naming the file, the key and what is allowed):
 * ``columns`` maps a project column to the source column holding it; a column that is
   neither mapped nor defaulted is read from a source column of its own name;
 * ``defaults`` fill a column the source lacks (or its NULL / blank values). They are
-  checked against the column's type; text defaults may name the row's columns as
-  ``{column}`` (``email = "{user_id}@unknown.invalid"`` keeps emails unique). Key
-  and required columns cannot have defaults;
+  checked once, here, against the column's type and the source DDL's length (``char(n)``);
+  text and id defaults may name the row's columns as ``{column}``
+  (``email = "{user_id}@unknown.invalid"`` keeps emails unique; ``orders.user_id =
+  "guest-{order_id}"`` names guest orders), checked per row once filled. Key and
+  required columns cannot have defaults;
 * status targets must be project statuses; a source value not listed passes only if
-  it already is one.
+  it already is one. An order's status comes from the first ``[[orders.status_rules]]``
+  entry its row meets (:class:`StatusRule`: ``prefix``, ``equals``, ``negative`` or
+  ``not_blank`` on a source column), else from the status column, else from the default;
+* ``order_lines.quantity`` is a non-zero integer: negative on a credit line.
 
 :meth:`SourceMapping.check_columns` then compares the mapping with the columns the
 source really has (a live table's, or a file's header) and refuses, in one line,
@@ -60,6 +65,7 @@ from beam_pipelines.io.sql import ORDER_STATUSES
 from beam_pipelines.io.sql_login import SqlLogin
 
 ID, TEXT, DECIMAL, TIMESTAMP, DATE, INT, STATUS = "id", "text", "decimal", "timestamp", "date", "int", "status"
+SIGNED_INT = "signed_int"  # a non-zero integer: an order line's quantity, negative on a credit line
 MAX_IDENTIFIER_LENGTH = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are truncated silently there
 
 
@@ -69,6 +75,7 @@ class Column:
     kind: str
     required: bool = False  # must come from the source; a default is refused
     nullable: bool = False  # may stay NULL when neither mapped nor defaulted
+    length: int | None = None  # exact length in characters the source DDL requires (char(n))
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,7 @@ ENTITIES: dict[str, Entity] = {
                 Column("user_name", TEXT),
                 Column("email", TEXT),
                 Column("signup_date", DATE),
-                Column("country", TEXT),
+                Column("country", TEXT, length=2),
                 Column("updated_at", TIMESTAMP),
             ),
         ),
@@ -116,12 +123,14 @@ ENTITIES: dict[str, Entity] = {
             ("order_id",),
             (
                 Column("order_id", ID, required=True),
-                Column("user_id", ID, required=True),
+                # A default names guests (``guest-{order_id}``): orders whose user column is blank.
+                Column("user_id", ID),
                 Column("session_id", ID, nullable=True),
-                Column("status", STATUS, required=True),
+                # From [orders.status_rules] first, then the mapped column, then a default.
+                Column("status", STATUS),
                 Column("order_ts", TIMESTAMP, required=True),
                 Column("updated_at", TIMESTAMP, required=True),
-                Column("currency", TEXT),
+                Column("currency", TEXT, length=3),
             ),
         ),
         Entity(
@@ -132,7 +141,8 @@ ENTITIES: dict[str, Entity] = {
                 # Unmapped and without a default: lines are numbered 1..n per order in source order.
                 Column("line_number", INT, nullable=True),
                 Column("product_id", ID, required=True),
-                Column("quantity", INT),
+                # Negative on a credit line (a credit note's, or a return line of an export).
+                Column("quantity", SIGNED_INT),
                 Column("unit_price", DECIMAL, required=True),
             ),
         ),
@@ -260,26 +270,39 @@ def _to_decimal(value: Any) -> str:
     return str(amount.quantize(events.CENTS))
 
 
-def _to_int(value: Any) -> int:
+def _integer(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueRejected("not an integer: a boolean")
     if isinstance(value, int):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        number = int(value.strip())
-    elif isinstance(value, Decimal) and value == value.to_integral_value():
-        number = int(value)
-    else:
-        raise ValueRejected(f"not an integer: {value!r:.60}")
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().removeprefix("-").isdigit():
+        return int(value.strip())
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    raise ValueRejected(f"not an integer: {value!r:.60}")
+
+
+def _to_int(value: Any) -> int:
+    number = _integer(value)
     if number <= 0:
         raise ValueRejected(f"must be a positive integer, got {number}")
     return number
 
 
-def convert_value(kind: str, column: str, value: Any, zone: tzinfo) -> Any:
-    """``value`` as the project stores a ``kind`` column (statuses: :meth:`SourceMapping.status`)."""
+def _to_signed_int(value: Any) -> int:
+    number = _integer(value)
+    if number == 0:
+        raise ValueRejected("must be a non-zero integer (negative on a credit line), got 0")
+    return number
+
+
+def convert_value(kind: str, column: str, value: Any, zone: tzinfo, length: int | None = None) -> Any:
+    """``value`` as the project stores a ``kind`` column (statuses: :meth:`SourceMapping.status`).
+
+    ``length`` is the exact length a text column must have (``char(n)`` in the source DDL).
+    """
     if kind == ID:
         if isinstance(value, uuid.UUID):  # PostgreSQL uuid columns come back as UUID objects
             value = str(value)
@@ -295,13 +318,63 @@ def convert_value(kind: str, column: str, value: Any, zone: tzinfo) -> Any:
         return _to_decimal(value)
     if kind == INT:
         return _to_int(value)
-    return (value if isinstance(value, str) else str(value)).strip()
+    if kind == SIGNED_INT:
+        return _to_signed_int(value)
+    text = (value if isinstance(value, str) else str(value)).strip()
+    if length is not None and len(text) != length:
+        raise ValueRejected(f"must be {length} characters, got {text!r:.40}")
+    return text
 
 
 def is_blank(value: Any) -> bool:
     return (
         value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and value != value)
     )
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+@dataclass(frozen=True)
+class StatusRule:
+    """``[[orders.status_rules]]``: when the source ``column`` meets the condition, the order has ``status``.
+
+    Conditions (exactly one per rule): ``prefix`` (the trimmed text starts with it),
+    ``equals`` (the trimmed text is it, or one of a list), ``negative = true`` (a number
+    below 0), ``not_blank = true`` (any value). ``status`` is a project status.
+    """
+
+    column: str
+    condition: str
+    value: Any
+    status: str
+
+    def matches(self, raw: Any) -> bool:
+        if self.condition == "not_blank":
+            return not is_blank(raw)
+        if is_blank(raw):
+            return False
+        if self.condition == "negative":
+            number = _number(raw)
+            return number is not None and number < 0
+        text = str(raw).strip()
+        if self.condition == "prefix":
+            return text.startswith(self.value)
+        return text in self.value  # equals: a tuple of texts
+
+    def to_json(self) -> dict[str, Any]:
+        value = list(self.value) if self.condition == "equals" else self.value
+        return {"column": self.column, self.condition: value, "status": self.status}
+
+
+RULE_CONDITIONS = ("prefix", "equals", "negative", "not_blank")
 
 
 # ---------------------------------------------------------------------------- mapping
@@ -315,6 +388,12 @@ class EntityMapping:
     table: str
     columns: dict[str, str]  # project column -> source column, for every column read from the source
     defaults: dict[str, Any]  # project column -> typed default (text may hold {column} placeholders)
+    status_rules: tuple[StatusRule, ...] = ()  # orders only
+
+    @property
+    def source_columns(self) -> list[str]:
+        """Every source column read: the mapped ones, then those the status rules test, each once."""
+        return list(dict.fromkeys([*self.columns.values(), *(r.column for r in self.status_rules)]))
 
     @property
     def name(self) -> str:
@@ -325,7 +404,7 @@ class EntityMapping:
 
     def select_list(self) -> str:
         """The quoted source columns the mapping reads, each once (rows keep the source's names)."""
-        return ", ".join(quote_identifier(src) for src in dict.fromkeys(self.columns.values()))
+        return ", ".join(quote_identifier(src) for src in self.source_columns)
 
     def qcol(self, column: str) -> str:
         """The quoted source column of a project column (for where / order by)."""
@@ -337,14 +416,20 @@ class EntityMapping:
     def qtable(self) -> str:
         return quote_table(self.table)
 
-    def missing_from(self, available: list[str] | tuple[str, ...]) -> list[str]:
+    def missing_from(self, available: list[str] | tuple[str, ...], derived: tuple[str, ...] = ()) -> list[str]:
         """Source columns this mapping reads that ``available`` lacks, as ``project (source)``."""
         have = set(available)
-        return [f"{col} (as {src!r})" if col != src else col for col, src in self.columns.items() if src not in have]
+        missing = [
+            f"{col} (as {src!r})" if col != src else col
+            for col, src in self.columns.items()
+            if src not in have and col not in derived
+        ]
+        rules = dict.fromkeys(r.column for r in self.status_rules if r.column not in have)
+        return missing + [f"status_rules column {src!r}" for src in rules]
 
     def unused(self, available: list[str] | tuple[str, ...]) -> list[str]:
         """Columns of ``available`` the mapping does not read (replay and import list them in a warning)."""
-        used = set(self.columns.values())
+        used = set(self.source_columns)
         return [c for c in available if c not in used]
 
 
@@ -380,7 +465,12 @@ class SourceMapping:
             "timezone": self.timezone_name,
             "statuses": dict(self.statuses),
             **{
-                name: {"table": m.table, "columns": dict(m.columns), "defaults": dict(m.defaults)}
+                name: {
+                    "table": m.table,
+                    "columns": dict(m.columns),
+                    "defaults": dict(m.defaults),
+                    **({"status_rules": [r.to_json() for r in m.status_rules]} if m.status_rules else {}),
+                }
                 for name, m in self.entities.items()
             },
         }
@@ -415,17 +505,31 @@ class SourceMapping:
             return self.status(value)
         return convert_value(kind, column, value, self.timezone)
 
-    def row(self, entity: str, source_row: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]], list[str]]:
-        """A row with project column names and values from a row with source column names.
+    def rule_status(self, entity: str, source_row: dict[str, Any]) -> str | None:
+        """The status of the first ``status_rules`` entry ``source_row`` meets, else None."""
+        for rule in self.entities[entity].status_rules:
+            if rule.matches(source_row.get(rule.column)):
+                return rule.status
+        return None
 
-        Returns ``(row, errors, defaulted)``: errors as ``(column, reason)`` pairs (the
-        row is unusable when there are any), ``defaulted`` the columns a default filled.
-        Unmapped nullable columns without a default are ``None``.
+    def values(
+        self, entity: str, source_row: dict[str, Any], overrides: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """The source row's non-blank mapped values as project values, before defaults.
+
+        Returns ``(values, errors)``, errors as ``(column, reason)`` pairs. A status rule
+        the row meets sets ``status`` before the status column is read; ``overrides`` are
+        project values that replace the source's (a line export's product and user).
         """
         mapping = self.entities[entity]
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(overrides or {})
+        ruled = self.rule_status(entity, source_row)
+        if ruled is not None:
+            values["status"] = ruled
         errors: list[tuple[str, str]] = []
         for col, src in mapping.columns.items():
+            if col in values:
+                continue
             raw = source_row.get(src)
             if is_blank(raw):
                 continue
@@ -433,9 +537,22 @@ class SourceMapping:
                 values[col] = self.convert(entity, col, raw)
             except ValueRejected as exc:
                 errors.append((col, str(exc)))
+        return values, errors
+
+    def row(
+        self, entity: str, source_row: dict[str, Any], overrides: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], list[tuple[str, str]], list[str]]:
+        """A row with project column names and values from a row with source column names.
+
+        Returns ``(row, errors, defaulted)``: errors as ``(column, reason)`` pairs (the
+        row is unusable when there are any), ``defaulted`` the columns a default filled.
+        Unmapped nullable columns without a default are ``None``. ``overrides``: see
+        :meth:`values`.
+        """
+        values, errors = self.values(entity, source_row, overrides)
         failed = {col for col, _ in errors}
         out, missing, defaulted = self.complete(entity, values, skip=failed)
-        order = mapping.entity.names
+        order = self.entities[entity].entity.names
         return out, sorted(errors + missing, key=lambda e: order.index(e[0])), defaulted
 
     def complete(
@@ -471,14 +588,27 @@ class SourceMapping:
             default = mapping.defaults[col]
             if col in templated:
                 default = _PLACEHOLDER.sub(lambda m: str(out.get(m.group(1)) or ""), default)
+                column = mapping.entity.column(col)
+                if column.kind != TEXT:  # an id template (guest-{order_id}) must give a valid id
+                    try:
+                        default = convert_value(column.kind, col, default, self.timezone)
+                    except ValueRejected as exc:
+                        errors.append((col, f"default {mapping.defaults[col]!r:.60} gives {exc}"))
+                        continue
             out[col] = default
         return out, errors, pending
 
     # ------------------------------------------------------------------ checks
-    def check_columns(self, entity: str, available: list[str] | tuple[str, ...], where: str) -> None:
-        """Refuse, in one line, every column the mapping reads that ``where`` does not have."""
+    def check_columns(
+        self, entity: str, available: list[str] | tuple[str, ...], where: str, derived: tuple[str, ...] = ()
+    ) -> None:
+        """Refuse, in one line, every column the mapping reads that ``where`` does not have.
+
+        ``derived`` names project columns that do not come from ``where`` (a line
+        export's product and user keys and times).
+        """
         mapping = self.entities[entity]
-        missing = mapping.missing_from(available)
+        missing = mapping.missing_from(available, derived)
         if missing:
             raise MappingError(
                 f"{self.origin}: {entity}: column(s) {', '.join(missing)} not found in {where} "
@@ -487,16 +617,63 @@ class SourceMapping:
             )
 
 
-def _section(origin: str, name: str, raw: Any, zone: tzinfo) -> EntityMapping:
+def _project_status(where: str, value: Any, statuses: dict[str, str]) -> str:
+    """A status written in the mapping itself: a project status, or a source value under [statuses]."""
+    if isinstance(value, str) and value.strip() in statuses:
+        return statuses[value.strip()]
+    if value in ORDER_STATUSES:
+        return value
+    raise MappingError(
+        f"{where} = {value!r:.40} is not a project status ({', '.join(ORDER_STATUSES)}) nor a value under [statuses]"
+    )
+
+
+def _status_rules(origin: str, raw: Any, statuses: dict[str, str]) -> tuple[StatusRule, ...]:
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        raise MappingError(
+            f"{origin}: orders.status_rules must be a list of tables ([[orders.status_rules]] with column, "
+            f"one of {', '.join(RULE_CONDITIONS)}, and status)"
+        )
+    rules = []
+    for number, rule in enumerate(raw, start=1):
+        where = f"{origin}: orders.status_rules[{number}]"
+        unknown = sorted(set(rule) - {"column", "status", *RULE_CONDITIONS})
+        if unknown:
+            raise MappingError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; allowed: column, status, {', '.join(RULE_CONDITIONS)}"
+            )
+        conditions = [c for c in RULE_CONDITIONS if c in rule]
+        if len(conditions) != 1:
+            raise MappingError(f"{where} needs exactly one condition of {', '.join(RULE_CONDITIONS)}")
+        condition = conditions[0]
+        value = rule[condition]
+        if condition in ("negative", "not_blank") and value is not True:
+            raise MappingError(f"{where}: {condition} must be true")
+        if condition == "prefix" and (not isinstance(value, str) or not value):
+            raise MappingError(f"{where}: prefix must be non-empty text, got {value!r:.40}")
+        if condition == "equals":
+            items = value if isinstance(value, list) else [value]
+            if not items or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in items):
+                raise MappingError(f"{where}: equals must be text or a list of texts, got {value!r:.40}")
+            value = tuple(str(v).strip() for v in items)
+        column = _identifier(f"{where}.column", rule.get("column"))
+        if "status" not in rule:
+            raise MappingError(f"{where} needs a status (one of {', '.join(ORDER_STATUSES)})")
+        rules.append(StatusRule(column, condition, value, _project_status(f"{where}.status", rule["status"], statuses)))
+    return tuple(rules)
+
+
+def _section(origin: str, name: str, raw: Any, zone: tzinfo, statuses: dict[str, str]) -> EntityMapping:
     entity = ENTITIES[name]
+    allowed = (*SECTION_KEYS, "status_rules") if name == "orders" else SECTION_KEYS
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise MappingError(f"{origin}: [{name}] must be a table with keys {', '.join(SECTION_KEYS)}")
-    unknown = sorted(set(raw) - set(SECTION_KEYS))
+        raise MappingError(f"{origin}: [{name}] must be a table with keys {', '.join(allowed)}")
+    unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise MappingError(
-            f"{origin}: unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; allowed: {', '.join(SECTION_KEYS)}"
+            f"{origin}: unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; allowed: {', '.join(allowed)}"
         )
     table = _identifier(f"{origin}: {name}.table", raw.get("table", name), dotted=True)
     columns_raw = raw.get("columns", {})
@@ -538,16 +715,22 @@ def _section(origin: str, name: str, raw: Any, zone: tzinfo) -> EntityMapping:
                 raise MappingError(
                     f"{where}: placeholder(s) {', '.join('{' + b + '}' for b in bad)} are not {name} columns"
                 )
-            if names and column.kind == TEXT:
-                defaults[col] = value
+            if names and column.kind in (TEXT, ID):
+                defaults[col] = value  # checked per row, once the placeholders are filled
                 continue
             if names:
-                raise MappingError(f"{where}: placeholders are only allowed in text columns")
+                raise MappingError(f"{where}: placeholders are only allowed in text and id columns")
+        if column.kind == STATUS:
+            defaults[col] = _project_status(where, value, statuses)
+            continue
+        # Checked here, once, with the length the source DDL needs (users.country = "ZZZ" is
+        # one error at load, not one per row of every file).
         try:
-            defaults[col] = convert_value(column.kind, col, value, zone)
+            defaults[col] = convert_value(column.kind, col, value, zone, column.length)
         except ValueRejected as exc:
             raise MappingError(f"{where}: {exc}") from None
-    return EntityMapping(entity, table, columns, defaults)
+    rules = _status_rules(origin, raw["status_rules"], statuses) if "status_rules" in raw else ()
+    return EntityMapping(entity, table, columns, defaults, rules)
 
 
 def parse(document: Any, origin: str) -> SourceMapping:
@@ -570,7 +753,7 @@ def parse(document: Any, origin: str) -> SourceMapping:
                 f"{', '.join(ORDER_STATUSES)}"
             )
         statuses[str(source).strip()] = target
-    entities = {name: _section(origin, name, document.get(name), zone) for name in ENTITIES}
+    entities = {name: _section(origin, name, document.get(name), zone, statuses) for name in ENTITIES}
     return SourceMapping(str(zone_name).strip(), statuses, entities, origin)
 
 

@@ -87,7 +87,7 @@ _DDL = (
         order_id text not null references orders (order_id),
         line_number int not null,
         product_id text not null references products (product_id),
-        quantity int not null check (quantity > 0),
+        quantity int not null check (quantity <> 0),
         unit_price {num} not null,
         primary key (order_id, line_number)
     )""",
@@ -475,6 +475,36 @@ def create_schema(db: Database, *, drop_existing: bool = False) -> None:
                 db.execute(f"drop table if exists {table}")
         for stmt in schema_statements(db.dialect):
             db.execute(stmt)
+
+
+_OLD_QUANTITY_CHECK = re.compile(r"quantity\s*>\s*0")
+
+
+def require_credit_lines(db: Database) -> None:
+    """Refuse, in one line, an ``order_lines`` table whose check still says ``quantity > 0``.
+
+    Credit lines (negative quantities: a credit note's, a return line's) are allowed
+    since the source DDL says ``quantity <> 0``; ``create table if not exists`` leaves
+    a table created before that as it was.
+
+    Raises:
+      ValueError: naming the migration in docs/migrations.md.
+    """
+    if db.dialect == SQLITE:
+        definitions = [db.scalar("select sql from sqlite_master where type = 'table' and name = 'order_lines'") or ""]
+    else:
+        definitions = [
+            r[0]
+            for r in db.query(
+                "select pg_get_constraintdef(c.oid) from pg_constraint c "
+                "where c.conrelid = to_regclass('order_lines') and c.contype = 'c'"
+            )
+        ]
+    if any(_OLD_QUANTITY_CHECK.search(d) for d in definitions):
+        raise ValueError(
+            "the source's order_lines table refuses negative quantities (check quantity > 0, created by an "
+            "older version): apply the 'Credit lines' migration of docs/migrations.md, or import into a new database"
+        )
 
 
 def table_counts(db: Database) -> dict[str, int]:

@@ -7,14 +7,19 @@
 * :class:`ParseOrders`: ``(path, line)`` from the lake -> order dicts; malformed lines
   and non-objects are dead letters.
 * :class:`ExplodeOrderLines`: order -> one ``order`` record per line, plus a ``return``
-  record per line when the order's status is ``returned``; records are in the event
-  wire format, so :class:`~beam_pipelines.transforms.parse.ValidateRecords` checks them.
+  record per line when the order's status is ``returned``; a credit line (negative
+  quantity) is one ``return`` record instead; records are in the event wire format, so
+  :class:`~beam_pipelines.transforms.parse.ValidateRecords` checks them.
 * :class:`LatestOrderVersions` and :class:`ToOrderRows`: the ``orders`` table rows.
 
 Semantics (the cross-team contract): an order line's event has the id
 ``events.order_line_event_id(order_id, line_number, "order")``, ``event_ts = order_ts``,
 ``price = unit_price`` (the row's price becomes unit price x quantity in
-``events.user_behavior_row``); its return has ``event_ts = updated_at``.
+``events.user_behavior_row``); its return has ``event_ts = updated_at``. A credit line
+(``quantity < 0``: a credit note's line, a return line of a line-level export) is a
+``return`` of ``-quantity`` units with ``event_ts = order_ts`` (the credit document's own
+time) and the return's id ``<order_id>:<line>:return``, and no ``order`` event: it nets
+against revenue on its own day, as signed lines do in the source's books.
 """
 
 from __future__ import annotations
@@ -311,6 +316,20 @@ def explode_order(order: dict[str, Any]) -> list[dict[str, Any]]:
             "quantity": line.get("quantity"),
             "order_id": order_id,
         }
+        credit = _credit_quantity(line.get("quantity"))
+        if credit is not None:
+            # A credit line (a credit note's, a return line of a line-level export): a return
+            # of its units on the document's own date, never a sale (signed-lines netting).
+            records.append(
+                {
+                    "event_id": events.order_line_event_id(order_id, number, "return"),
+                    "event_name": "return",
+                    "event_ts": order.get("order_ts"),
+                    **base,
+                    "quantity": credit,
+                }
+            )
+            continue
         records.append(
             {
                 "event_id": events.order_line_event_id(order_id, number, "order"),
@@ -329,6 +348,17 @@ def explode_order(order: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     return records
+
+
+def _credit_quantity(quantity: Any) -> int | None:
+    """The units of a credit line (a negative integer quantity, as int or text), else None."""
+    if isinstance(quantity, bool):
+        return None
+    if isinstance(quantity, str) and quantity.strip().startswith("-") and quantity.strip()[1:].isdigit():
+        quantity = int(quantity.strip())
+    if isinstance(quantity, float) and quantity.is_integer():
+        quantity = int(quantity)
+    return -quantity if isinstance(quantity, int) and quantity < 0 else None
 
 
 class ExplodeOrderLinesFn(beam.DoFn):
@@ -362,7 +392,8 @@ class ExplodeOrderLines(beam.PTransform):
     """Order dicts -> event records (``[ORDER_RECORDS]``) and dead letters (``[DEAD_LETTERS]``).
 
     One ``order`` record per line; for ``status == "returned"`` also one ``return``
-    record per line. Orders without an id or without lines are dead letters (stage
+    record per line; a credit line (negative quantity) is one ``return`` record at the
+    order's ``order_ts`` instead. Orders without an id or without lines are dead letters (stage
     ``explode``); everything else (bad quantity, unknown event time...) is left to
     ``ValidateRecords`` so the rules stay in :mod:`beam_pipelines.events`.
 

@@ -90,8 +90,8 @@ class EngagementMetrics(beam.PTransform):
 
     def __init__(
         self,
-        window_seconds: int = 60,
-        allowed_lateness_seconds: int = 600,
+        window_seconds: int = ev.ENGAGEMENT_WINDOW_SECONDS,
+        allowed_lateness_seconds: int = ev.ENGAGEMENT_ALLOWED_LATENESS_SECONDS,
         early_firing_seconds: int | None = None,
     ):
         super().__init__()

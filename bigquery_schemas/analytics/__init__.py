@@ -7,8 +7,9 @@ report's health queries read what the jobs wrote (``dead_letter``,
 ``engagement_minutely``, raw ``user_behavior``) and ``retention_cohorts`` reads
 ``user_profile`` (:func:`refresh_profile`). Table names in the files are
 written ``{project}.{dataset}.<table>``; :func:`render` substitutes validated
-identifiers there and nothing else. Values (dates, limits) are always BigQuery named
-query parameters (``@start_date``, ``@end_date``, ``@limit``), never text in the SQL.
+identifiers there and nothing else. Values (dates, limits, the business time zone) are
+always BigQuery named query parameters (``@start_date``, ``@end_date``, ``@limit``,
+``@time_zone``), never text in the SQL.
 
 Three kinds of file, told apart by their first statement:
   * ``query``: a ``select`` run by ``python -m bigquery_schemas.analytics run <name>``;
@@ -43,7 +44,13 @@ KIND_TABLE = "table"
 DEFAULT_LIMIT = 10
 
 # BigQuery types of the parameters a file may use; anything else is a mistake in the file.
-PARAMETER_TYPES = {"start_date": "DATE", "end_date": "DATE", "limit": "INT64"}
+PARAMETER_TYPES = {"start_date": "DATE", "end_date": "DATE", "limit": "INT64", "time_zone": "STRING"}
+
+# The business time zone: every date a query compares or returns is a date in it (a day
+# runs from local midnight to local midnight, daylight saving included). UTC unless the
+# command's --time-zone or this environment variable names another IANA zone.
+DEFAULT_TIME_ZONE = "UTC"
+TIME_ZONE_ENV = "ANALYTICS_TIME_ZONE"
 
 # Project ids: 6-30 chars, lower-case letters, digits, hyphens, optionally "domain:" first.
 # Dataset ids: letters, digits, underscores. Both are checked before substitution, so a
@@ -175,18 +182,45 @@ def check_range(start_date: dt.date | None, end_date: dt.date | None) -> None:
         raise ValueError(f"start date {start_date} is after end date {end_date}")
 
 
+def check_time_zone(name: str) -> str:
+    """``name`` when it is an IANA time zone BigQuery and Python both know (``Europe/Berlin``, ``UTC``).
+
+    Raises:
+      ValueError: naming the zone and an example.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    text = (name or "").strip()
+    if text.upper() == "UTC":
+        return "UTC"
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"time zone {name!r:.60} is not an IANA time zone name (e.g. Europe/Berlin, America/Sao_Paulo, UTC)"
+        ) from None
+    return text
+
+
 def query_parameters(
     entry: AnalyticsSql,
     start_date: dt.date | None = None,
     end_date: dt.date | None = None,
     limit: int | None = None,
+    time_zone: str = DEFAULT_TIME_ZONE,
 ) -> list[bigquery.ScalarQueryParameter]:
     """The typed named parameters ``entry`` uses, and only those.
 
     Raises:
-      ValueError: when a parameter the query needs is missing or the range is reversed.
+      ValueError: when a parameter the query needs is missing, the range is reversed or
+        the time zone unknown.
     """
-    values: dict[str, Any] = {"start_date": start_date, "end_date": end_date, "limit": limit}
+    values: dict[str, Any] = {
+        "start_date": start_date,
+        "end_date": end_date,
+        "limit": limit,
+        "time_zone": check_time_zone(time_zone),
+    }
     if "limit" in entry.parameters and limit is None:
         values["limit"] = DEFAULT_LIMIT
     params = []
@@ -217,6 +251,7 @@ def run_query(
     end_date: dt.date,
     limit: int | None = None,
     project: str | None = None,
+    time_zone: str = DEFAULT_TIME_ZONE,
 ) -> list[dict[str, Any]]:
     """Run the query file ``name`` and return its rows as dicts (column order kept).
 
@@ -224,16 +259,17 @@ def run_query(
       client: BigQuery client (``bigquery_schemas.client.make_client``).
       name: query file stem, e.g. ``top_products_by_units``.
       dataset: dataset holding ``user_behavior`` and the dedup view.
-      start_date, end_date: inclusive date range (UTC dates).
+      start_date, end_date: inclusive date range (dates in ``time_zone``).
       limit: row limit for the ``top_*`` queries (default :data:`DEFAULT_LIMIT`).
       project: project of the dataset; defaults to the client's project.
+      time_zone: the business time zone of every date (IANA name; default UTC).
     """
     entry = get(name)
     if entry.kind != KIND_QUERY:
         raise ValueError(f"{name} is a {entry.kind}, not a query (use create-views / refresh-profile)")
     project = project or client.project
     sql = entry.render(project, dataset)
-    params = query_parameters(entry, start_date, end_date, limit)
+    params = query_parameters(entry, start_date, end_date, limit, time_zone)
     try:
         return [dict(row.items()) for row in _execute(client, sql, params)]
     except NotFound as exc:
@@ -299,6 +335,10 @@ def run_all(
     end_date: dt.date,
     limit: int | None = None,
     project: str | None = None,
+    time_zone: str = DEFAULT_TIME_ZONE,
 ) -> Mapping[str, list[dict[str, Any]]]:
     """Every query file's rows by name."""
-    return {q.name: run_query(client, q.name, dataset, start_date, end_date, limit, project=project) for q in queries()}
+    return {
+        q.name: run_query(client, q.name, dataset, start_date, end_date, limit, project=project, time_zone=time_zone)
+        for q in queries()
+    }

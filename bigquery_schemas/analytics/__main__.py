@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,9 +67,26 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(cli.VERBOSE_FLAG, action="store_true", help="print the full traceback of an error")
 
 
+def _time_zone(text: str) -> str:
+    try:
+        return analytics.check_time_zone(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_range(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--start", required=True, type=_date, help="first day, inclusive (YYYY-MM-DD, UTC)")
-    parser.add_argument("--end", required=True, type=_date, help="last day, inclusive (YYYY-MM-DD, UTC)")
+    parser.add_argument(
+        "--start", required=True, type=_date, help="first day, inclusive (YYYY-MM-DD, a date in --time-zone)"
+    )
+    parser.add_argument("--end", required=True, type=_date, help="last day, inclusive (YYYY-MM-DD)")
+    parser.add_argument(
+        "--time-zone",
+        type=_time_zone,
+        default=os.environ.get(analytics.TIME_ZONE_ENV) or analytics.DEFAULT_TIME_ZONE,
+        metavar="ZONE",
+        help="business time zone (IANA name, e.g. Europe/Berlin): every day, and the range, runs from local "
+        f"midnight to local midnight (default: ${analytics.TIME_ZONE_ENV}, else UTC)",
+    )
     parser.add_argument(
         "--limit", type=_positive, default=analytics.DEFAULT_LIMIT, help="rows for the top_* queries (default 10)"
     )
@@ -152,7 +170,9 @@ def _cmd_run(args: argparse.Namespace, out) -> None:
     names = [q.name for q in analytics.queries()] if args.query == "all" else [analytics.get(args.query).name]
     client = make_client(args.project, args.endpoint)
     results = {
-        name: analytics.run_query(client, name, args.dataset, args.start, args.end, args.limit, project=args.project)
+        name: analytics.run_query(
+            client, name, args.dataset, args.start, args.end, args.limit, project=args.project, time_zone=args.time_zone
+        )
         for name in names
     }
     if args.query != "all":
@@ -200,7 +220,9 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
             from bigquery_schemas.analytics.report import generate_report
 
             client = make_client(args.project, args.endpoint)
-            html = generate_report(client, args.dataset, args.start, args.end, args.limit, project=args.project)
+            html = generate_report(
+                client, args.dataset, args.start, args.end, args.limit, project=args.project, time_zone=args.time_zone
+            )
             output = args.output or REPORTS_DIR / f"report-{args.start.isoformat()}-{args.end.isoformat()}.html"
             _write(html, output, out)
     except (analytics.MissingTableError, preflight.PreflightError) as exc:

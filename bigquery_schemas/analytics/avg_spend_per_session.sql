@@ -4,10 +4,11 @@
 --   How much did shoppers spend per session, overall and per user, between
 --   @start_date and @end_date?
 -- Parameters:
---   @start_date DATE  first day, inclusive (UTC date of event_ts)
+--   @start_date DATE  first day, inclusive (date of event_ts in @time_zone)
 --   @end_date   DATE  last day, inclusive
+--   @time_zone  STRING business time zone of every date (IANA name, e.g. 'Europe/Berlin'; 'UTC' by default)
 -- Definitions:
---   dating       every figure is dated by its own events (UTC date of event_ts), like
+--   dating       every figure is dated by its own events (date of event_ts in @time_zone), like
 --                orders_revenue_by_date, never by the day a session started: a session
 --                spanning midnight or a session id reused by a replay puts each order on
 --                the day it happened, so a day's revenue is the same in every query.
@@ -43,7 +44,7 @@ with range_events as (
         price,
         cancelled
     from `{project}.{dataset}.user_behavior_dedup`
-    where date between @start_date and @end_date
+    where date(event_ts, @time_zone) between @start_date and @end_date
 ),
 
 money_events as (

@@ -4,8 +4,9 @@
 --   For each product category, what were the units sold, revenue and returns between
 --   @start_date and @end_date?
 -- Parameters:
---   @start_date DATE  first day, inclusive (UTC date of event_ts)
+--   @start_date DATE  first day, inclusive (date of event_ts in @time_zone)
 --   @end_date   DATE  last day, inclusive
+--   @time_zone  STRING business time zone of every date (IANA name, e.g. 'Europe/Berlin'; 'UTC' by default)
 -- Definitions:
 --   category        user_behavior.category of each order/return event (the product's
 --                   category when the event was processed); '(unknown)' when NULL
@@ -33,7 +34,7 @@ with order_and_return_lines as (
     from `{project}.{dataset}.user_behavior_dedup`
     where event_name in ('order', 'return')
         and not cancelled
-        and date between @start_date and @end_date
+        and date(event_ts, @time_zone) between @start_date and @end_date
 ),
 
 per_category as (

@@ -4,11 +4,12 @@
 --   Of the sessions started each day between @start_date and @end_date, how many
 --   viewed a product, then also added to cart, then also ordered?
 -- Parameters:
---   @start_date DATE  first day, inclusive (UTC date of the session's first event)
+--   @start_date DATE  first day, inclusive (date of the session's first event in @time_zone)
 --   @end_date   DATE  last day, inclusive
+--   @time_zone  STRING business time zone of every date (IANA name, e.g. 'Europe/Berlin'; 'UTC' by default)
 -- Definitions:
 --   session    a non-NULL session_id with at least one event from the clickstream
---              (source = 'stream' after dedup). It counts on the UTC date of its first
+--              (source = 'stream' after dedup). It counts on the local date of its first
 --              event (all history), so a session spanning midnight counts once, on the
 --              day it started, with all its events, even those after @end_date.
 --   sessions_without_clickstream  session_ids whose every event came from the orders
@@ -50,7 +51,7 @@ calendar as (
 sessions as (
     select
         session_id,
-        date(min(event_ts)) as session_date,
+        date(min(event_ts), @time_zone) as session_date,
         logical_or(event_name = 'view') as has_view,
         logical_or(event_name = 'add_to_cart') as has_cart,
         logical_or(event_name = 'order' and not cancelled) as has_order,

@@ -4,8 +4,9 @@
 --   How many events of each type happened each day between @start_date and @end_date,
 --   by how many users and sessions?
 -- Parameters:
---   @start_date DATE  first day, inclusive (UTC date of event_ts)
+--   @start_date DATE  first day, inclusive (date of event_ts in @time_zone)
 --   @end_date   DATE  last day, inclusive
+--   @time_zone  STRING business time zone of every date (IANA name, e.g. 'Europe/Berlin'; 'UTC' by default)
 -- Definitions:
 --   events    deduplicated events of that type that day (an order or return event is
 --             one order line). Traffic, not sales: order events of cancelled orders
@@ -17,12 +18,12 @@
 --             (view, wishlist, add_to_cart, order, return).
 with dated_events as (
     select
-        date,
+        date(event_ts, @time_zone) as date,
         event_name,
         user_id,
         session_id
     from `{project}.{dataset}.user_behavior_dedup`
-    where date between @start_date and @end_date
+    where date(event_ts, @time_zone) between @start_date and @end_date
 ),
 
 final as (

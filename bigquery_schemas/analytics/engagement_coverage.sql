@@ -4,8 +4,9 @@
 --   For each day between @start_date and @end_date, in how many of the minutes that had
 --   clickstream events did the streaming job write engagement_minutely rows?
 -- Parameters:
---   @start_date DATE  first day, inclusive (UTC date of the minute)
+--   @start_date DATE  first day, inclusive (date of the minute in @time_zone)
 --   @end_date   DATE  last day, inclusive
+--   @time_zone  STRING business time zone of every date (IANA name, e.g. 'Europe/Berlin'; 'UTC' by default)
 -- Definitions:
 --   inputs           user_behavior rows with source = 'stream' (what the streaming job
 --                    read; API orders never pass through its windows), engagement_minutely.
@@ -17,17 +18,21 @@
 --   engagement_minutes  distinct window_start minutes of engagement rows that day (more
 --                    than covered_minutes when windows exist for minutes without events).
 --   rows             one per date of the range, days without events included with 0.
+--   cost             the filter on the partition column date (UTC) is one day wider on
+--                    each side than the local range (no zone is more than 14 hours off), so
+--                    BigQuery prunes user_behavior's partitions before the local-date filter.
 with stream_events as (
     select event_ts
     from `{project}.{dataset}.user_behavior`
     where source = 'stream'
-        and date between @start_date and @end_date
+        and date between date_sub(@start_date, interval 1 day) and date_add(@end_date, interval 1 day)
+        and date(event_ts, @time_zone) between @start_date and @end_date
 ),
 
 engagement_windows as (
     select window_start
     from `{project}.{dataset}.engagement_minutely`
-    where date(window_start) between @start_date and @end_date
+    where date(window_start, @time_zone) between @start_date and @end_date
 ),
 
 calendar as (
@@ -47,7 +52,7 @@ engagement_minutes as (
 
 daily_events as (
     select
-        date(event_minutes.minute) as day,
+        date(event_minutes.minute, @time_zone) as day,
         count(*) as event_minutes,
         count(engagement_minutes.minute) as covered_minutes
     from event_minutes
@@ -58,7 +63,7 @@ daily_events as (
 
 daily_engagement as (
     select
-        date(minute) as day,
+        date(minute, @time_zone) as day,
         count(*) as engagement_minutes
     from engagement_minutes
     group by day

@@ -5,8 +5,9 @@
 --   @start_date and @end_date, and what were they in the previous period of the same
 --   number of days (the days right before @start_date)?
 -- Parameters:
---   @start_date DATE  first day, inclusive (UTC date of event_ts)
+--   @start_date DATE  first day, inclusive (date of event_ts in @time_zone)
 --   @end_date   DATE  last day, inclusive
+--   @time_zone  STRING business time zone of every date (IANA name, e.g. 'Europe/Berlin'; 'UTC' by default)
 -- Definitions:
 --   period           'current' = @start_date .. @end_date; 'previous' = the same number
 --                    of days ending the day before @start_date. first_day/last_day say which.
@@ -34,7 +35,7 @@
 --   rows             two, 'current' then 'previous'.
 with dated_events as (
     select
-        date,
+        date(event_ts, @time_zone) as date,
         event_name,
         user_id,
         order_id,
@@ -87,7 +88,7 @@ event_totals as (
 sessions as (
     select
         session_id,
-        date(min(event_ts)) as session_date,
+        date(min(event_ts), @time_zone) as session_date,
         logical_or(event_name = 'order' and not cancelled) as has_order
     from session_events
     group by session_id

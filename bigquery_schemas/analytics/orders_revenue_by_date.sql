@@ -4,8 +4,9 @@
 --   How many orders, units and how much revenue did each day between @start_date and
 --   @end_date bring, before and after returns?
 -- Parameters:
---   @start_date DATE  first day, inclusive (UTC date of event_ts)
+--   @start_date DATE  first day, inclusive (date of event_ts in @time_zone)
 --   @end_date   DATE  last day, inclusive
+--   @time_zone  STRING business time zone of every date (IANA name, e.g. 'Europe/Berlin'; 'UTC' by default)
 -- Definitions:
 --   sale            an order event (one per order line) dated that day whose order is not
 --                   cancelled (user_behavior_dedup.cancelled: status 'cancelled' or
@@ -25,7 +26,7 @@
 --   rows            one per date of the range, days without orders included with 0.
 with order_and_return_lines as (
     select
-        date,
+        date(event_ts, @time_zone) as date,
         event_name,
         order_id,
         quantity,
@@ -33,7 +34,7 @@ with order_and_return_lines as (
         cancelled
     from `{project}.{dataset}.user_behavior_dedup`
     where event_name in ('order', 'return')
-        and date between @start_date and @end_date
+        and date(event_ts, @time_zone) between @start_date and @end_date
 ),
 
 calendar as (

@@ -6,6 +6,7 @@
 -- Parameters:
 --   @start_date DATE  first day, inclusive
 --   @end_date   DATE  last day, inclusive
+--   @time_zone  STRING business time zone of every date (IANA name, e.g. 'Europe/Berlin'; 'UTC' by default)
 -- Definitions:
 --   inputs             user_behavior (raw rows, both sources: freshness is about what the
 --                      jobs wrote, duplicates included), engagement_minutely, dead_letter.
@@ -15,12 +16,12 @@
 --                      engagement; dead_letter.event_ts where the job knew it.
 --   latest_ingest_ts   newest write time over all history: ingest_ts; emitted_ts for
 --                      engagement; insert_ts for dead letters.
---   rows_in_range      rows whose UTC date (of event_ts, window_start, insert_ts) is in range.
+--   rows_in_range      rows whose date in @time_zone (of event_ts, window_start, insert_ts)
+--                      is in range.
 --   rows               one per feed, always four (NULL times and 0 rows for an empty feed).
 with behavior_rows as (
     select
         source,
-        date,
         event_ts,
         ingest_ts
     from `{project}.{dataset}.user_behavior`
@@ -51,7 +52,7 @@ per_feed as (
         source as feed,
         max(event_ts) as latest_event_ts,
         max(ingest_ts) as latest_ingest_ts,
-        countif(date between @start_date and @end_date) as rows_in_range
+        countif(date(event_ts, @time_zone) between @start_date and @end_date) as rows_in_range
     from behavior_rows
     group by source
     union all
@@ -59,14 +60,14 @@ per_feed as (
         'engagement' as feed,
         max(window_end) as latest_event_ts,
         max(emitted_ts) as latest_ingest_ts,
-        countif(date(window_start) between @start_date and @end_date) as rows_in_range
+        countif(date(window_start, @time_zone) between @start_date and @end_date) as rows_in_range
     from engagement_rows
     union all
     select
         'dead_letter' as feed,
         max(event_ts) as latest_event_ts,
         max(insert_ts) as latest_ingest_ts,
-        countif(date(insert_ts) between @start_date and @end_date) as rows_in_range
+        countif(date(insert_ts, @time_zone) between @start_date and @end_date) as rows_in_range
     from dead_letter_rows
 ),
 

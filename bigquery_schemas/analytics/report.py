@@ -478,7 +478,55 @@ def _kpi_section(rows: Sequence[Mapping[str, Any]], fresh: Sequence[Mapping[str,
     )
 
 
-def _trend_section(rows: Sequence[Mapping[str, Any]]) -> str:
+SESSION_SPEND = (
+    ("avg_spend_per_session", "Net spend per session"),
+    ("avg_spend_per_buying_session", "Net spend per buying session"),
+)
+CUSTOMER_SPEND = (
+    ("avg_spend_per_customer", "Net spend per customer"),
+    ("avg_purchase_per_buyer", "Purchases per buyer (gross)"),
+    ("avg_net_revenue_per_order", "Net revenue per order"),
+)
+
+
+def _spend_section(sessions: Mapping[str, Any] | None, customers: Mapping[str, Any] | None) -> str:
+    """Average spend as far as the data supports it.
+
+    Per session only when the range has sessions (clickstream or API session ids); per
+    customer and per order whenever it has sales or refunds: a shop with order data only
+    (a line-level export) has no sessions, and its per-session figures would be empty.
+    """
+    tiles, notes = [], []
+    if sessions and sessions["sessions"]:
+        tiles += [(key, label, sessions[key]) for key, label in SESSION_SPEND]
+        notes.append(
+            f"{_num(count(sessions['sessions']))} sessions, {_num(count(sessions['buying_sessions']))} with a sale "
+            "(avg_spend_per_session)."
+        )
+    if customers and customers["customers"]:
+        tiles += [(key, label, customers[key]) for key, label in CUSTOMER_SPEND]
+        notes.append(
+            f"{_num(count(customers['customers']))} customers with a sale or a refund, "
+            f"{_num(count(customers['buying_customers']))} with a sale, {_num(count(customers['orders']))} orders; "
+            "each guest order counts as one customer (avg_spend_per_customer)."
+        )
+    if not tiles:
+        return f"<section id='spend'><h2>Average spend</h2>{_empty()}</section>"
+    if not (sessions and sessions["sessions"]):
+        notes.insert(0, "No sessions in this range (order data only): spend per customer and per order.")
+    html = "".join(
+        f"<div class='kpi' data-spend='{key}' data-value='{escape(_data_value(value))}'>"
+        f"<div class='label'>{escape(label)}</div><div class='value'>{escape(DASH if value is None else money(value))}"
+        "</div></div>"
+        for key, label, value in tiles
+    )
+    return (
+        f"<section id='spend'><h2>Average spend</h2><div class='kpis'>{html}</div>"
+        f"<p class='note'>Net of refunds, dated by each sale and refund. {' '.join(notes)}</p></section>"
+    )
+
+
+def _trend_section(rows: Sequence[Mapping[str, Any]], zone: str) -> str:
     if not any(r["orders"] or r["gross_revenue"] for r in rows):
         return f"<section id='trend'><h2>Revenue and orders over time</h2>{_empty()}</section>"
     days = [r["date"].isoformat() for r in rows]
@@ -493,8 +541,8 @@ def _trend_section(rows: Sequence[Mapping[str, Any]]) -> str:
     return (
         "<section id='trend'><h2>Revenue and orders over time</h2><div class='grid2'>"
         f"<div><h3>Gross revenue per day</h3>{revenue}</div><div><h3>Orders per day</h3>{orders}</div>"
-        "</div><p class='note'>Days in UTC; returns are netted on the day they happen (see the table "
-        "orders_revenue_by_date below).</p></section>"
+        f"</div><p class='note'>Days in {escape(zone)}; returns are netted on the day they happen (see the "
+        "table orders_revenue_by_date below).</p></section>"
     )
 
 
@@ -579,16 +627,28 @@ def _health_section(
     fresh: Sequence[Mapping[str, Any]],
     coverage: Sequence[Mapping[str, Any]],
 ) -> str:
+    written = [r for r in dead if r["dead_letters"]]
     by_stage: dict[str, int] = {}
-    for r in dead:
+    for r in written:
         key = f"{r['pipeline']} / {r['stage']}"
         by_stage[key] = by_stage.get(key, 0) + r["dead_letters"]
-    if dead:
+    if written:
         bars = [Bar(k, v, count(v)) for k, v in by_stage.items()]
         dead_chart = hbar_chart("dead_letters_by_stage", bars, "Dead letters by stage", 560)
-        dead_reasons = f"<h3>Dead letters by reason</h3>{_reasons_list(dead)}"
+        dead_reasons = f"<h3>Dead letters by reason</h3>{_reasons_list(written)}"
+    elif dead:
+        dead_chart, dead_reasons = _empty("No dead letters were written in this range."), ""
     else:
         dead_chart, dead_reasons = _empty("No dead letters in this range."), ""
+    if any(r["data_dead_letters"] != r["dead_letters"] for r in dead):
+        # A backfill loads old days today: its rejections are dated by the data they carry.
+        of_data = [r for r in dead if r["data_dead_letters"]]
+        dead_reasons += (
+            "<h3 id='dead-letters-of-data'>Dead letters of the data in this range</h3>"
+            "<p class='note'>Rejected records whose own time (event, order, lake hour) is in this range, "
+            "whenever they were written: the runs that loaded these days, a backfill's included.</p>"
+            + (_reasons_list(of_data, "data_dead_letters") if of_data else _empty("None."))
+        )
     fresh_html = html_table(fresh)
     event_minutes = sum(r["event_minutes"] for r in coverage)
     covered = sum(r["covered_minutes"] for r in coverage)
@@ -624,7 +684,7 @@ def _health_section(
     )
 
 
-def _reasons_list(dead: Sequence[Mapping[str, Any]]) -> str:
+def _reasons_list(dead: Sequence[Mapping[str, Any]], counted: str = "dead_letters") -> str:
     """One line per group of like errors: its count, its pattern in words, and one real error of it.
 
     The query groups errors whose texts differ only in values (masked as "…"); the
@@ -632,9 +692,9 @@ def _reasons_list(dead: Sequence[Mapping[str, Any]]) -> str:
     """
     items = []
     for r in dead:
-        n = r["dead_letters"]
+        n = r[counted]
         items.append(
-            f"<li data-reason='{escape(r['reason'])}' data-dead-letters='{n}'>"
+            f"<li data-reason='{escape(r['reason'])}' data-{counted.replace('_', '-')}='{n}'>"
             f"<span class='count'>{_num(count(n))}</span> {'dead letter' if n == 1 else 'dead letters'}: "
             f"{user_text(r['reason'])} <span class='note'>({escape(r['pipeline'])} / {escape(r['stage'])}, "
             f"last {_num(timestamp(r['last_insert_ts']))})</span>"
@@ -653,6 +713,8 @@ REPORT_QUERIES = (
     "dead_letters_by_stage",
     "pipeline_freshness",
     "engagement_coverage",
+    "avg_spend_per_session",
+    "avg_spend_per_customer",
 )
 # Shown again as plain tables at the end, for the numbers behind the charts and the rest.
 DETAIL_TABLES = (
@@ -661,6 +723,7 @@ DETAIL_TABLES = (
     "top_products_by_returns",
     "top_products_by_wishlists",
     "avg_spend_per_session",
+    "avg_spend_per_customer",
     "unique_visitors",
     "conversion_funnel_daily",
     "daily_traffic_by_event",
@@ -687,6 +750,7 @@ def build_report(
     end: dt.date,
     target: str,
     missing: Mapping[str, str] | None = None,
+    time_zone: str = analytics.DEFAULT_TIME_ZONE,
 ) -> str:
     """The HTML page from query rows.
 
@@ -697,11 +761,14 @@ def build_report(
       target: ``project.dataset`` shown in the heading.
       missing: query name -> message shown in its section instead of rows (e.g. the
         user_profile table was not built yet).
+      time_zone: the business time zone the rows' dates are in (said on the page).
     """
     missing = missing or {}
+    spend = {name: (results.get(name) or [None])[0] for name in ("avg_spend_per_session", "avg_spend_per_customer")}
     sections = [
         _kpi_section(results["kpi_summary"], results["pipeline_freshness"]),
-        _trend_section(results["orders_revenue_by_date"]),
+        _spend_section(spend["avg_spend_per_session"], spend["avg_spend_per_customer"]),
+        _trend_section(results["orders_revenue_by_date"], time_zone),
         "<div class='grid2'>",
         _top_products_section(results["top_products_by_units"], width=560),
         _funnel_section(results["conversion_funnel_daily"]),
@@ -728,9 +795,15 @@ def build_report(
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body><main>"
         f"<h1>User behaviour analytics {_num(start.isoformat())} to {_num(end.isoformat())}</h1>"
         f"<p class='note'>Source: {escape(target)}.{analytics.DEDUP_VIEW} "
-        "(one row per event_id). Dates are UTC and inclusive. Definitions are in each query's header "
-        "comment (bigquery_schemas/analytics/*.sql).</p>" + "".join(sections) + "</main></body></html>\n"
+        f"(one row per event_id). Dates are {_zone_words(time_zone)} and inclusive. Definitions are in each "
+        "query's header comment (bigquery_schemas/analytics/*.sql).</p>" + "".join(sections) + "</main></body></html>\n"
     )
+
+
+def _zone_words(time_zone: str) -> str:
+    if time_zone == "UTC":
+        return "UTC"
+    return f"local to {escape(time_zone)} (the business time zone: days run from local midnight)"
 
 
 def generate_report(
@@ -740,6 +813,7 @@ def generate_report(
     end: dt.date,
     limit: int | None = None,
     project: str | None = None,
+    time_zone: str = analytics.DEFAULT_TIME_ZONE,
 ) -> str:
     """Run the report's queries and the detail tables, and render the page.
 
@@ -752,9 +826,11 @@ def generate_report(
     missing: dict[str, str] = {}
     for name in dict.fromkeys((*REPORT_QUERIES, *DETAIL_TABLES)):
         try:
-            results[name] = analytics.run_query(client, name, dataset, start, end, limit, project=project)
+            results[name] = analytics.run_query(
+                client, name, dataset, start, end, limit, project=project, time_zone=time_zone
+            )
         except analytics.MissingTableError as exc:
             if not exc.table.endswith(f".{analytics.USER_PROFILE}"):
                 raise  # no section can stand without the dedup view or the jobs' tables
             missing[name] = f"{exc.table} has not been built yet: run {exc.fix}"
-    return build_report(results, start, end, f"{project}.{dataset}", missing)
+    return build_report(results, start, end, f"{project}.{dataset}", missing, time_zone)

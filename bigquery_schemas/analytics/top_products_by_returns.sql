@@ -4,8 +4,9 @@
 --   Which products had the most units returned between @start_date and @end_date,
 --   and what share of the units sold in the same days does that represent?
 -- Parameters:
---   @start_date DATE   first day, inclusive (UTC date of event_ts)
+--   @start_date DATE   first day, inclusive (date of event_ts in @time_zone)
 --   @end_date   DATE   last day, inclusive
+--   @time_zone  STRING business time zone of every date (IANA name, e.g. 'Europe/Berlin'; 'UTC' by default)
 --   @limit      INT64  number of products returned
 -- Definitions:
 --   units_returned  sum of quantity over return events dated in the range. A return
@@ -32,7 +33,7 @@ with order_and_return_lines as (
     from `{project}.{dataset}.user_behavior_dedup`
     where event_name in ('order', 'return')
         and not cancelled
-        and date between @start_date and @end_date
+        and date(event_ts, @time_zone) between @start_date and @end_date
 ),
 
 sold as (

@@ -3,8 +3,9 @@
 -- Question:
 --   Which products sold the most units between @start_date and @end_date?
 -- Parameters:
---   @start_date DATE   first day, inclusive (UTC date of event_ts)
+--   @start_date DATE   first day, inclusive (date of event_ts in @time_zone)
 --   @end_date   DATE   last day, inclusive
+--   @time_zone  STRING business time zone of every date (IANA name, e.g. 'Europe/Berlin'; 'UTC' by default)
 --   @limit      INT64  number of products returned
 -- Definitions:
 --   sale           an order event (one per order line) dated in the range whose order
@@ -30,7 +31,7 @@ with order_lines as (
     from `{project}.{dataset}.user_behavior_dedup`
     where event_name = 'order'
         and not cancelled
-        and date between @start_date and @end_date
+        and date(event_ts, @time_zone) between @start_date and @end_date
 ),
 
 final as (

@@ -3,8 +3,9 @@
 -- Question:
 --   Which products were added to wishlists most often between @start_date and @end_date?
 -- Parameters:
---   @start_date DATE   first day, inclusive (UTC date of event_ts)
+--   @start_date DATE   first day, inclusive (date of event_ts in @time_zone)
 --   @end_date   DATE   last day, inclusive
+--   @time_zone  STRING business time zone of every date (IANA name, e.g. 'Europe/Berlin'; 'UTC' by default)
 --   @limit      INT64  number of products returned
 -- Definitions:
 --   wishlists  number of (deduplicated) wishlist events dated in the range.
@@ -20,7 +21,7 @@ with wishlist_events as (
         event_ts
     from `{project}.{dataset}.user_behavior_dedup`
     where event_name = 'wishlist'
-        and date between @start_date and @end_date
+        and date(event_ts, @time_zone) between @start_date and @end_date
 ),
 
 final as (

@@ -4,8 +4,9 @@
 --   How many distinct users were active each day between @start_date and @end_date,
 --   and over the whole range? How close is APPROX_COUNT_DISTINCT to the exact count?
 -- Parameters:
---   @start_date DATE  first day, inclusive (UTC date of event_ts)
+--   @start_date DATE  first day, inclusive (date of event_ts in @time_zone)
 --   @end_date   DATE  last day, inclusive
+--   @time_zone  STRING business time zone of every date (IANA name, e.g. 'Europe/Berlin'; 'UTC' by default)
 -- Definitions:
 --   visitor          a user_id with at least one event of any type that day (or in the
 --                    range, for the range row).
@@ -17,10 +18,10 @@
 --                    whole range, which is not the sum of the days.
 with dated_events as (
     select
-        date,
+        date(event_ts, @time_zone) as date,
         user_id
     from `{project}.{dataset}.user_behavior_dedup`
-    where date between @start_date and @end_date
+    where date(event_ts, @time_zone) between @start_date and @end_date
 ),
 
 calendar as (

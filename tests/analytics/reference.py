@@ -23,10 +23,6 @@ def _ts(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _day(row: dict) -> dt.date:
-    return _ts(row["event_ts"]).date()
-
-
 def money(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
@@ -44,9 +40,14 @@ def _days(start: dt.date, end: dt.date) -> list[dt.date]:
 
 
 class Events:
-    """The deduplicated events with their order status: user_behavior_dedup, in Python."""
+    """The deduplicated events with their order status: user_behavior_dedup, in Python.
 
-    def __init__(self, rows: Iterable[dict], orders: Iterable[dict] = ()):
+    ``zone`` is the business time zone: an event's day is the calendar date of its
+    event_ts there (Python's own zone database, not the SQL's ``date(ts, zone)``).
+    """
+
+    def __init__(self, rows: Iterable[dict], orders: Iterable[dict] = (), zone: dt.tzinfo = dt.UTC):
+        self.zone = zone
         by_id: dict[str, list[dict]] = defaultdict(list)
         for row in rows:
             by_id[row["event_id"]].append(row)
@@ -74,7 +75,9 @@ class Events:
         return row["event_name"] in ("order", "return") and self.status.get(row["order_id"]) in CANCELLED_STATUSES
 
     def _money(self, name: str, start: dt.date, end: dt.date) -> list[dict]:
-        return [r for r in self.rows if r["event_name"] == name and not self.cancelled(r) and start <= _day(r) <= end]
+        return [
+            r for r in self.rows if r["event_name"] == name and not self.cancelled(r) and start <= self.day(r) <= end
+        ]
 
     def sales(self, start: dt.date, end: dt.date) -> list[dict]:
         return self._money("order", start, end)
@@ -83,7 +86,10 @@ class Events:
         return self._money("return", start, end)
 
     def in_range(self, start: dt.date, end: dt.date) -> list[dict]:
-        return [r for r in self.rows if start <= _day(r) <= end]
+        return [r for r in self.rows if start <= self.day(r) <= end]
+
+    def day(self, row: dict) -> dt.date:
+        return _ts(row["event_ts"]).astimezone(self.zone).date()
 
     def clickstream_sessions(self) -> dict[str, dict]:
         """session_id -> {date, view, cart, sale} for session ids with a stream event."""
@@ -95,7 +101,7 @@ class Events:
         for sid, rows in events.items():
             names = {r["event_name"] for r in rows}
             out[sid] = {
-                "date": min(_ts(r["event_ts"]) for r in rows).date(),
+                "date": min(_ts(r["event_ts"]) for r in rows).astimezone(self.zone).date(),
                 "clickstream": any(r["source"] == "stream" for r in rows),
                 "view": "view" in names,
                 "cart": "add_to_cart" in names,
@@ -168,6 +174,27 @@ def avg_spend_per_session(ev: Events, start: dt.date, end: dt.date) -> dict[str,
         "avg_spend_per_buying_session": _avg(session_net, len(buying)),
         "avg_spend_per_user": _avg(session_net, len(user_sessions)),
         "avg_user_spend_per_session": money(sum(per_user, Decimal(0)) / len(per_user)) if per_user else None,
+    }
+
+
+def avg_spend_per_customer(ev: Events, start: dt.date, end: dt.date) -> dict[str, Any]:
+    sales, refunds = ev.sales(start, end), ev.refunds(start, end)
+    gross, refund_total = _price_sum(sales), _price_sum(refunds)
+    customers = {r["user_id"] for r in sales + refunds}
+    buyers = {r["user_id"] for r in sales}
+    orders = {r["order_id"] for r in sales}
+    net = gross - refund_total
+    return {
+        "gross_revenue": gross,
+        "refunds": refund_total,
+        "net_revenue": net,
+        "customers": len(customers),
+        "buying_customers": len(buyers),
+        "orders": len(orders),
+        "avg_spend_per_customer": _avg(net, len(customers)),
+        "avg_purchase_per_buyer": _avg(gross, len(buyers)),
+        "avg_order_value": _avg(gross, len(orders)),
+        "avg_net_revenue_per_order": _avg(net, len(orders)),
     }
 
 

@@ -16,6 +16,7 @@ from bigquery_schemas.analytics.formatting import format_rows
 from bigquery_schemas.analytics.report import build_report
 
 EXPECTED_QUERIES = [
+    "avg_spend_per_customer",
     "avg_spend_per_session",
     "category_summary",
     "conversion_funnel_daily",
@@ -119,9 +120,14 @@ def test_query_parameters_are_typed_and_checked():
         ("start_date", "DATE", dt.date(2026, 11, 20)),
         ("end_date", "DATE", dt.date(2026, 11, 21)),
         ("limit", "INT64", analytics.DEFAULT_LIMIT),
+        ("time_zone", "STRING", "UTC"),
     ]
-    no_limit = analytics.query_parameters(analytics.get("unique_visitors"), dt.date(2026, 1, 1), dt.date(2026, 1, 2))
-    assert [p.name for p in no_limit] == ["start_date", "end_date"]
+    no_limit = analytics.query_parameters(
+        analytics.get("unique_visitors"), dt.date(2026, 1, 1), dt.date(2026, 1, 2), time_zone=" Europe/Berlin "
+    )
+    assert [(p.name, p.value) for p in no_limit][2:] == [("time_zone", "Europe/Berlin")]
+    with pytest.raises(ValueError, match="time zone 'CET-ish' is not an IANA time zone name"):
+        analytics.query_parameters(entry, dt.date(2026, 11, 20), dt.date(2026, 11, 21), time_zone="CET-ish")
     with pytest.raises(ValueError, match="after end date"):
         analytics.query_parameters(entry, dt.date(2026, 11, 22), dt.date(2026, 11, 21))
     with pytest.raises(ValueError, match="needs @end_date"):
@@ -138,7 +144,7 @@ def test_cli_list_prints_each_file_with_its_description():
     by_name = {line.split()[0]: line for line in lines[2:]}
     assert set(by_name) == set(analytics.catalog())
     assert by_name["top_products_by_units"].split() == [
-        *("top_products_by_units", "query", "@start_date", "@end_date", "@limit"),
+        *("top_products_by_units", "query", "@start_date", "@end_date", "@limit", "@time_zone"),
         *["Top", "products", "by", "units", "sold."],
     ]
     assert "view" in by_name["user_behavior_dedup"].split()
@@ -271,7 +277,7 @@ def test_report_is_self_contained_html_with_formatted_numbers():
     assert "data-sessions-without-clickstream='2'>2 sessions without clickstream" in html
     # rates in tables as %, empty sections in words (no chart for them)
     assert ">37.5%<" in html and ">0.375<" not in html
-    assert html.count("No data in this range.") == 2  # retention, engagement coverage
+    assert html.count("No data in this range.") == 3  # retention, engagement coverage, spend (no spend rows here)
     assert "No dead letters in this range." in html
     # revenue, orders, top products, funnel: each drawn wide and compact, with the same marks
     assert html.count('class="wide"') == 4 and html.count('class="compact"') == 4

@@ -82,7 +82,7 @@ def test_run_csv_and_json_formats(target, tmp_path):
         "view_to_cart": 0.6667, "cart_to_order": 0.5, "funnel_conversion": 0.3333,
         "buying_sessions": 1, "order_conversion": 0.3333, "sessions_without_clickstream": 0,
     }  # fmt: skip
-    assert len(doc) == len(analytics.queries()) == 14
+    assert len(doc) == len(analytics.queries()) == 15
 
 
 def test_run_all_as_csv_writes_one_file_per_query(target, tmp_path):
@@ -90,7 +90,7 @@ def test_run_all_as_csv_writes_one_file_per_query(target, tmp_path):
     _cli("refresh-profile", *_where(target))
     rc, _ = _cli("run", "all", *_where(target), *RANGE, "--format", "csv", "--output", str(tmp_path / "out"))
     assert rc == 0
-    assert len(list((tmp_path / "out").glob("*.csv"))) == 14
+    assert len(list((tmp_path / "out").glob("*.csv"))) == 15
     assert (tmp_path / "out" / "unique_visitors.csv").read_text() == (
         "scope,date,visitors,visitors_approx\nday,2026-11-20,3,3\nday,2026-11-21,3,3\nrange,,4,4\n"
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -38,8 +39,8 @@ def _load(ds, rows, orders):
     return ds
 
 
-def _run(ds, name, start, end, limit=None):
-    return analytics.run_query(ds.client, name, ds.dataset, start, end, limit)
+def _run(ds, name, start, end, limit=None, time_zone="UTC"):
+    return analytics.run_query(ds.client, name, ds.dataset, start, end, limit, time_zone=time_zone)
 
 
 def _same(actual: dict, expected: dict) -> None:
@@ -52,7 +53,7 @@ def _same(actual: dict, expected: dict) -> None:
             assert got == want, (column, got, want)
 
 
-def _compare(ds, ev, start, end):
+def _compare(ds, ev, start, end, time_zone):
     for name, expected in (
         ("orders_revenue_by_date", reference.orders_revenue_by_date(ev, start, end)),
         ("conversion_funnel_daily", reference.conversion_funnel_daily(ev, start, end)),
@@ -60,8 +61,9 @@ def _compare(ds, ev, start, end):
         ("category_summary", reference.category_summary(ev, start, end)),
         ("top_products_by_units", reference.top_products_by_units(ev, start, end, 100)),
         ("avg_spend_per_session", [reference.avg_spend_per_session(ev, start, end)]),
+        ("avg_spend_per_customer", [reference.avg_spend_per_customer(ev, start, end)]),
     ):
-        rows = _run(ds, name, start, end, limit=100)
+        rows = _run(ds, name, start, end, limit=100, time_zone=time_zone)
         assert len(rows) == len(expected), name
         for got, want in zip(rows, expected, strict=True):
             _same(got, want)
@@ -71,14 +73,29 @@ WORLDS = {"story": shaped_data.story, "random-7": lambda: shaped_data.generated(
           "random-2026": lambda: shaped_data.generated(2026)}  # fmt: skip
 
 
+# America/New_York moved to summer time on 2026-03-08 (the data's first day), 07:00 UTC:
+# its days then start at 04:00 UTC, not 05:00, so a fixed offset would date events wrongly.
+TIME_ZONES = ["UTC", "America/New_York"]
+
+
+@pytest.mark.parametrize("time_zone", TIME_ZONES)
 @pytest.mark.parametrize("world", list(WORLDS))
-def test_every_figure_matches_an_independent_computation(bq_dataset, world):
+def test_every_figure_matches_an_independent_computation(bq_dataset, world, time_zone):
     rows, orders = WORLDS[world]()
     ds = _load(bq_dataset, rows, orders)
-    ev = reference.Events(rows, orders)
+    ev = reference.Events(rows, orders, ZoneInfo(time_zone))
     assert ds.count("user_behavior_dedup") == len(ev.rows)
     for start, end in RANGES:
-        _compare(ds, ev, start, end)
+        _compare(ds, ev, start, end, time_zone)
+
+
+def test_local_days_differ_from_utc_days_in_the_data():
+    """The zone test means something: some events fall on another date in New York than in UTC."""
+    rows, orders = shaped_data.generated(7)
+    utc, local = reference.Events(rows, orders), reference.Events(rows, orders, ZoneInfo("America/New_York"))
+    moved = [r for r in utc.rows if utc.day(r) != local.day(r) and FIRST <= local.day(r) <= LAST]
+    assert len(moved) >= 10
+    assert any(r["event_name"] == "order" for r in moved)
 
 
 @pytest.mark.parametrize("world", list(WORLDS))

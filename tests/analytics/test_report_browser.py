@@ -225,7 +225,9 @@ def _assert_charts_equal_queries(page, q) -> dict:
 
 def _tile_rows(page) -> int:
     """How many rows the KPI tiles are laid out in."""
-    return page.evaluate("new Set([...document.querySelectorAll('.kpi')].map(k => k.getBoundingClientRect().top)).size")
+    return page.evaluate(
+        "new Set([...document.querySelectorAll('#kpis .kpi')].map(k => k.getBoundingClientRect().top)).size"
+    )
 
 
 @WIDTHS
@@ -235,9 +237,10 @@ def test_report_in_chromium_fits_and_charts_equal_the_queries(loaded, chromium, 
     q = _queries(loaded)
 
     assert page.evaluate(LAYOUT_JS) == []
-    # retention, freshness + 8 details, one of which (avg_spend_per_session: one row) is name / value lines
-    assert page.evaluate("document.querySelectorAll('.scroll').length") == 10
-    assert page.evaluate("document.querySelectorAll('.scroll > table.kv').length") == 1
+    # retention, freshness + 9 details, two of which (avg_spend_per_session, avg_spend_per_customer: one row)
+    # are name / value lines
+    assert page.evaluate("document.querySelectorAll('.scroll').length") == 11
+    assert page.evaluate("document.querySelectorAll('.scroll > table.kv').length") == 2
     too_wide = page.evaluate(
         "[...document.querySelectorAll('.scroll')].filter(b => b.scrollWidth > b.clientWidth).map(b => b.scrollWidth)"
     )

@@ -12,7 +12,9 @@ from decimal import Decimal as D
 
 import pytest
 
+from beam_pipelines.events import dead_letter_row
 from bigquery_schemas import analytics
+from bigquery_schemas.analytics import report
 from tests.analytics.sample_data import API_ONLY_SESSION_ROWS, DEAD_LETTERS, ENGAGEMENT, ROWS
 
 pytestmark = pytest.mark.integration
@@ -100,20 +102,60 @@ def test_dead_letters_grouped_by_stage_and_normalised_reason(loaded):
     # dates, ids): a pattern a reader can read, with one real error of the group beside it.
     assert _run(loaded, "dead_letters_by_stage") == [
         {"pipeline": "streaming", "stage": "parse", "reason": "invalid JSON at char …", "dead_letters": 2,
-         "example_error": "invalid JSON at char 0", "first_insert_ts": _ts("2026-11-20T10:00:05Z"),
-         "last_insert_ts": _ts("2026-11-21T09:00:05Z")},
+         "data_dead_letters": 2, "example_error": "invalid JSON at char 0",
+         "first_insert_ts": _ts("2026-11-20T10:00:05Z"), "last_insert_ts": _ts("2026-11-21T09:00:05Z")},
         {"pipeline": "streaming", "stage": "validate", "reason": "event_ts … is before …", "dead_letters": 2,
-         "example_error": "event_ts 1970-01-01T00:00:00.000000Z is before 2000-01-01",
+         "data_dead_letters": 2, "example_error": "event_ts 1970-01-01T00:00:00.000000Z is before 2000-01-01",
          "first_insert_ts": _ts("2026-11-20T11:00:00Z"), "last_insert_ts": _ts("2026-11-21T11:00:00Z")},
         {"pipeline": "streaming", "stage": "validate", "reason": "price must be a number, got '…'",
-         "dead_letters": 2, "example_error": "price must be a number, got 'abc'",
+         "dead_letters": 2, "data_dead_letters": 2, "example_error": "price must be a number, got 'abc'",
          "first_insert_ts": _ts("2026-11-21T09:30:00Z"), "last_insert_ts": _ts("2026-11-21T10:30:00Z")},
         {"pipeline": "hourly", "stage": "explode", "reason": "order … has no lines", "dead_letters": 1,
-         "example_error": "order o9 has no lines", "first_insert_ts": _ts("2026-11-21T13:00:00Z"),
-         "last_insert_ts": _ts("2026-11-21T13:00:00Z")},
+         "data_dead_letters": 1, "example_error": "order o9 has no lines",
+         "first_insert_ts": _ts("2026-11-21T13:00:00Z"), "last_insert_ts": _ts("2026-11-21T13:00:00Z")},
     ]  # fmt: skip
     # "missing user_id" was written on 11-22; nothing before the range
     assert _run(loaded, "dead_letters_by_stage", start=NOV[17], end=NOV[19]) == []
+
+
+def _backfill_dead_letters():
+    """A backfill run on 12-05 of last month's hours, and one dead letter the stream wrote in the range."""
+    order = '{"order_id": "o77", "order_ts": "2026-11-20T23:30:00.000000Z", "lines": []}'
+    lake_file = '{"file": "gs://lake/raw/orders/dt=2026-11-21/hour=22/orders_x.jsonl"}'
+    return [
+        # data 11-20 23:30 UTC = 11-21 00:30 in Berlin (CET)
+        dead_letter_row(pipeline="hourly", stage="explode", error="order o77 has no lines", payload=order,
+                        job_name="backfill-1", insert_ts="2026-12-05T08:00:00Z"),
+        # no time of its own: the lake hour of its file, 11-21 22:00 UTC = 23:00 in Berlin
+        {**dead_letter_row(pipeline="hourly", stage="parse", error="lake order line is not JSON: x",
+                           payload="{oops", job_name="backfill-1", insert_ts="2026-12-05T08:00:01Z"),
+         "attributes": lake_file},
+        # event_ts known: 11-19, outside both ranges below
+        dead_letter_row(pipeline="hourly", stage="window", error="event_ts outside the window", payload="{}",
+                        event_ts="2026-11-19T12:00:00Z", job_name="backfill-1", insert_ts="2026-12-05T08:00:02Z"),
+        # written in the range, no time of its own: its write time
+        dead_letter_row(pipeline="streaming", stage="parse", error="invalid JSON at char 3", payload="{",
+                        insert_ts="2026-11-21T12:00:00Z"),
+    ]  # fmt: skip
+
+
+def test_dead_letters_of_the_data_in_the_range_include_a_later_backfills(bq_dataset):
+    _insert(bq_dataset, "dead_letter", _backfill_dead_letters())
+    summary = lambda rows: {(r["stage"], r["dead_letters"], r["data_dead_letters"]) for r in rows}  # noqa: E731
+    # Written in 11-20..21: only the stream's; of the data in it: the backfill's order and lake line too.
+    assert summary(_run(bq_dataset, "dead_letters_by_stage")) == {("parse", 1, 1), ("explode", 0, 1), ("parse", 0, 1)}
+    # In Berlin, 11-21 alone holds all three (00:30 and 23:00 local; the stream's 13:00).
+    berlin = analytics.run_query(
+        bq_dataset.client, "dead_letters_by_stage", bq_dataset.dataset, NOV[21], NOV[21], time_zone="Europe/Berlin"
+    )
+    assert summary(berlin) == {("parse", 1, 1), ("explode", 0, 1), ("parse", 0, 1)}
+    assert summary(_run(bq_dataset, "dead_letters_by_stage", start=NOV[20], end=NOV[20])) == {("explode", 0, 1)}
+    # The report says it: nothing written for the backfilled days, and what their runs rejected.
+    analytics.create_views(bq_dataset.client, bq_dataset.dataset)
+    page = report.generate_report(bq_dataset.client, bq_dataset.dataset, NOV[20], NOV[20])
+    assert "No dead letters were written in this range." in page
+    assert "Dead letters of the data in this range" in page
+    assert "data-data-dead-letters='1'" in page and "order … has no lines" in page
 
 
 def test_pipeline_freshness_per_feed(loaded):

@@ -31,13 +31,13 @@ BAD_ORDER_LINES = [
     '{"order_id": "bad-json", "lines": [',  # malformed JSON
     json.dumps(
         {
-            "order_id": "neg-qty",
+            "order_id": "zero-qty",  # (a negative quantity is a credit line: a return event)
             "user_id": "1",
             "status": "paid",
             "order_ts": "2026-11-21T10:10:00Z",
             "updated_at": "2026-11-21T10:10:00Z",
             "currency": "USD",
-            "lines": [{"line_number": 1, "product_id": "1", "quantity": -3, "unit_price": "2.00", "amount": "-6.00"}],
+            "lines": [{"line_number": 1, "product_id": "1", "quantity": 0, "unit_price": "2.00", "amount": "0.00"}],
         }
     ),
     json.dumps(
@@ -227,7 +227,7 @@ def test_dimensions_and_orders_are_refreshed(dataset, source_url, runs):
     assert _count(dataset, "products") == WORLD["n_products"]
     assert _count(dataset, "users") == WORLD["n_users"]
     # Every API order plus the two bad-input orders with an id and a valid header
-    # (neg-qty and unknown-product: the orders table keeps orders as extracted).
+    # (zero-qty and unknown-product: the orders table keeps orders as extracted).
     assert _count(dataset, "orders") == n_orders + 2
 
 

@@ -103,13 +103,13 @@ def test_parse_orders_dead_letters_malformed_lines():
 def test_explode_and_validate_route_every_bad_record_to_dead_letters():
     missing_id = {k: v for k, v in SAMPLE_ORDER.items() if k != "order_id"}
     no_lines = make_order("o-3", "2026-11-21T10:00:00Z", lines=[])
-    negative = make_order(
+    zero = make_order(
         "o-4",
         "2026-11-21T10:00:00Z",
-        lines=[{"line_number": 1, "product_id": "101", "quantity": -2, "unit_price": "1.00", "amount": "-2.00"}],
+        lines=[{"line_number": 1, "product_id": "101", "quantity": 0, "unit_price": "1.00", "amount": "0.00"}],
     )
     p = _pipeline()
-    exploded = p | beam.Create([SAMPLE_ORDER, missing_id, no_lines, negative]) | ExplodeOrderLines("hourly")
+    exploded = p | beam.Create([SAMPLE_ORDER, missing_id, no_lines, zero]) | ExplodeOrderLines("hourly")
     validated = exploded[ORDER_RECORDS] | parse.ValidateRecords("hourly")
     assert_that(
         validated[parse.EVENTS] | "Ids" >> beam.Map(lambda e: (e["event_id"], e["price"], e["quantity"])),
@@ -123,9 +123,51 @@ def test_explode_and_validate_route_every_bad_record_to_dead_letters():
     )
     assert_that(
         validated[parse.DEAD_LETTERS] | "ValidateWhy" >> beam.Map(_stage_and_error),
-        equal_to([("validate", "quantity out of range (1..10000): -2")]),
+        equal_to([("validate", "quantity out of range (1..10000): 0")]),
         label="ValidateDeadLetters",
     )
+    p.run()
+
+
+def test_a_credit_line_is_one_return_on_the_documents_own_date_and_never_a_sale():
+    # A credit note of a line-level export: C-prefixed, status 'returned', negative lines,
+    # quantities as the API may send them (int or text). Its order_ts is the credit's time.
+    credit = make_order(
+        "C-9",
+        "2026-11-21T12:00:00.000000Z",
+        order_ts="2026-11-21T11:15:00.000000Z",
+        status="returned",
+        lines=[
+            {"line_number": 1, "product_id": "101", "quantity": -2, "unit_price": "10.00", "amount": "-20.00"},
+            {"line_number": 2, "product_id": "102", "quantity": "-1", "unit_price": "5.50", "amount": "-5.50"},
+        ],
+    )
+    # An invoice with a sale and a return line: the sale stays a sale, not also returned.
+    mixed = make_order(
+        "o-5",
+        "2026-11-21T10:30:00.000000Z",
+        order_ts="2026-11-21T10:30:00.000000Z",
+        lines=[
+            {"line_number": 1, "product_id": "101", "quantity": 3, "unit_price": "10.00", "amount": "30.00"},
+            {"line_number": 2, "product_id": "102", "quantity": -1, "unit_price": "5.50", "amount": "-5.50"},
+        ],
+    )
+    p = _pipeline()
+    exploded = p | beam.Create([credit, mixed]) | ExplodeOrderLines("hourly")
+    validated = exploded[ORDER_RECORDS] | parse.ValidateRecords("hourly")
+    assert_that(
+        validated[parse.EVENTS]
+        | "View" >> beam.Map(lambda e: (e["event_id"], e["event_name"], e["event_ts"], e["quantity"], e["price"])),
+        equal_to(
+            [
+                ("C-9:1:return", "return", "2026-11-21T11:15:00.000000Z", 2, "10.00"),
+                ("C-9:2:return", "return", "2026-11-21T11:15:00.000000Z", 1, "5.50"),
+                ("o-5:1", "order", "2026-11-21T10:30:00.000000Z", 3, "10.00"),
+                ("o-5:2:return", "return", "2026-11-21T10:30:00.000000Z", 1, "5.50"),
+            ]
+        ),
+    )
+    assert_that(validated[parse.DEAD_LETTERS], equal_to([]), label="NoDeadLetters")
     p.run()
 
 

@@ -12,7 +12,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "bring-your-own-data.md").read_text()
 CODE = "\n".join(
     (ROOT / p).read_text()
-    for p in ("beam_pipelines/io/source_mapping.py", "publishers/import_files.py", "publishers/orders_api.py")
+    for p in (
+        "beam_pipelines/io/source_mapping.py",
+        "beam_pipelines/io/sql.py",
+        "publishers/import_files.py",
+        "publishers/orders_api.py",
+        "publishers/source_files.py",
+    )
 )
 FRAGMENTS = [
     "cannot read mapping file",
@@ -29,7 +35,7 @@ FRAGMENTS = [
     "is required and must come from the source",
     "must be text or a number",
     "are not {name} columns",
-    "placeholders are only allowed in text columns",
+    "placeholders are only allowed in text and id columns",
     "not found in {where}",
     "cannot be read",
     "are not mapped; add them under [statuses]",
@@ -46,18 +52,45 @@ FRAGMENTS = [
     "unknown order",
     "unknown product",
     "is used by another user",
-    "derived from the clickstream",
+    "derived from the {what}",
     "nothing was loaded",
     "nothing to import",
     "does not exist or is not a file",
     "cannot tell the format",
-    "is not JSON",
-    "is not a JSON object",
+    "not a readable Parquet file",
+    "line is not JSON",
+    "line is not a JSON object",
+    "must be a non-zero integer",
+    "nor a value under [statuses]",
+    "must be a list of tables",
+    "needs exactly one condition",
+    "needs a status",
+    "must be true",
+    "prefix must be non-empty text",
+    "equals must be text or a list of texts",
+    "status_rules column",
+    "serve them without --mapping",
+    "refuses negative quantities",
+    "the column appears twice",
+    "not valid CSV",
+    "not valid UTF-8 at byte offset",
+    "fields but the header",
+    "of the header's",
+    "the object repeats the key",
+    "is larger than the limit of",
+    "import it with --line-export",
+    "gives {exc}",
 ]
 
 
 @pytest.mark.parametrize("fragment", FRAGMENTS)
 def test_every_error_message_is_raised_by_the_code_and_listed_in_the_doc(fragment):
     assert fragment in CODE
-    shown = fragment.replace("{kind}", "TOML").replace("{name}", "<section>").replace("{where}", "table")
+    shown = (
+        fragment.replace("{kind}", "TOML")
+        .replace("{name}", "<section>")
+        .replace("{where}", "table")
+        .replace("{what}", "clickstream")
+        .replace("{exc}", "<reason>")
+    )
     assert shown in DOC or fragment.split("{")[0].strip() in DOC

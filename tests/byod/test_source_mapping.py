@@ -174,6 +174,108 @@ def test_check_columns_names_every_missing_column_and_what_the_source_has():
     )
 
 
+LINE_RULES = {
+    "statuses": {"storniert": "cancelled"},
+    "orders": {
+        "columns": {"order_id": "Invoice", "user_id": "Customer", "order_ts": "Date", "updated_at": "Date"},
+        "defaults": {"status": "delivered", "user_id": "guest-{order_id}", "currency": "EUR"},
+        "status_rules": [
+            {"column": "Cancelled at", "not_blank": True, "status": "storniert"},
+            {"column": "Invoice", "prefix": "C", "status": "returned"},
+            {"column": "Qty", "negative": True, "status": "returned"},
+            {"column": "Channel", "equals": ["test", "staff"], "status": "cancelled"},
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "status"),
+    [
+        ({"Invoice": "536365", "Qty": "6"}, "delivered"),  # no rule met: the default
+        ({"Invoice": " C536379", "Qty": "-1"}, "returned"),  # prefix after trimming
+        ({"Invoice": "536380", "Qty": "-2.0"}, "returned"),  # a negative number, any spelling
+        ({"Invoice": "536381", "Qty": "x"}, "delivered"),  # not a number: not negative
+        ({"Invoice": "C1", "Qty": "-1", "Cancelled at": "2021-01-01"}, "cancelled"),  # first rule met wins
+        ({"Invoice": "536382", "Channel": "staff"}, "cancelled"),
+        ({"Invoice": "536383", "Channel": "web"}, "delivered"),
+    ],
+)
+def test_status_rules_are_tried_in_order_before_the_default(source, status):
+    m = parse(LINE_RULES, "m.toml")
+    row, errors, _ = m.row("orders", {"Customer": "17850.0", "Date": "2021-03-01 10:00:00", **source})
+    assert errors == [] and row["status"] == status
+
+
+def test_status_rules_win_over_a_mapped_status_column_and_its_unmapped_values():
+    document = {**LINE_RULES, "orders": {**LINE_RULES["orders"], "defaults": {"currency": "EUR"}}}
+    document["orders"]["columns"] = {**LINE_RULES["orders"]["columns"], "status": "State"}
+    m = parse(document, "m.toml")
+    base = {"Customer": "c", "Date": "2021-03-01 10:00:00"}
+    assert m.row("orders", {**base, "Invoice": "C9", "State": "whatever"})[0]["status"] == "returned"
+    assert m.row("orders", {**base, "Invoice": "9", "State": "storniert"})[0]["status"] == "cancelled"
+    _row, errors, _ = m.row("orders", {**base, "Invoice": "9", "State": "whatever"})
+    assert dict(errors)["status"].startswith("status 'whatever' is not mapped")
+    assert parse(m.to_json(), "again").to_json() == m.to_json()  # rules survive the trip to the workers
+
+
+def test_a_guest_order_gets_the_templated_user_id_and_a_bad_template_result_is_a_row_error():
+    m = parse(LINE_RULES, "m.toml")
+    row, errors, defaulted = m.row("orders", {"Invoice": "536366", "Customer": " ", "Date": "2021-03-01 10:00:00"})
+    assert errors == [] and row["user_id"] == "guest-536366" and "user_id" in defaulted
+    assert m.row("orders", {"Invoice": "536366", "Customer": "16033.0", "Date": "2021-03-01"})[0]["user_id"] == (
+        "16033.0"  # ids stay text: a float-looking id is kept as written
+    )
+    long = parse({"orders": {"defaults": {"user_id": "{order_id}" * 2}}}, "m.toml")
+    _row, errors, _ = long.row(
+        "orders", {"order_id": "x" * 100, "status": "paid", "order_ts": "2021-01-01Z", "updated_at": "2021-01-01Z"}
+    )
+    assert dict(errors)["user_id"] == "default '{order_id}{order_id}' gives user_id longer than 128 characters"
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ({"column": "a", "status": "paid"}, r"status_rules\[1\] needs exactly one condition of prefix, equals"),
+        ({"column": "a", "prefix": "C", "negative": True, "status": "paid"}, r"needs exactly one condition"),
+        ({"column": "a", "prefix": "C", "status": "gone"}, r"status_rules\[1\].status = 'gone' is not a project"),
+        ({"column": "a", "prefix": "C"}, r"status_rules\[1\] needs a status"),
+        ({"column": "a", "negative": "yes", "status": "paid"}, r"status_rules\[1\]: negative must be true"),
+        ({"prefix": "C", "status": "paid"}, r"status_rules\[1\].column must be a non-empty name"),
+        ({"column": "a", "prefix": "C", "status": "paid", "when": 1}, r"unknown key\(s\) when"),
+    ],
+)
+def test_bad_status_rules_are_refused_at_load_in_one_line(rules, message):
+    with pytest.raises(MappingError, match=message) as info:
+        parse({"orders": {"status_rules": [rules]}}, "m.toml")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"users": {"defaults": {"country": "ZZZ"}}}, "m.toml: users.defaults.country: must be 2 characters, got"),
+        ({"orders": {"defaults": {"currency": "EU"}}}, "m.toml: orders.defaults.currency: must be 3 characters"),
+        ({"orders": {"defaults": {"status": "lost"}}}, "m.toml: orders.defaults.status = 'lost' is not a project"),
+        ({"order_lines": {"defaults": {"quantity": 0}}}, "m.toml: order_lines.defaults.quantity: must be a non-zero"),
+    ],
+)
+def test_defaults_are_checked_once_when_the_mapping_is_read(document, message):
+    with pytest.raises(MappingError) as info:
+        parse(document, "m.toml")
+    assert str(info.value).startswith(message)
+
+
+def test_a_credit_lines_negative_quantity_is_read_and_zero_is_refused():
+    m = parse({"order_lines": {"columns": {"line_number": "line_number"}}}, "m.toml")
+    base = {"order_id": "C1", "line_number": "1", "product_id": "p", "unit_price": "2.55"}
+    assert m.row("order_lines", {**base, "quantity": "-6"})[0]["quantity"] == -6
+    assert dict(m.row("order_lines", {**base, "quantity": "0"})[1])["quantity"].startswith("must be a non-zero")
+    assert dict(m.row("order_lines", {**base, "line_number": "-1", "quantity": "1"})[1])["line_number"] == (
+        "must be a positive integer, got -1"
+    )
+
+
 # ---------------------------------------------------------------------------- a user's PostgreSQL schema
 
 

@@ -327,6 +327,8 @@ def test_replay_maps_every_column_of_a_real_clickstream_csv(tmp_path):
             "--manifest",
             str(man),
             "--quiet",
+            "--max-invalid-share",
+            "0.2",  # the sample's one row without a price is 1 of 6
         ]
     )
     assert rc == 0
@@ -353,7 +355,18 @@ def test_replay_maps_every_column_of_a_real_clickstream_csv(tmp_path):
     # Ids are stable: a second replay sends the same ids.
     again = tmp_path / "again.jsonl"
     simulator.main(
-        ["replay", "--file", str(DATA / "clickstream.csv"), "--speed", "0", "--output-jsonl", str(again), "--quiet"]
+        [
+            "replay",
+            "--file",
+            str(DATA / "clickstream.csv"),
+            "--speed",
+            "0",
+            "--output-jsonl",
+            str(again),
+            "--quiet",
+            "--max-invalid-share",
+            "0.2",
+        ]
     )
     assert [json.loads(x)["event_id"] for x in again.read_text().splitlines()] == [r["event_id"] for r in records]
 
@@ -373,6 +386,8 @@ def test_replay_retime_moves_events_to_now_keeping_gaps(tmp_path):
                 "--output-jsonl",
                 str(out),
                 "--quiet",
+                "--max-invalid-share",
+                "0.2",
             ]
         )
         == 0
