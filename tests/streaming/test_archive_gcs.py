@@ -25,7 +25,8 @@ from tests.reliability import hostile
 pytestmark = pytest.mark.integration
 
 
-def test_archive_on_gcs_round_trips_every_message(gcs_emulator, monkeypatch):
+def test_archive_on_gcs_round_trips_every_message(gcs_emulator, beam_bq_emulator, monkeypatch):
+    # beam_bq_emulator: anonymous credentials in this process, as a local job has (no 20 s of retries for ADC).
     monkeypatch.setenv("NO_GCE_CHECK", "true")
     lake_root = f"gs://{gcs_emulator.bucket}/lake-{id(monkeypatch)}"
     valid = hostile._event("gcs-valid")
