@@ -29,6 +29,8 @@ Generated sources are cached under ``.local/bench/job_memory/``. Run::
     NO_GCE_CHECK=true .venv/bin/python -m benchmarks.job_memory  # extracts 100k+1M, hourly 250k+1M, streaming 5k+20k
     NO_GCE_CHECK=true .venv/bin/python -m benchmarks.job_memory --hourly_records 20000 --jobs hourly
     NO_GCE_CHECK=true .venv/bin/python -m benchmarks.job_memory --jobs streaming --stream_messages 5000,20000
+    NO_GCE_CHECK=true .venv/bin/python -m benchmarks.job_memory --jobs hourly,backfill --hourly_records 1000000 \
+        --backfill_records 20000000 --bigquery_emulator stack   # the backfill on the emulator as `local up` runs it
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ ORDERS_START, ORDERS_END = "2026-01-10T00:00:00Z", "2026-01-11T00:00:00Z"
 SNAPSHOT_TS = "2026-01-10T00:00:00Z"
 # The share of malformed event lines of hourly's input (--hourly_bad_rate; one value per run).
 HOURLY_BAD_RATE = [0.005]
+# --bigquery_emulator: "fixtures" (as the tests start it: in memory for hourly, a DuckDB file for the
+# backfill, both copying the table after every write for time travel) or "stack" (as `local up`
+# runs it: a DuckDB file, no time-travel copies; see beam_pipelines.local.services.start_bigquery).
+BIGQUERY_EMULATOR = ["fixtures"]
 _COUNTER_LINE = re.compile(r"^\s+(\w+)\s+(-?\d+)$")
 
 
@@ -263,7 +269,8 @@ def hourly_on_fresh_stack(
     """``python -m beam_pipelines.hourly`` over ``window`` on emulators of its own; the case's result.
 
     The emulators start fresh, so their peaks and CPU are this run's; ``persistent`` keeps the
-    BigQuery emulator's tables in a DuckDB file. Event files dropped into the lake and no
+    BigQuery emulator's tables in a DuckDB file (always so with ``--bigquery_emulator stack``,
+    which also runs it without time-travel copies, as the local stack does). Event files dropped into the lake and no
     orders extract: the job is told so (``--allow_missing_extracts``). Checks rows, dead
     letters and ``duplicates_removed`` against ``want``.
     """
@@ -271,6 +278,8 @@ def hourly_on_fresh_stack(
     from beam_pipelines.local.services import start_bigquery, start_storage
     from beam_pipelines.local.stack import DEFAULT_ROOT
 
+    stack = BIGQUERY_EMULATOR[0] == "stack"
+    persistent = persistent or stack
     storage = start_storage(work / "storage", "job-memory-temp", data_dir=work / "gcs")
     bigquery = start_bigquery(
         work / "bigquery",
@@ -278,6 +287,7 @@ def hourly_on_fresh_stack(
         DEFAULT_ROOT,
         gcs_dir=work / "gcs",
         persistent_dir=work / "bigquery-data" if persistent else None,
+        time_travel_copies=not stack,
     )
     services = Services(bigquery=bigquery)
     try:
@@ -304,7 +314,8 @@ def hourly_on_fresh_stack(
     total = run.peak_rss_mib + sum(peak.values())
     note = (
         (f"{windows} windows; " if windows else "")
-        + f"job CPU {run.cpu_s:,.0f} s; bqemulator{' (DuckDB file)' if persistent else ''} "
+        + f"job CPU {run.cpu_s:,.0f} s; bqemulator{' (DuckDB file)' if persistent else ''}"
+        f"{', no time-travel copies' if stack else ''} "
         f"{peak['bigquery']:,.0f} MiB peak, {cpu['bigquery']:,.0f} s CPU; GCS emulator {peak['storage']:,.0f} MiB, "
         f"{cpu['storage']:,.0f} s; job + emulators <= {total:,.0f} MiB"
     )
@@ -547,6 +558,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backfill_window_mib", type=float, help="passed to the backfill's hourly run (default: the job's own)"
     )
+    parser.add_argument(
+        "--bigquery_emulator",
+        choices=("fixtures", "stack"),
+        default="fixtures",
+        help="how hourly and backfill start bqemulator: as the test fixtures do (default; in memory for hourly, "
+        "a DuckDB file for the backfill, copying each table after every write for time travel) or as the "
+        "local stack does (a DuckDB file for both, no time-travel copies)",
+    )
     parser.add_argument("--jobs", default=",".join(DEFAULT_JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
     parser.add_argument("--cache_dir", default=str(DEFAULT_CACHE / "job_memory"), help="where sources are kept")
     parser.add_argument("--json_out", help="also write the results as JSON here")
@@ -556,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown jobs {sorted(set(jobs) - set(JOBS))}; choose from {','.join(JOBS)}")
     os.environ.setdefault("NO_GCE_CHECK", "true")
     HOURLY_BAD_RATE[0] = args.hourly_bad_rate
+    BIGQUERY_EMULATOR[0] = args.bigquery_emulator
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     machine = measure.machine_description()
