@@ -42,7 +42,7 @@ import sys
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import cli, events, runners
+from beam_pipelines import events, launch, runners
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.io import source_mapping, sql_login
 from beam_pipelines.transforms.dims import MergeIntoSnapshot, ReadTableByKeyRanges, dim_table, snapshot_now
@@ -101,7 +101,7 @@ class ExtractDimsOptions(PipelineOptions):
         )
 
     def validate_job(self) -> None:
-        """The SQL login's checks, before any service is probed (:func:`beam_pipelines.cli.check_inputs`)."""
+        """The SQL login's checks, before any service is probed (:func:`beam_pipelines.launch.check_inputs`)."""
         sql_login.SqlLogin.from_options(self).check(local=runners.is_in_process(self))
 
 
@@ -156,4 +156,4 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(run, ExtractDimsOptions, "beam_pipelines.extract_dims", __doc__))
+    sys.exit(launch.main(run, ExtractDimsOptions, "beam_pipelines.extract_dims", __doc__))

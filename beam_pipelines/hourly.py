@@ -79,7 +79,7 @@ from datetime import UTC, datetime, timedelta
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from beam_pipelines import backfill, cli, events, lake, runners
+from beam_pipelines import backfill, events, lake, launch, runners
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.local.services import TEMP_LOCATION_ENV
 from beam_pipelines.transforms import parse
@@ -379,4 +379,4 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(run, HourlyOptions, "beam_pipelines.hourly", __doc__))
+    sys.exit(launch.main(run, HourlyOptions, "beam_pipelines.hourly", __doc__))

@@ -53,6 +53,7 @@ from beam_pipelines import (
     direct_runner_tuning,
     events,
     lake,
+    launch,
     preflight,
     runners,
     service_watch,
@@ -484,7 +485,7 @@ def run_from_command_line(argv: list[str]) -> dict[str, int]:
     """The command line's job: run; locally until SIGINT/SIGTERM, then stop cleanly.
 
     Raises:
-      RuntimeError: the stopped run's counters do not add up (exit code 1 through ``cli.main``).
+      RuntimeError: the stopped run's counters do not add up (exit code 1 through ``launch.main``).
     """
     options = make_options(argv)
     if not runners.allows(options, runners.LocalStep.CLEAN_LOCAL_STOP):
@@ -520,4 +521,4 @@ def run_from_command_line(argv: list[str]) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(run_from_command_line, StreamingOptions, "beam_pipelines.streaming", __doc__))
+    sys.exit(launch.main(run_from_command_line, StreamingOptions, "beam_pipelines.streaming", __doc__))

@@ -46,7 +46,7 @@ from beam_pipelines.local.pubsub_admin import ensure_subscription, ensure_topic
 from beam_pipelines.local.services import start_bigquery, start_pubsub
 from beam_pipelines.local.stack import DEFAULT_ROOT
 from bigquery_schemas.client import make_client, query_scalar
-from bigquery_schemas.tables import ensure_all
+from bigquery_schemas.ddl import ensure_all
 
 PROJECT = "local-ecommerce"
 

@@ -307,7 +307,7 @@ class LoadStagingTableFn(beam.DoFn):
         from google.cloud import bigquery
 
         from bigquery_schemas.client import make_client
-        from bigquery_schemas.tables import build_table, to_schema_fields
+        from bigquery_schemas.ddl import build_table, to_schema_fields
 
         ref = self._staging
         spec = bigquery_schemas.table_spec(self._kind)

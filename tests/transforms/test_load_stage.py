@@ -221,7 +221,7 @@ def test_a_missing_staging_table_fails_the_merge_and_the_others_are_kept_for_its
     """Staging tables are dropped only after every MERGE succeeded; a missing one (expired, or
     dropped by an earlier attempt) fails the step instead of merging "nothing"."""
     from bigquery_schemas import table_spec
-    from bigquery_schemas.tables import build_table
+    from bigquery_schemas.ddl import build_table
 
     targets = []
     for kind in ("orders", "user_behavior"):
