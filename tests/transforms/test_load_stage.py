@@ -19,9 +19,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from google.cloud import bigquery
 
 from beam_pipelines import hourly, lake
-from beam_pipelines.transforms import load_stage
-from beam_pipelines.transforms.load_stage import STAGE_BIGQUERY_LOAD, StageWithLoadJob, arrow_schemas
-from beam_pipelines.transforms.unify import MergeStagingTablesFn, MergeTarget, TableRef
+from beam_pipelines.transforms.staging import load as load_stage
+from beam_pipelines.transforms.staging.load import STAGE_BIGQUERY_LOAD, StageWithLoadJob, arrow_schemas
+from beam_pipelines.transforms.staging.merge import MergeStagingTablesFn
+from beam_pipelines.transforms.staging.targets import MergeTarget, TableRef
 from tests.fixtures.jobs import hourly_job_args
 
 pytestmark = pytest.mark.integration

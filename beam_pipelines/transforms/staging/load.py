@@ -1,6 +1,6 @@
 """Fill a per-run staging table with one BigQuery load job of Parquet files.
 
-The hourly job stages its rows here before the MERGE (:mod:`.unify`)::
+The hourly job stages its rows here before the MERGE (:mod:`.merge`)::
 
     rows (dicts, or Arrow tables in the rows' text form)
       -> Arrow tables typed by bigquery_schemas/<kind>.json     rows that cannot load -> dead letters
@@ -42,7 +42,7 @@ import bigquery_schemas
 from beam_pipelines import events
 from beam_pipelines.transforms import METRICS_NAMESPACE
 from beam_pipelines.transforms.bigquery_sink import FailedRowToDeadLetterFn
-from beam_pipelines.transforms.unify import TableRef
+from beam_pipelines.transforms.staging.targets import TableRef
 
 STAGE_BIGQUERY_LOAD = "bigquery_load"
 FAILED = "failed"
