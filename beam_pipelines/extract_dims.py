@@ -45,7 +45,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipelines import events, launch, runners
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.io import source_mapping, sql_login
-from beam_pipelines.transforms.dims import MergeIntoSnapshot, ReadTableByKeyRanges, dim_table, snapshot_now
+from beam_pipelines.transforms.dimension_extract import MergeIntoSnapshot, ReadTableByKeyRanges, snapshot_now
+from beam_pipelines.transforms.dimension_tables import dim_table
 from beam_pipelines.transforms.lake_io import ReadDimension, WriteSnapshot
 
 JOB = "extract_dims"

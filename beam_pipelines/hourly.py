@@ -85,7 +85,7 @@ from beam_pipelines.local.services import TEMP_LOCATION_ENV
 from beam_pipelines.transforms import parse
 from beam_pipelines.transforms.bigquery_sink import LogUnwritableDeadLetterFn
 from beam_pipelines.transforms.dedupe import DeduplicateEvents
-from beam_pipelines.transforms.dims import dim_table
+from beam_pipelines.transforms.dimension_tables import dim_table
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
 from beam_pipelines.transforms.lake_io import CheckExtracted, ForwardLakeDeadLetterFn, ReadDimension, ReadLakeFiles
 from beam_pipelines.transforms.orders import (

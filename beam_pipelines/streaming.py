@@ -62,7 +62,7 @@ from beam_pipelines.direct_runner_tuning import tune_bundle_based_direct_runner
 from beam_pipelines.transforms.archive import ARCHIVED_MESSAGES, WriteMessageArchive
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
 from beam_pipelines.transforms.dedupe import DeduplicateEventsInProcess, DeduplicateEventsStateful
-from beam_pipelines.transforms.dimensions import (
+from beam_pipelines.transforms.dimension_side_inputs import (
     DEFAULT_LOAD_TIMEOUT_SECONDS,
     TICKER_PERIODIC_IMPULSE,
     TICKER_TIMER,
@@ -306,7 +306,7 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
         _ = archived | "AcknowledgeArchived" >> beam.ParDo(direct_runner_tuning.AcknowledgeArchivedFn())
     unique = parsed[EVENTS] | "DeduplicateEvents" >> deduplicator(options)
 
-    # PeriodicImpulse does not expand on the BundleBasedDirectRunner (see transforms/dimensions.py).
+    # PeriodicImpulse does not expand on the BundleBasedDirectRunner (see transforms/dimension_side_inputs.py).
     ticker = TICKER_TIMER if runners.allows(options, runners.LocalStep.TIMER_TICKER) else TICKER_PERIODIC_IMPULSE
     products_loader, users_loader = _dimension_loaders(opts)
     refresh = {

@@ -145,7 +145,7 @@ def build_stage(p: beam.Pipeline, options: PipelineOptions, stage: str, out_path
     Stages before ``bigquery`` end in a local file (one event_id per line); ``bigquery``
     writes ``user_behavior`` exactly as the job does, without engagement and dead letters.
     """
-    from beam_pipelines.transforms.dimensions import TICKER_TIMER, RefreshedDimension
+    from beam_pipelines.transforms.dimension_side_inputs import TICKER_TIMER, RefreshedDimension
     from beam_pipelines.transforms.enrich import EnrichWithDimensions
     from beam_pipelines.transforms.parse import EVENTS, ParseEvents
 

@@ -21,7 +21,7 @@ from apache_beam.metrics import Metrics
 
 from beam_pipelines import events, lake
 from beam_pipelines.transforms import METRICS_NAMESPACE
-from beam_pipelines.transforms.dims import shrink_refusal
+from beam_pipelines.transforms.dimension_tables import shrink_refusal
 
 _LOG = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class WriteSnapshot(beam.PTransform):
     """Write dict rows as a full snapshot of ``table`` and then move ``_LATEST`` to it.
 
     The pointer does not move when the new snapshot holds less than half the rows of
-    the one it would replace (:func:`~beam_pipelines.transforms.dims.shrink_refusal`):
+    the one it would replace (:func:`~beam_pipelines.transforms.dimension_tables.shrink_refusal`):
     the job fails, readers keep the previous snapshot.
 
     Args:

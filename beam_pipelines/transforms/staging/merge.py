@@ -39,7 +39,7 @@ from apache_beam.metrics import Metrics
 import bigquery_schemas
 from beam_pipelines import events
 from beam_pipelines.transforms import METRICS_NAMESPACE
-from beam_pipelines.transforms.dims import dim_table, shrink_refusal
+from beam_pipelines.transforms.dimension_tables import dim_table, shrink_refusal
 from beam_pipelines.transforms.staging.targets import MergeTarget
 
 _LOG = logging.getLogger(__name__)
