@@ -103,14 +103,14 @@ class ExtractDimsOptions(PipelineOptions):
 
     def validate_job(self) -> None:
         """The SQL login's checks, before any service is probed (:func:`beam_pipelines.launch.check_inputs`)."""
-        sql_login.SqlLogin.from_options(self).check(local=runners.is_in_process(self))
+        sql_login.SqlLogin.from_options(self).check(local=runners.allows(self, runners.LocalStep.LAUNCH_SOURCE_CHECK))
 
 
 def build_pipeline(p: beam.Pipeline, options: ExtractDimsOptions) -> None:
     """Wire one read -> (merge) -> snapshot branch per table."""
     require(options, "lake_root")
     login = sql_login.SqlLogin.from_options(options)
-    login.check(local=runners.is_in_process(p.options))
+    login.check(local=runners.allows(p.options, runners.LocalStep.LAUNCH_SOURCE_CHECK))
     tables = [t.strip() for t in options.tables.split(",") if t.strip()]
     if not tables:
         raise ValueError("--tables must name at least one of products,users")

@@ -363,7 +363,11 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
     options = parse_job_options(argv, HourlyOptions, __spec__.name if __spec__ else "beam_pipelines.hourly", __doc__)
     prepare_options(options)
     # A long local window runs as windows this machine can hold, each an ordinary run (backfill.py).
-    split = backfill.plan(options.view_as(HourlyOptions)) if runners.is_in_process(options) else None
+    split = (
+        backfill.plan(options.view_as(HourlyOptions))
+        if runners.allows(options, runners.LocalStep.BACKFILL_SPLIT)
+        else None
+    )
     if split is not None:
         return backfill.run(split, sys.argv[1:] if argv is None else argv, run)
     p = beam.Pipeline(options=options)

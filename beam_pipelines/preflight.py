@@ -327,7 +327,7 @@ def check_job(options, options_cls: type) -> None:
 
     runner = options.view_as(StandardOptions).runner or ""  # unset: a pinned local runner
     values = options.view_as(options_cls).get_all_options(current_only=True)
-    local = runners.is_in_process(options)
+    local = runners.allows(options, runners.LocalStep.LAUNCHER_CHECKS)
     if not local:
         cloud = options.view_as(GoogleCloudOptions)
         # --template_location: this process only writes the job description (the Flex
