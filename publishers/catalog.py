@@ -15,6 +15,7 @@ for tests and benchmarks and returns the world's orders and events as ground tru
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -198,8 +199,6 @@ def main(argv: list[str] | None = None) -> int:
     except (sql.DatabaseURLError, ConnectionError, CatalogError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    import json
-
     print(json.dumps(summary))
     return 0
 

@@ -31,6 +31,7 @@ import random
 import secrets
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -186,8 +187,6 @@ class Planner:
 
 
 def events_uuid(rng: random.Random):
-    import uuid
-
     return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
