@@ -1,7 +1,10 @@
 """Command lines of the jobs and tools: help with defaults, typos refused, one-line errors.
 
 Every entry point (the four Beam jobs, ``beam_pipelines.local``, ``publishers.simulator``,
-``bigquery_schemas.tables``) goes through this module, so they all behave alike:
+``bigquery_schemas.tables``) goes through this module, so they all behave alike. It
+imports nothing of the project, so every package may build its command line on it;
+what runs checks before a job (:mod:`beam_pipelines.launch`, :mod:`beam_pipelines.preflight`)
+sits above it.
 
 * ``--help`` lists the command's own options with their defaults
   (:class:`HelpFormatter`; a help text that already names its default keeps it once),
@@ -17,8 +20,9 @@ Every entry point (the four Beam jobs, ``beam_pipelines.local``, ``publishers.si
   is printed only with ``--verbose`` and is otherwise written to a log file named
   in that line.
 
-Exit codes (:func:`main`): 0 ok, 1 the run failed, 2 bad command line or option
-value, 3 the environment is not ready (:mod:`beam_pipelines.preflight`), 130 Ctrl-C.
+Exit codes (:func:`beam_pipelines.launch.main` for the jobs, :func:`command_failed` for the
+tools): 0 ok, 1 the run failed, 2 bad command line or option value (:class:`UsageError`),
+3 the environment is not ready (:class:`PreflightError`), 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import re
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 VERBOSE_FLAG = "--verbose"
@@ -49,7 +53,15 @@ JOB_DOCS = {
 
 
 class UsageError(ValueError):
-    """The command line itself is wrong (unknown flag, bad value)."""
+    """The command line itself is wrong (unknown flag, bad value): exit code 2."""
+
+
+class PreflightError(RuntimeError):
+    """The run cannot start in this environment; the message says which command fixes it: exit code 3.
+
+    Raised by the checks of :mod:`beam_pipelines.preflight` (and a few commands' own);
+    defined here, below every command line, so that each one maps it to its exit code.
+    """
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -238,77 +250,19 @@ def report_error(message: str, exc: BaseException | None, verbose: bool, prog: s
 
 def command_failed(exc: BaseException, *, prog: str, resources: Iterable[str], verbose: bool) -> int:
     """Report a failed (non-Beam) command's error in one line and return its exit code."""
-    from beam_pipelines import preflight
-
-    if isinstance(exc, preflight.PreflightError):
+    if isinstance(exc, PreflightError):
         report_error(str(exc), None, verbose, prog)
         return EXIT_NOT_READY
     report_error(failure_summary(prog.rsplit(".", 1)[-1], exc, resources), exc, verbose, prog)
     return EXIT_FAILED
 
 
-def _is_input_error(exc: BaseException) -> bool:
-    # A ValueError raised while launching (option checks) is bad input; one raised inside
-    # a step carries Beam's "[while running ...]" marker and is a failed run.
-    return isinstance(exc, ValueError) and "while running '" not in str(exc)
-
-
-def check_inputs(job_options) -> None:
-    """The option checks that need no service, so bad input is reported before a missing service.
-
-    The job's own ``validate_job()`` when it has one, and the window bounds every
-    windowed job takes (the jobs check them again, with their own rules, when wiring).
-    """
-    from beam_pipelines import lake
-
-    if hasattr(job_options, "validate_job"):
-        job_options.validate_job()
-    start, end = getattr(job_options, "window_start", None), getattr(job_options, "window_end", None)
-    if start and end:
-        lake.parse_window(start, end)
-
-
-def main(
-    entry: Callable[[list[str]], Any],
-    options_cls: type,
-    prog: str,
-    doc: str | None = None,
-    argv: Sequence[str] | None = None,
-) -> int:
-    """Run a Beam job's ``entry(argv)`` as a command line; return its exit code.
-
-    Parses argv first (help, unknown flags), runs :func:`beam_pipelines.preflight.check_job`
-    (stack, env line, credentials, that the tables/subscription/URL exist), then ``entry``.
-    """
-    from beam_pipelines import preflight, runners
-    from beam_pipelines.logs import configure_job_logging
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    verbose = VERBOSE_FLAG in argv
-    argv = [a for a in argv if a != VERBOSE_FLAG]
-    configure_job_logging(verbose=verbose)
-    job = prog.rsplit(".", 1)[-1]
-    resources: list[str] = []
-    try:
-        options = parse_job_options(argv, options_cls, prog, doc)
-        runners.refuse_unsafe_running_mode(options)
-        check_inputs(options.view_as(options_cls))
-        resources = preflight.job_resources(options.view_as(options_cls))
-        preflight.check_job(options, options_cls)
-        entry(argv)
-    except KeyboardInterrupt:
-        print(f"{job}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except preflight.PreflightError as exc:
-        report_error(str(exc), exc if verbose else None, verbose, prog)
-        return EXIT_NOT_READY
-    except Exception as exc:
-        if _is_input_error(exc):
-            message = str(exc).strip().splitlines()[0]
-            if "--help" not in message:
-                message += f" (see python -m {prog} --help)"
-            report_error(message, exc if verbose else None, verbose, prog)
-            return EXIT_USAGE
-        report_error(failure_summary(job, exc, resources), exc, verbose, prog)
-        return EXIT_FAILED
-    return 0
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Plain aligned text table for terminals."""
+    if not rows:
+        return "(no rows)"
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    line = "  ".join(c.ljust(widths[c]) for c in cols)
+    body = ["  ".join(str(r[c]).ljust(widths[c]) for c in cols) for r in rows]
+    return "\n".join([line, "  ".join("-" * widths[c] for c in cols), *body])

@@ -22,7 +22,7 @@ from beam_pipelines import cli
 from beam_pipelines.local.processes import StackError
 from beam_pipelines.local.stack import LocalStack, StackConfig
 from bigquery_schemas.client import make_client, query_scalar
-from bigquery_schemas.tables import describe_tables, format_table
+from bigquery_schemas.tables import describe_tables
 
 
 @dataclass
@@ -381,7 +381,7 @@ def step_analytics(ctx: DemoContext) -> None:
 def step_show_tables(ctx: DemoContext) -> None:
     """List the BigQuery tables with partitioning, clustering and row counts."""
     client = make_client(ctx.config.project)
-    print(format_table(describe_tables(client, ctx.config.dataset)))
+    print(cli.format_table(describe_tables(client, ctx.config.dataset)))
 
 
 STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [

@@ -42,10 +42,11 @@ import sys
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import cli, events, runners
+from beam_pipelines import events, launch, runners
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.io import source_mapping, sql_login
-from beam_pipelines.transforms.dims import MergeIntoSnapshot, ReadTableByKeyRanges, dim_table, snapshot_now
+from beam_pipelines.transforms.dimension_extract import MergeIntoSnapshot, ReadTableByKeyRanges, snapshot_now
+from beam_pipelines.transforms.dimension_tables import dim_table
 from beam_pipelines.transforms.lake_io import ReadDimension, WriteSnapshot
 
 JOB = "extract_dims"
@@ -101,15 +102,15 @@ class ExtractDimsOptions(PipelineOptions):
         )
 
     def validate_job(self) -> None:
-        """The SQL login's checks, before any service is probed (:func:`beam_pipelines.cli.check_inputs`)."""
-        sql_login.SqlLogin.from_options(self).check(local=runners.is_in_process(self))
+        """The SQL login's checks, before any service is probed (:func:`beam_pipelines.launch.check_inputs`)."""
+        sql_login.SqlLogin.from_options(self).check(local=runners.allows(self, runners.LocalStep.LAUNCH_SOURCE_CHECK))
 
 
 def build_pipeline(p: beam.Pipeline, options: ExtractDimsOptions) -> None:
     """Wire one read -> (merge) -> snapshot branch per table."""
     require(options, "lake_root")
     login = sql_login.SqlLogin.from_options(options)
-    login.check(local=runners.is_in_process(p.options))
+    login.check(local=runners.allows(p.options, runners.LocalStep.LAUNCH_SOURCE_CHECK))
     tables = [t.strip() for t in options.tables.split(",") if t.strip()]
     if not tables:
         raise ValueError("--tables must name at least one of products,users")
@@ -156,4 +157,4 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(run, ExtractDimsOptions, "beam_pipelines.extract_dims", __doc__))
+    sys.exit(launch.main(run, ExtractDimsOptions, "beam_pipelines.extract_dims", __doc__))

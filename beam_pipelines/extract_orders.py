@@ -42,7 +42,7 @@ import sys
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import cli, lake
+from beam_pipelines import lake, launch
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.io.orders_api import DEFAULT_TOKEN_ENV, MAX_PAGE_SIZE, RetryPolicy
 from beam_pipelines.transforms.lake_io import WriteExtractRecords, WriteWindowPartitions
@@ -181,4 +181,4 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(run, ExtractOrdersOptions, "beam_pipelines.extract_orders", __doc__))
+    sys.exit(launch.main(run, ExtractOrdersOptions, "beam_pipelines.extract_orders", __doc__))

@@ -32,7 +32,7 @@ loads what the lake holds anyway. A snapshot with less than half the rows of the
 would replace is refused before any statement (``--allow_dims_shrink``).
 
 Idempotency: rows are written to per-run staging tables and then merged with one
-``MERGE`` per table (:mod:`beam_pipelines.transforms.unify`), keyed on
+``MERGE`` per table (:mod:`beam_pipelines.transforms.staging`), keyed on
 ``(event_id, source)`` for ``user_behavior``. Why not DELETE+INSERT by window: the job
 window is on the orders' ``updated_at``, while the rows' partitioning column is
 ``event_ts`` (= order_ts), so no column of ``user_behavior`` identifies "the rows of
@@ -40,7 +40,7 @@ hour H"; event ids are deterministic, so keying on them is exact, and it also
 collapses an order seen in several hours (placed in H, paid in H+1) into one row.
 Re-running a window leaves exactly the rows of one run. MERGE works on BigQuery and
 on bqemulator. Staging tables are filled by one BigQuery load job each, of Parquet
-files under ``--temp_gcs_location`` (:mod:`beam_pipelines.transforms.load_stage`; the
+files under ``--temp_gcs_location`` (:mod:`beam_pipelines.transforms.staging.load`; the
 local GCS emulator's files are what the BigQuery emulator loads): free on BigQuery,
 where streaming inserts are billed per byte, and a failed load fails the run before
 any MERGE. The MERGE updates only ``api`` rows: a ``stream`` row may sit in BigQuery's
@@ -79,16 +79,15 @@ from datetime import UTC, datetime, timedelta
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from beam_pipelines import backfill, cli, events, lake, runners
+from beam_pipelines import backfill, events, lake, launch, runners
 from beam_pipelines.batch_run import add_argument_once, parse_job_options, prepare_options, require, run_and_report
 from beam_pipelines.local.services import TEMP_LOCATION_ENV
 from beam_pipelines.transforms import parse
 from beam_pipelines.transforms.bigquery_sink import LogUnwritableDeadLetterFn
 from beam_pipelines.transforms.dedupe import DeduplicateEvents
-from beam_pipelines.transforms.dims import dim_table
+from beam_pipelines.transforms.dimension_tables import dim_table
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
-from beam_pipelines.transforms.lake_io import CheckExtracted, ReadDimension, ReadLakeFiles
-from beam_pipelines.transforms.load_stage import DeleteStagingFiles, StageWithLoadJob
+from beam_pipelines.transforms.lake_io import CheckExtracted, ForwardLakeDeadLetterFn, ReadDimension, ReadLakeFiles
 from beam_pipelines.transforms.orders import (
     ORDER_RECORDS,
     ORDERS,
@@ -97,17 +96,12 @@ from beam_pipelines.transforms.orders import (
     ParseOrders,
     ToOrderRows,
 )
+from beam_pipelines.transforms.parse import DEAD_LETTERS
 from beam_pipelines.transforms.sharded import ROWS, ShardedStreamRows, spill_dir_for
-from beam_pipelines.transforms.unify import (
-    DEAD_LETTERS,
-    DropStagingTables,
-    DropStaleStagingTables,
-    ForwardLakeDeadLetterFn,
-    MergeStagingTables,
-    MergeTarget,
-    TableRef,
-    TagDeadLetters,
-)
+from beam_pipelines.transforms.staging.load import DeleteStagingFiles, StageWithLoadJob
+from beam_pipelines.transforms.staging.merge import DropStagingTables, MergeStagingTables, TagDeadLetters
+from beam_pipelines.transforms.staging.sweep import DropStaleStagingTables
+from beam_pipelines.transforms.staging.targets import MergeTarget, TableRef
 
 JOB = "hourly"
 
@@ -369,7 +363,11 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
     options = parse_job_options(argv, HourlyOptions, __spec__.name if __spec__ else "beam_pipelines.hourly", __doc__)
     prepare_options(options)
     # A long local window runs as windows this machine can hold, each an ordinary run (backfill.py).
-    split = backfill.plan(options.view_as(HourlyOptions)) if runners.is_in_process(options) else None
+    split = (
+        backfill.plan(options.view_as(HourlyOptions))
+        if runners.allows(options, runners.LocalStep.BACKFILL_SPLIT)
+        else None
+    )
     if split is not None:
         return backfill.run(split, sys.argv[1:] if argv is None else argv, run)
     p = beam.Pipeline(options=options)
@@ -379,4 +377,4 @@ def run(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(run, HourlyOptions, "beam_pipelines.hourly", __doc__))
+    sys.exit(launch.main(run, HourlyOptions, "beam_pipelines.hourly", __doc__))

@@ -11,9 +11,10 @@ the closest existing name when it looks like a typo ("did you mean --topic
 user-events?"), and the command that fixes it. Each network probe is bounded
 (``PROBE_SECONDS``), so a whole check ends well within 5 s. Local (emulator) and Google
 Cloud runs get the same checks; on Google Cloud a missing credential names ``gcloud auth
-application-default login``. The command lines turn it into exit code 3.
+application-default login``. The command lines turn it into exit code 3 (the class lives in
+:mod:`beam_pipelines.cli`, below every command line, which maps it to that code).
 
-Used by every entry point: :func:`beam_pipelines.cli.main` (the Beam jobs, through
+Used by every entry point: :func:`beam_pipelines.launch.main` (the Beam jobs, through
 :func:`check_job`), ``publishers.simulator``, ``bigquery_schemas.tables``,
 ``bigquery_schemas.migrate_ids`` and ``bigquery_schemas.analytics``.
 """
@@ -28,6 +29,8 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from beam_pipelines import cli, runners
+from beam_pipelines.cli import PreflightError
+from beam_pipelines.local.stack import LocalStack
 
 PROBE_SECONDS = 1.5
 PUBSUB_ENV = "PUBSUB_EMULATOR_HOST"
@@ -36,10 +39,6 @@ ENV_FIX = 'eval "$(.venv/bin/python -m beam_pipelines.local env)"'
 UP_FIX = ".venv/bin/python -m beam_pipelines.local up"
 LOGIN_FIX = "gcloud auth application-default login"
 TABLES_FIX = ".venv/bin/python -m bigquery_schemas.tables --project {project} --dataset {dataset}"
-
-
-class PreflightError(RuntimeError):
-    """The run cannot start in this environment; the message says which command fixes it."""
 
 
 # ---------------------------------------------------------------------------- probes
@@ -61,8 +60,6 @@ def listening(value: str, timeout: float = PROBE_SECONDS) -> bool:
 
 
 def _local_stack_running() -> bool:
-    from beam_pipelines.local.stack import LocalStack
-
     try:
         return any(info.alive() for info in LocalStack().load().values())
     except (OSError, ValueError, TypeError):
@@ -330,7 +327,7 @@ def check_job(options, options_cls: type) -> None:
 
     runner = options.view_as(StandardOptions).runner or ""  # unset: a pinned local runner
     values = options.view_as(options_cls).get_all_options(current_only=True)
-    local = runners.is_in_process(options)
+    local = runners.allows(options, runners.LocalStep.LAUNCHER_CHECKS)
     if not local:
         cloud = options.view_as(GoogleCloudOptions)
         # --template_location: this process only writes the job description (the Flex

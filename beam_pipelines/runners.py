@@ -66,6 +66,16 @@ class LocalStep(enum.Enum):
     PRINT_COUNTERS = "the run's counters are read back and printed when the run ends in this process"
     LOCAL_TEMP_LOCATION = "the staging files may default to the local GCS emulator's bucket"
     LAUNCH_SOURCE_CHECK = "the launching machine is the machine that reads the SQL source"
+    LAUNCHER_CHECKS = (
+        "the job's workers are this process: the URLs it calls are probed from here, and a run on the "
+        "emulators needs no Google credential (a Dataflow run checks credentials instead, and not the URLs "
+        "its workers may reach and its launcher may not)"
+    )
+    BACKFILL_SPLIT = (
+        "one process holds the whole run and its peak memory grows with the input: a long window runs as "
+        "windows this machine can hold, one after the other (beam_pipelines.backfill); Dataflow's workers "
+        "scale with the input, so there the range stays one job"
+    )
     PER_BUNDLE_INSERTS = (
         "the runner retries no bundle, and WriteToBigQuery's ten steps cost ~190 ms per 10-message "
         "pull there (41 vs 175 events/s): one DoFn inserts each bundle's rows, with no insert ids"
@@ -101,6 +111,8 @@ _ALLOWED: dict[str, frozenset[LocalStep]] = {
             LocalStep.PRINT_COUNTERS,
             LocalStep.LOCAL_TEMP_LOCATION,
             LocalStep.LAUNCH_SOURCE_CHECK,
+            LocalStep.LAUNCHER_CHECKS,
+            LocalStep.BACKFILL_SPLIT,
             LocalStep.SPILLED_SHARDS,
         }
     ),
@@ -160,11 +172,6 @@ def resolve_runner(options: PipelineOptions) -> str:
 def allows(options: PipelineOptions, step: LocalStep) -> bool:
     """Whether the options' runner may use the local-only ``step`` (see :class:`LocalStep`)."""
     return step in _ALLOWED.get(runner_name(options), frozenset())
-
-
-def is_in_process(options: PipelineOptions) -> bool:
-    """True for the two pinned local runners: the whole run lives in this process."""
-    return runner_name(options) in _ALLOWED
 
 
 def refuse_unsafe_running_mode(options: PipelineOptions) -> None:

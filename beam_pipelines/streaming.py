@@ -53,6 +53,7 @@ from beam_pipelines import (
     direct_runner_tuning,
     events,
     lake,
+    launch,
     preflight,
     runners,
     service_watch,
@@ -61,7 +62,7 @@ from beam_pipelines.direct_runner_tuning import tune_bundle_based_direct_runner
 from beam_pipelines.transforms.archive import ARCHIVED_MESSAGES, WriteMessageArchive
 from beam_pipelines.transforms.bigquery_sink import WriteDeadLetters, WriteRowsToTable, WriteUserBehavior
 from beam_pipelines.transforms.dedupe import DeduplicateEventsInProcess, DeduplicateEventsStateful
-from beam_pipelines.transforms.dimensions import (
+from beam_pipelines.transforms.dimension_side_inputs import (
     DEFAULT_LOAD_TIMEOUT_SECONDS,
     TICKER_PERIODIC_IMPULSE,
     TICKER_TIMER,
@@ -305,7 +306,7 @@ def build_pipeline(p: beam.Pipeline, options: PipelineOptions) -> None:
         _ = archived | "AcknowledgeArchived" >> beam.ParDo(direct_runner_tuning.AcknowledgeArchivedFn())
     unique = parsed[EVENTS] | "DeduplicateEvents" >> deduplicator(options)
 
-    # PeriodicImpulse does not expand on the BundleBasedDirectRunner (see transforms/dimensions.py).
+    # PeriodicImpulse does not expand on the BundleBasedDirectRunner (see transforms/dimension_side_inputs.py).
     ticker = TICKER_TIMER if runners.allows(options, runners.LocalStep.TIMER_TICKER) else TICKER_PERIODIC_IMPULSE
     products_loader, users_loader = _dimension_loaders(opts)
     refresh = {
@@ -484,7 +485,7 @@ def run_from_command_line(argv: list[str]) -> dict[str, int]:
     """The command line's job: run; locally until SIGINT/SIGTERM, then stop cleanly.
 
     Raises:
-      RuntimeError: the stopped run's counters do not add up (exit code 1 through ``cli.main``).
+      RuntimeError: the stopped run's counters do not add up (exit code 1 through ``launch.main``).
     """
     options = make_options(argv)
     if not runners.allows(options, runners.LocalStep.CLEAN_LOCAL_STOP):
@@ -520,4 +521,4 @@ def run_from_command_line(argv: list[str]) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(run_from_command_line, StreamingOptions, "beam_pipelines.streaming", __doc__))
+    sys.exit(launch.main(run_from_command_line, StreamingOptions, "beam_pipelines.streaming", __doc__))

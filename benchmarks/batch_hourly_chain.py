@@ -143,8 +143,8 @@ def build_chain(p, dataset: Dataset, out_dir: str, output_format: str, upto: str
     from beam_pipelines.events import SOURCE_STREAM
     from beam_pipelines.transforms.dedupe import DeduplicateEvents
     from beam_pipelines.transforms.enrich import EnrichWithDimensions
-    from beam_pipelines.transforms.parse import EVENTS
-    from beam_pipelines.transforms.unify import DEAD_LETTERS, ParseEventsInWindow
+    from beam_pipelines.transforms.job_window import ParseEventsInWindow
+    from beam_pipelines.transforms.parse import DEAD_LETTERS, EVENTS
 
     # The same transforms, in the same order, as the stream-event path of beam_pipelines.hourly.
     products = _keyed_dimension(p, "Products", dataset.products_path, "product_id")

@@ -42,10 +42,11 @@ import pyarrow.parquet as pq
 from beam_pipelines.local.processes import stop_process
 from beam_pipelines.local.services import gcs_objects_dir, start_bigquery
 from beam_pipelines.local.stack import DEFAULT_ROOT
-from beam_pipelines.transforms.load_stage import arrow_schemas, to_load_table
-from beam_pipelines.transforms.unify import MergeTarget, TableRef, user_behavior_merge_sql
+from beam_pipelines.transforms.staging.load import arrow_schemas, to_load_table
+from beam_pipelines.transforms.staging.merge import user_behavior_merge_sql
+from beam_pipelines.transforms.staging.targets import MergeTarget, TableRef
 from bigquery_schemas.client import make_client, query_scalar
-from bigquery_schemas.tables import ensure_all, to_schema_fields
+from bigquery_schemas.ddl import ensure_all, to_schema_fields
 
 PROJECT, DATASET, BUCKET = "bench-project", "bench", "bench-bucket"
 STEPS = ("start", "load", "merge", "insert", "query", "restart")

@@ -35,7 +35,7 @@ from beam_pipelines.events import format_ts
 from beam_pipelines.local.counting_proxy import CountingProxy
 from beam_pipelines.local.processes import stop_process
 from beam_pipelines.local.services import start_orders_api
-from publishers.world import build_world
+from publishers.catalog import build_world
 
 TOKEN_ENV = "BENCH_ORDERS_API_TOKEN"  # noqa: S105 - the variable's name
 

@@ -191,7 +191,7 @@ class Services:
         return make_client(PROJECT, self.bigquery.endpoints["rest"])
 
     def fresh_dataset(self) -> str:
-        from bigquery_schemas.tables import ensure_all
+        from bigquery_schemas.ddl import ensure_all
 
         dataset = f"jobmem_{uuid.uuid4().hex[:8]}"
         ensure_all(self.client(), dataset)

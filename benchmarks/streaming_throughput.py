@@ -46,7 +46,7 @@ from beam_pipelines.local.pubsub_admin import ensure_subscription, ensure_topic
 from beam_pipelines.local.services import start_bigquery, start_pubsub
 from beam_pipelines.local.stack import DEFAULT_ROOT
 from bigquery_schemas.client import make_client, query_scalar
-from bigquery_schemas.tables import ensure_all
+from bigquery_schemas.ddl import ensure_all
 
 PROJECT = "local-ecommerce"
 
@@ -145,7 +145,7 @@ def build_stage(p: beam.Pipeline, options: PipelineOptions, stage: str, out_path
     Stages before ``bigquery`` end in a local file (one event_id per line); ``bigquery``
     writes ``user_behavior`` exactly as the job does, without engagement and dead letters.
     """
-    from beam_pipelines.transforms.dimensions import TICKER_TIMER, RefreshedDimension
+    from beam_pipelines.transforms.dimension_side_inputs import TICKER_TIMER, RefreshedDimension
     from beam_pipelines.transforms.enrich import EnrichWithDimensions
     from beam_pipelines.transforms.parse import EVENTS, ParseEvents
 

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
+from beam_pipelines import cli, preflight
 from bigquery_schemas import table_names, table_spec
 from bigquery_schemas.client import make_client, query_scalar
-from bigquery_schemas.tables import ensure_table, to_schema_fields
+from bigquery_schemas.ddl import ensure_table, to_schema_fields
 
 BACKUP_SUFFIX = "__int64_ids"
 _INTEGER = frozenset({"INTEGER", "INT64"})
@@ -149,9 +150,6 @@ def migrate_table(client: bigquery.Client, dataset: str, plan: Plan, log: Callab
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # The command line is the one layer above beam_pipelines here, as in bigquery_schemas.tables.
-    from beam_pipelines import cli, preflight
-
     parser = cli.ArgumentParser(
         prog="python -m bigquery_schemas.migrate_ids",
         description="Retype the INT64 id columns (user_id, product_id) of existing tables to STRING, keeping "

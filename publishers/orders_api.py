@@ -530,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    # Lazy: uvicorn takes ~0.45 s to import (python -X importtime); only `serve` runs a server,
+    # and the tests that build the app with create_app() never need it.
     import uvicorn
 
     app = create_app(

@@ -55,6 +55,10 @@ from beam_pipelines import cli, events
 from beam_pipelines.events import format_ts
 from publishers import source_files
 from publishers.cli_types import fraction
+from publishers.import_files import run_import
+from publishers.manifest import Manifest
+from publishers.publishing import JsonlSink, Message, Progress
+from publishers.sinks import SinkOptions, open_sink
 
 # The event's wire fields: the contract's columns but event_time, which validation derives from event_ts.
 TARGET_FIELDS = tuple(name for name in events.EVENT_FIELDS if name != "event_time")
@@ -306,9 +310,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_messages(args: argparse.Namespace, now: datetime | None = None):
     """Messages, per-message send offsets (seconds) and the manifest for a replay."""
-    from publishers.publishing import Message
-    from publishers.simulator import Manifest
-
     columns, rows = read_rows(args.file, args.format)
     if not columns:
         raise ValueError(f"--file {args.file} has no rows")
@@ -424,7 +425,6 @@ def write_lake(lake_root: str, messages, run_id: str) -> dict[str, int]:
 def import_dimensions(args: argparse.Namespace) -> dict[str, Any]:
     """Products and users of the replayed file into ``--database-url`` (publishers.import_files)."""
     from beam_pipelines.io import source_mapping, sql
-    from publishers.import_files import run_import
 
     mapping = source_mapping.load(args.source_mapping)
     fmt = args.format
@@ -439,10 +439,7 @@ def source_mapping_columns(path: Path | None) -> list[str]:
     return list(source_mapping.load(path)["clickstream"].columns.values())
 
 
-def main_replay(args: argparse.Namespace, sink_opts) -> int:
-    from publishers.publishing import JsonlSink, Progress
-    from publishers.simulator import open_sink
-
+def main_replay(args: argparse.Namespace, sink_opts: SinkOptions) -> int:
     now = datetime.now(UTC)
     messages, offsets, manifest = build_messages(args, now)
     invalid, within = check_invalid_share(manifest, args.max_invalid_share, replay_zone(args))

@@ -31,7 +31,8 @@ import random
 import secrets
 import sys
 import time
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,85 +40,21 @@ from typing import Any
 from beam_pipelines import cli, events, preflight
 from beam_pipelines.events import format_ts
 from beam_pipelines.io import sql
-from publishers import malformed
+from publishers import malformed, replay
 from publishers.cli_types import fraction, non_negative
 from publishers.import_files import ImportFailed
-from publishers.publishing import (
-    BatchConfig,
-    JsonlSink,
-    Message,
-    Progress,
-    PubSubSink,
-    make_publisher,
-    target_description,
-    topic_path,
-)
+from publishers.manifest import Manifest
+from publishers.publishing import BatchConfig, JsonlSink, Message, Progress, topic_path
+from publishers.sinks import SinkError, SinkOptions, open_sink
 from publishers.world import CatalogView, Funnel, Order, World, write_orders
 
 CHUNK_SIZE = 100_000  # messages generated ahead of publishing at a time (bounds memory)
-MAX_MANIFEST_IDS = 200_000
 NOMINAL_SPACING = 1e-4  # seconds between event times when publishing as fast as possible
 LATE_ELIGIBLE = frozenset({"view", "wishlist", "add_to_cart"})  # order events keep order_ts == event_ts
 
 
 class SimulatorError(RuntimeError):
     """The run cannot start as asked; the message says what to change."""
-
-
-@dataclass
-class Manifest:
-    """Ground truth of one run (written as JSON by ``--manifest``)."""
-
-    seed: int
-    mode: str = "publish"
-    target: str = ""
-    published_total: int = 0
-    planned_total: int = 0
-    publish_errors: int = 0
-    unique_valid_events: int = 0
-    valid_by_event_name: dict[str, int] = field(default_factory=lambda: dict.fromkeys(events.EVENT_NAMES, 0))
-    duplicates_sent: int = 0
-    malformed_sent: int = 0
-    malformed_by_reason: dict[str, int] = field(default_factory=dict)
-    late_sent: int = 0
-    late_minutes: float = 0.0
-    min_event_ts: str | None = None
-    max_event_ts: str | None = None
-    valid_event_ids: list[str] | None = field(default_factory=list)
-    orders_written: int = 0
-    started_at: str | None = None
-    finished_at: str | None = None
-    seconds: float = 0.0
-    publish_rate: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def add_valid(self, event_id: str, event_name: str, event_ts: str) -> None:
-        self.unique_valid_events += 1
-        self.valid_by_event_name[event_name] = self.valid_by_event_name.get(event_name, 0) + 1
-        if self.min_event_ts is None or event_ts < self.min_event_ts:
-            self.min_event_ts = event_ts
-        if self.max_event_ts is None or event_ts > self.max_event_ts:
-            self.max_event_ts = event_ts
-        if self.valid_event_ids is not None:
-            if len(self.valid_event_ids) < MAX_MANIFEST_IDS:
-                self.valid_event_ids.append(event_id)
-            else:
-                self.valid_event_ids = None  # too many to list
-
-    def add_malformed(self, reason: str) -> None:
-        self.malformed_sent += 1
-        self.malformed_by_reason[reason] = self.malformed_by_reason.get(reason, 0) + 1
-
-    def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
-        out.update(self.extra)
-        return out
-
-    def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        tmp.replace(path)  # readers never see a half-written manifest
 
 
 def _encode(record: dict[str, Any]) -> bytes:
@@ -250,42 +187,10 @@ class Planner:
 
 
 def events_uuid(rng: random.Random):
-    import uuid
-
     return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
 # ---------------------------------------------------------------------------- running
-
-
-@dataclass
-class SinkOptions:
-    project: str | None = None
-    topic: str | None = None
-    output_jsonl: Path | None = None
-    batch: BatchConfig = field(default_factory=BatchConfig)
-    create_topic: bool = False
-    progress: bool = True
-
-
-def open_sink(opts: SinkOptions):
-    """A :class:`PubSubSink` or :class:`JsonlSink` and its description."""
-    if opts.output_jsonl:
-        return JsonlSink(Path(opts.output_jsonl)), f"file {opts.output_jsonl}"
-    if not opts.topic:
-        raise SimulatorError("pass --topic (and --project), or --output-jsonl PATH to write a file instead")
-    try:
-        path = topic_path(opts.project, opts.topic)
-    except ValueError as exc:
-        raise SimulatorError(str(exc)) from None
-    if opts.create_topic:
-        from beam_pipelines.local.pubsub_admin import ensure_topic
-
-        project, topic = path.split("/")[1], path.split("/")[3]
-        ensure_topic(project, topic)
-    client = make_publisher(opts.batch)
-    preflight.require_topic(path, client)  # did you mean --topic user-events?
-    return PubSubSink(client, path), target_description(path)
 
 
 def run_publish(
@@ -419,8 +324,6 @@ def build_parser() -> argparse.ArgumentParser:
     fun.add_argument("--p-return", type=fraction, default=default.p_return, help="per order")
     _add_sink_args(pub)
 
-    from publishers import replay
-
     rep = sub.add_parser(
         "replay",
         help="publish the rows of a real clickstream file (CSV or JSONL)",
@@ -495,15 +398,13 @@ def main(argv: list[str] | None = None) -> int:
             preflight.require_service(preflight.PUBSUB_ENV, f"publishing to {path}")
         if args.command == "publish":
             return main_publish(args)
-        from publishers import replay
-
         return replay.main_replay(args, _sink_options(args))
     except ImportFailed as failed:
         for error in failed.errors[:20]:
             print(f"error: {error.line()}", file=sys.stderr)
         print(f"import of the file's products and users failed: {failed}", file=sys.stderr)
         return 2
-    except (SimulatorError, sql.DatabaseURLError, ConnectionError, ValueError) as exc:
+    except (SimulatorError, SinkError, sql.DatabaseURLError, ConnectionError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except preflight.PreflightError as exc:

@@ -14,7 +14,7 @@ exactly what the hourly job rebuilds from the API, so stream and API collapse.
 Two ways to run a world:
 
 * :meth:`World.window` places ``n_orders`` orders in a time window ``[start, end)``
-  (batch tests, ``publishers.catalog load --orders``, :func:`build_world`);
+  (batch tests, ``publishers.catalog load --orders``, :func:`publishers.catalog.build_world`);
 * :meth:`World.live` emits exactly ``n_events`` events whose timestamps come from a
   clock (the publisher simulator: ``event_ts`` ≈ publish time).
 
@@ -34,6 +34,7 @@ from typing import Any
 from beam_pipelines import events
 from beam_pipelines.events import format_ts, line_amount
 from beam_pipelines.io import sql
+from publishers.catalog_rows import product_prices
 
 ORDER_COLUMNS = ("order_id", "user_id", "session_id", "status", "order_ts", "updated_at", "currency")
 LINE_COLUMNS = ("order_id", "line_number", "product_id", "quantity", "unit_price")
@@ -173,8 +174,6 @@ class CatalogView:
     @classmethod
     def generated(cls, seed: int, n_products: int, n_users: int, as_of: datetime) -> CatalogView:
         """The catalog :mod:`publishers.catalog` would load with the same arguments."""
-        from publishers.catalog import product_prices
-
         ids = [str(i) for i in range(1, n_products + 1)]
         products = sorted(zip(ids, product_prices(seed, n_products, as_of), strict=True))
         return cls([p for p, _ in products], [v for _, v in products], sorted(str(i) for i in range(1, n_users + 1)))
@@ -422,36 +421,6 @@ def write_orders(db: sql.Database, orders: Sequence[Order]) -> int:
             [row for o in orders for row in o.line_rows()],
         )
     return len(orders)
-
-
-def build_world(
-    database_url: str,
-    seed: int,
-    n_products: int,
-    n_users: int,
-    n_orders: int,
-    window: tuple[datetime, datetime],
-    *,
-    funnel: Funnel | None = None,
-    replace: bool = True,
-    with_events: bool = True,
-) -> WorldResult:
-    """Load a catalog and place ``n_orders`` orders in ``window`` into ``database_url``.
-
-    Returns the world's events and orders (ground truth for tests): the database
-    then holds exactly ``result.orders``, and ``result.events`` are the stream
-    events of the same sessions (order/return events share ids with the API lines;
-    ``with_events=False`` skips them, same orders, faster).
-    """
-    from publishers.catalog import load
-
-    start, end = window
-    with sql.connect(database_url) as db:
-        load(db, seed=seed, n_products=n_products, n_users=n_users, n_orders=0, start=start, end=end, replace=replace)
-        world = World(CatalogView.from_database(db), seed, funnel)
-        result = world.window(start, end, n_orders, with_events=with_events)
-        write_orders(db, result.orders)
-    return result
 
 
 def iter_api_orders(orders: Sequence[Order]) -> Iterator[dict[str, Any]]:

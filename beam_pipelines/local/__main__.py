@@ -22,7 +22,6 @@ from beam_pipelines.local.processes import StackError
 from beam_pipelines.local.services import install_duckdb_extensions
 from beam_pipelines.local.stack import DEFAULT_ROOT, SERVICES, LocalStack, StackConfig
 from beam_pipelines.preflight import ENV_FIX, UP_FIX
-from bigquery_schemas.tables import format_table
 
 
 def _env_lines(stack: LocalStack) -> list[str]:
@@ -66,14 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             print(f"Starting the local stack (state and data in {stack.config.state_dir}):")
             stack.up(args.service)
-            print(format_table(stack.status()))
+            print(cli.format_table(stack.status()))
             print(f"\nPoint your shell at it with:  {ENV_FIX}")
         elif args.command == "down":
             stack.down()
         elif args.command == "wipe":
             stack.wipe()
         elif args.command == "status":
-            print(format_table(stack.status()))
+            print(cli.format_table(stack.status()))
         elif args.command == "env":
             print("\n".join(_env_lines(stack)))
         elif args.command == "install-extensions":

@@ -38,6 +38,8 @@ from beam_pipelines.local.services import (
     start_pubsub,
     start_storage,
 )
+from bigquery_schemas.client import make_client
+from bigquery_schemas.ddl import ensure_all
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = PROJECT_ROOT / ".local"
@@ -163,9 +165,6 @@ class LocalStack:
                 + (f" (recreated: {', '.join(restored)})" if restored else "")
             )
         if "bigquery" in running:
-            from bigquery_schemas.client import make_client
-            from bigquery_schemas.tables import ensure_all
-
             client = make_client(self.config.project, running["bigquery"].endpoints["rest"])
             results = ensure_all(client, self.config.dataset)
             progress(

@@ -183,7 +183,7 @@ class WriteRowsToTable(beam.PTransform):
       The table must exist already (``python -m bigquery_schemas.tables``); the write
         never creates it (CREATE_NEVER), so a misspelt table name fails instead of making
         a new table. (The hourly job's per-run staging tables are made by
-        :mod:`.load_stage`.)
+        :mod:`.staging.load`.)
       per_bundle_inserts: if true (STREAMING_INSERTS only), insert each bundle's rows
         directly with :class:`InsertRowsPerBundleFn` (one step) instead of
         ``beam.io.WriteToBigQuery`` (ten steps around a reshuffle). For local runners,

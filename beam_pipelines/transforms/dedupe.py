@@ -1,17 +1,24 @@
 """Collapse repeated deliveries of the same event (same ``event_id``) to one.
 
-Two flavours with the same contract, one event per ``event_id`` and a
-``duplicates_removed`` counter (so ``valid = written + duplicates_removed``):
+Three flavours with one contract, one event per ``event_id`` and a
+``duplicates_removed`` counter (so ``valid = written + duplicates_removed``). Which one
+runs is fixed by the job and its runner, never by the caller's taste:
 
-* :class:`DeduplicateEvents` for bounded input (batch): group by ``event_id`` and keep a
-  deterministic winner, so re-running a backfill writes identical rows.
-* :class:`DeduplicateEventsStateful` for unbounded input (streaming): the first
-  delivery wins; a copy *published* up to the horizon after it is dropped, whatever
-  its ``event_ts`` (per-key state with an expiry timer, see below).
-* :class:`DeduplicateEventsInProcess`, the same streaming contract for the in-process
+* :class:`DeduplicateEvents`, for bounded input: the hourly job's order events, on every
+  runner, Dataflow and local alike. It groups by ``event_id`` and keeps a deterministic
+  winner, so re-running a backfill writes identical rows. (The hourly job's stream events
+  are deduplicated per shard by :mod:`.sharded` with the same winner rule, ``_winner_key``.)
+* :class:`DeduplicateEventsStateful`, for unbounded input: the streaming job on Dataflow
+  and on every runner other than the in-process ``BundleBasedDirectRunner``. The first
+  delivery wins; a copy *published* up to the horizon after it is dropped, whatever its
+  ``event_ts`` (per-key state with an expiry timer, see below).
+* :class:`DeduplicateEventsInProcess`, the streaming contract for the in-process
   ``BundleBasedDirectRunner`` only, where per-key state is slow and grows without bound
-  (see its docstring); the streaming job picks it for that runner
-  (``runners.LocalStep.IN_PROCESS_DEDUPE``).
+  (see its docstring). The streaming job picks it through the one runner seam:
+  ``streaming.deduplicator`` asks ``runners.allows(options, runners.LocalStep.IN_PROCESS_DEDUPE)``,
+  and that ``LocalStep`` carries the measured reason. Any other runner gets the
+  stateful flavour; tests run both flavours on the local runner
+  (``tests/streaming/test_streaming_transforms.py``).
 
 **The streaming horizon is measured from arrival.** The streaming job reads Pub/Sub with
 no ``timestamp_attribute`` and no ``id_label`` (docs/streaming.md): every message enters
@@ -303,7 +310,8 @@ class DeduplicateEventsInProcess(beam.PTransform):
     stateful variant's event-time timers would fire at the same moments there.
 
     Not for Dataflow or any multi-process runner (each worker would have its own map):
-    the streaming job uses it only when the runner is ``BundleBasedDirectRunner``.
+    the streaming job uses it only when the runner is ``BundleBasedDirectRunner``
+    (``runners.LocalStep.IN_PROCESS_DEDUPE``).
     Like that runner's state, the ids do not survive a restart.
 
     Args:

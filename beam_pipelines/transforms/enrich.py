@@ -15,7 +15,7 @@ from apache_beam.metrics import Metrics
 
 from beam_pipelines import events as ev
 from beam_pipelines.transforms import METRICS_NAMESPACE
-from beam_pipelines.transforms.dimensions import newest_snapshot
+from beam_pipelines.transforms.dimension_side_inputs import newest_snapshot
 
 
 class EnrichEventFn(beam.DoFn):
@@ -26,7 +26,7 @@ class EnrichEventFn(beam.DoFn):
         self._unknown_products = Metrics.counter(METRICS_NAMESPACE, "unknown_products")
         self._unknown_users = Metrics.counter(METRICS_NAMESPACE, "unknown_users")
         self._rows = Metrics.counter(METRICS_NAMESPACE, "enriched_rows")
-        # Rows enriched while no snapshot of that dimension had loaded (transforms/dimensions.py).
+        # Rows enriched while no snapshot of that dimension had loaded (transforms/dimension_side_inputs.py).
         self._without = {
             name: Metrics.counter(METRICS_NAMESPACE, f"enriched_without_{name}_snapshot")
             for name in ("products", "users")
@@ -85,11 +85,11 @@ class EnrichWithDimensions(beam.PTransform):
     Args:
       products: PCollection of ``(product_id, row)`` pairs (row has ``product_name``,
         ``category``); applied with ``AsDict``. For a streaming job, a periodically
-        refreshed PCollection from :mod:`beam_pipelines.transforms.dimensions`.
+        refreshed PCollection from :mod:`beam_pipelines.transforms.dimension_side_inputs`.
       users: PCollection of ``(user_id, row)`` pairs (row has ``user_name``).
       source: value of ``user_behavior.source`` (``events.SOURCE_STREAM`` or ``SOURCE_API``).
       snapshots: the dimensions are PCollections of
-        :class:`~beam_pipelines.transforms.dimensions.DimensionSnapshot` (one element per
+        :class:`~beam_pipelines.transforms.dimension_side_inputs.DimensionSnapshot` (one element per
         refresh, from ``RefreshedDimension``) instead of pairs; they are applied with
         ``AsList`` and the newest snapshot is used for each bundle.
 

@@ -6,6 +6,8 @@
   ``_LATEST`` pointer (only after every part is in place).
 * :class:`ReadDimension`: the latest snapshot of a table as ``(key, row)`` pairs.
 * :class:`ReadLakeFiles`: every line of the files matching some patterns, with its path.
+* :class:`ForwardLakeDeadLetterFn`: a ``dead_letter`` row an extract stored in the lake -> the
+  same row for BigQuery.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from datetime import datetime
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from beam_pipelines import lake
+from beam_pipelines import events, lake
 from beam_pipelines.transforms import METRICS_NAMESPACE
-from beam_pipelines.transforms.dims import shrink_refusal
+from beam_pipelines.transforms.dimension_tables import shrink_refusal
 
 _LOG = logging.getLogger(__name__)
 
@@ -211,7 +213,7 @@ class WriteSnapshot(beam.PTransform):
     """Write dict rows as a full snapshot of ``table`` and then move ``_LATEST`` to it.
 
     The pointer does not move when the new snapshot holds less than half the rows of
-    the one it would replace (:func:`~beam_pipelines.transforms.dims.shrink_refusal`):
+    the one it would replace (:func:`~beam_pipelines.transforms.dimension_tables.shrink_refusal`):
     the job fails, readers keep the previous snapshot.
 
     Args:
@@ -379,3 +381,25 @@ class ReadLakeFiles(beam.PTransform):
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadLines" >> beam.FlatMap(lambda path: ((path, line) for line in iter_lines(path)))
         )
+
+
+class ForwardLakeDeadLetterFn(beam.DoFn):
+    """A ``dead_letter`` row stored in the lake by an extract -> the same row for BigQuery."""
+
+    def __init__(self, pipeline: str):
+        self._pipeline = pipeline
+        self._forwarded = Metrics.counter(METRICS_NAMESPACE, "extract_dead_letters_forwarded")
+
+    def process(self, element):
+        path, line = element
+        self._forwarded.inc()
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not row.get("stage") or not row.get("pipeline"):
+                raise ValueError("not a dead_letter row")
+        except ValueError as exc:
+            # A corrupt dead-letter file must not be lost either: wrap it as-is.
+            row = events.dead_letter_row(
+                pipeline=self._pipeline, stage="forward", error=str(exc), payload=line, attributes={"file": path}
+            )
+        yield row

@@ -8,7 +8,7 @@ and per shard instead of per event (docs/benchmarks.md: ~60 µs/event per elemen
 1. ``ParseFileBlocks``: each file is read in blocks of lines (``lake.iter_raw_lines``,
    the lines ``ReadLakeFiles`` yields). Per block, the payloads the columnar fast path
    accepts (:mod:`beam_pipelines.event_batch`) become event columns at once; every
-   other line is judged by :class:`~beam_pipelines.transforms.unify.ParseEventsInWindowFn`
+   other line is judged by :class:`~beam_pipelines.transforms.job_window.ParseEventsInWindowFn`
    itself, the per-element step, so dead letters (stage, reason, payload, attributes)
    and the window rule come from one place. Archive files (``*.pubsub.jsonl``) are
    unwrapped with ``event_archive.decode`` first and their publish time is the
@@ -47,8 +47,8 @@ from numpy.lib.stride_tricks import as_strided
 from beam_pipelines import event_archive, event_batch, events, lake, runners
 from beam_pipelines.transforms import METRICS_NAMESPACE
 from beam_pipelines.transforms.dedupe import _winner_key
-from beam_pipelines.transforms.parse import EVENTS
-from beam_pipelines.transforms.unify import DEAD_LETTERS, ParseEventsInWindowFn
+from beam_pipelines.transforms.job_window import ParseEventsInWindowFn
+from beam_pipelines.transforms.parse import DEAD_LETTERS, EVENTS
 
 ROWS = "rows"
 SHARD_BYTES = 64 * 2**20

@@ -35,13 +35,10 @@ from pathlib import Path
 from google.api_core.exceptions import GoogleAPICallError
 from google.auth.exceptions import DefaultCredentialsError
 
-# The command line is the one layer above beam_pipelines here (see bigquery_schemas.tables.main):
-# the shared parser, exit codes and preflight checks live there.
 from beam_pipelines import cli, preflight
 from bigquery_schemas import analytics
 from bigquery_schemas.analytics.formatting import FORMATS, format_rows, json_rows
 from bigquery_schemas.client import make_client
-from bigquery_schemas.tables import format_table
 
 REPORTS_DIR = Path("reports")
 """Where generated files go by default: ignored by git (.gitignore), never the repository root."""
@@ -154,7 +151,7 @@ def _cmd_list(out) -> None:
         }
         for e in entries
     ]
-    print(format_table(rows), file=out)
+    print(cli.format_table(rows), file=out)
 
 
 def _write(text: str, path: Path | None, out) -> None:

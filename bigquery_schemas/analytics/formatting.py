@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from bigquery_schemas.tables import format_table
+from beam_pipelines.cli import format_table
 
 FORMATS = ("table", "csv", "json")
 _CENTS = Decimal("0.01")

@@ -10,7 +10,7 @@ from beam_pipelines import extract_dims, extract_orders, lake
 from beam_pipelines.events import parse_ts
 from beam_pipelines.io import sql
 from beam_pipelines.io.sql_login import SqlLogin
-from beam_pipelines.transforms.dims import PlanKeyRangesFn, ReadKeyRangeFn, key_ranges
+from beam_pipelines.transforms.dimension_extract import PlanKeyRangesFn, ReadKeyRangeFn, key_ranges
 from tests.batch.fake_api import TOKEN, FakeOrdersApi, make_order
 
 ORDERS = [make_order(f"o{i:02d}", f"2026-11-21T10:{i * 5:02d}:00.000000Z") for i in range(12)] + [

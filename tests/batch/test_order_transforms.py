@@ -11,6 +11,7 @@ from beam_pipelines.batch_run import counters
 from beam_pipelines.transforms import parse
 from beam_pipelines.transforms.dedupe import DeduplicateEvents
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
+from beam_pipelines.transforms.job_window import KeepEventsInWindow
 from beam_pipelines.transforms.orders import (
     DEAD_LETTERS,
     ORDER_RECORDS,
@@ -21,7 +22,6 @@ from beam_pipelines.transforms.orders import (
     explode_order,
     order_row,
 )
-from beam_pipelines.transforms.unify import KeepEventsInWindow
 from tests.batch.fake_api import make_order
 
 LINES = [

@@ -10,8 +10,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_pipelines import events
 from beam_pipelines.batch_run import counters
 from beam_pipelines.transforms.dedupe import DeduplicateEvents
-from beam_pipelines.transforms.parse import EVENTS, ParseEvents
-from beam_pipelines.transforms.unify import DEAD_LETTERS, KeepEventsInWindow, ParseEventsInWindow
+from beam_pipelines.transforms.job_window import KeepEventsInWindow, ParseEventsInWindow
+from beam_pipelines.transforms.parse import DEAD_LETTERS, EVENTS, ParseEvents
 from tests.reliability import hostile
 
 START = hostile.HOUR

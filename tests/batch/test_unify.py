@@ -5,14 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from beam_pipelines.transforms.unify import (
-    MergeTarget,
-    TableRef,
-    dimension_merge_sql,
-    is_stale_staging,
-    orders_merge_sql,
-    user_behavior_merge_sql,
-)
+from beam_pipelines.transforms.staging.merge import dimension_merge_sql, orders_merge_sql, user_behavior_merge_sql
+from beam_pipelines.transforms.staging.sweep import is_stale_staging
+from beam_pipelines.transforms.staging.targets import MergeTarget, TableRef
 
 
 def test_table_ref_parses_and_names_its_staging_table():
@@ -84,7 +79,7 @@ class _Conflicting:
 
 def test_a_dml_statement_that_loses_a_concurrent_update_race_runs_again():
     """BigQuery aborts one of two mutating statements on the same partitions; ours are idempotent."""
-    from beam_pipelines.transforms.unify import CONFLICT_RETRIES, run_dml
+    from beam_pipelines.transforms.staging.merge import CONFLICT_RETRIES, run_dml
 
     slept: list[float] = []
     client = _Conflicting(conflicts=2)

@@ -23,7 +23,7 @@ from tests.dataflow.offline import DATAFLOW_ARGS, LOCAL_ENDPOINT_ENVS, describe
 from tests.dataflow.test_job_descriptions import JOBS, job_options_class
 
 # Leaf labels only a local-only step has: per-bundle inserts (WriteRowsToTable) and the
-# timer ticker (transforms/dimensions.py). The in-process dedupe has no KeyByEventId step.
+# timer ticker (transforms/dimension_side_inputs.py). The in-process dedupe has no KeyByEventId step.
 LOCAL_ONLY_STEPS = {"InsertRows", "LoopTimer"}
 DATAFLOW_SPELLINGS = [
     "DataflowRunner",

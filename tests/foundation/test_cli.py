@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from beam_pipelines import cli, hourly
+from beam_pipelines import cli, hourly, launch
 
 
 def test_help_formatter_appends_a_default_once_and_only_when_there_is_one():
@@ -56,6 +56,6 @@ def test_failure_summary_names_the_real_cause_its_step_and_the_resource():
 
 
 def test_input_errors_and_failed_runs_are_told_apart():
-    assert cli._is_input_error(ValueError("--window_start must be ..."))
-    assert not cli._is_input_error(ValueError("bad row [while running 'ParseEvents']"))
-    assert not cli._is_input_error(argparse.ArgumentTypeError("x"))
+    assert launch._is_input_error(ValueError("--window_start must be ..."))
+    assert not launch._is_input_error(ValueError("bad row [while running 'ParseEvents']"))
+    assert not launch._is_input_error(argparse.ArgumentTypeError("x"))

@@ -11,8 +11,8 @@ import pytest
 from google.cloud import bigquery
 
 from bigquery_schemas import table_spec
+from bigquery_schemas.ddl import IncompatibleSchemaChange, build_table, ensure_table, to_schema_fields
 from bigquery_schemas.migrate_ids import BACKUP_SUFFIX, main, plan_table
-from bigquery_schemas.tables import IncompatibleSchemaChange, build_table, ensure_table, to_schema_fields
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from google.cloud import bigquery
 
 import bigquery_schemas
 from bigquery_schemas import beam_additional_bq_parameters, beam_schema, load_fields, table_names, table_spec
-from bigquery_schemas.tables import IncompatibleSchemaChange, ensure_all, ensure_table
+from bigquery_schemas.ddl import IncompatibleSchemaChange, ensure_all, ensure_table
 
 SEED_COLUMNS = [
     "date",

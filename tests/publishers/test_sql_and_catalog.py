@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from beam_pipelines.io import sql
-from publishers import catalog
+from publishers import catalog, catalog_rows
 
 START = datetime(2025, 6, 1, 0, tzinfo=UTC)
 END = datetime(2025, 6, 1, 6, tzinfo=UTC)
@@ -91,9 +91,9 @@ def test_catalog_is_reproducible_and_seed_dependent(sqlite_url, tmp_path):
     assert first == _dump(other)
     assert first["products"] != _dump(third)["products"]
     product = first["products"][0]
-    assert product["category"] in catalog.CATEGORIES and Decimal(product["price"]) > 0
+    assert product["category"] in catalog_rows.CATEGORIES and Decimal(product["price"]) > 0
     user = first["users"][0]
-    assert len(user["country"]) == 2 and user["email"].endswith(catalog.EMAIL_DOMAINS) and user["user_id"] == "1"
+    assert len(user["country"]) == 2 and user["email"].endswith(catalog_rows.EMAIL_DOMAINS) and user["user_id"] == "1"
     assert len({u["email"] for u in first["users"]}) == 100
     assert all(f"{START:%Y-%m-%d}T00:00:00" <= o["order_ts"] < f"{END:%Y-%m-%d}T06:00:00" for o in first["orders"])
 

@@ -29,7 +29,7 @@ import pytest
 from google.cloud import bigquery
 
 from beam_pipelines import backfill, events, extract_dims, extract_orders, lake
-from bigquery_schemas.tables import ensure_all
+from bigquery_schemas.ddl import ensure_all
 from tests.fixtures.jobs import hourly_job_args
 
 pytestmark = pytest.mark.integration

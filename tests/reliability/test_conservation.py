@@ -23,9 +23,9 @@ from beam_pipelines.batch_run import counters
 from beam_pipelines.transforms.archive import WriteMessageArchive
 from beam_pipelines.transforms.dedupe import DeduplicateEvents, DeduplicateEventsStateful
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
+from beam_pipelines.transforms.job_window import KeepEventsInWindow, ParseEventsInWindow
 from beam_pipelines.transforms.lake_io import ReadLakeFiles
 from beam_pipelines.transforms.parse import ARCHIVE, DEAD_LETTERS, EVENTS, ParseEvents
-from beam_pipelines.transforms.unify import KeepEventsInWindow, ParseEventsInWindow
 from tests.reliability import hostile
 from tests.reliability.hostile import DEAD, VALID
 

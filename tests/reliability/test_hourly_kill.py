@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import pytest
 from google.cloud import bigquery
 
-from bigquery_schemas.tables import ensure_all
+from bigquery_schemas.ddl import ensure_all
 from tests.fixtures.jobs import extract_lake, hourly_job_args
 
 pytestmark = pytest.mark.integration

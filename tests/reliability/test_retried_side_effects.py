@@ -18,8 +18,9 @@ import pytest
 
 from beam_pipelines import hourly, lake
 from beam_pipelines.transforms.lake_io import _PointLatestFn, _RecordExtractFn, window_key
-from beam_pipelines.transforms.load_stage import DeleteStagingFilesFn, LoadStagingTableFn
-from beam_pipelines.transforms.unify import DropStagingTablesFn, MergeStagingTablesFn, MergeTarget, TableRef
+from beam_pipelines.transforms.staging.load import DeleteStagingFilesFn, LoadStagingTableFn
+from beam_pipelines.transforms.staging.merge import DropStagingTablesFn, MergeStagingTablesFn
+from beam_pipelines.transforms.staging.targets import MergeTarget, TableRef
 from tests.fixtures.jobs import extract_lake, hourly_job_args
 from tests.fixtures.stack import own_dataset
 

@@ -17,9 +17,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_pipelines import event_archive, lake
 from beam_pipelines.transforms.archive import WriteMessageArchive
+from beam_pipelines.transforms.job_window import ParseEventsInWindow
 from beam_pipelines.transforms.lake_io import ReadLakeFiles
 from beam_pipelines.transforms.parse import ARCHIVE, DEAD_LETTERS, EVENTS, ParseEvents
-from beam_pipelines.transforms.unify import ParseEventsInWindow
 from tests.reliability import hostile
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """Refreshed dimensions never stall the stream and never throw a good snapshot away.
 
-The rules of ``transforms/dimensions.py``: until a first load succeeds, a failed or
+The rules of ``transforms/dimension_side_inputs.py``: until a first load succeeds, a failed or
 timed-out load emits an empty placeholder (so a Dataflow main input, which waits for
 its side input's first pane, does not wait without bound) and rows are counted as
 enriched without that dimension; after a good load, a failed load or one that would
@@ -21,8 +21,8 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_pipelines import events
-from beam_pipelines.transforms import dimensions
-from beam_pipelines.transforms.dimensions import DimensionSnapshot, LoadSnapshotFn, LoadSnapshots
+from beam_pipelines.transforms import dimension_side_inputs as dimensions
+from beam_pipelines.transforms.dimension_side_inputs import DimensionSnapshot, LoadSnapshotFn, LoadSnapshots
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
 
 

@@ -35,7 +35,7 @@ from beam_pipelines import events, lake, service_watch
 from beam_pipelines.local.processes import stop_process
 from beam_pipelines.local.services import start_bigquery
 from beam_pipelines.local.stack import DEFAULT_ROOT
-from bigquery_schemas.tables import ensure_all
+from bigquery_schemas.ddl import ensure_all
 from tests.fixtures.faulty_storage import FaultyStorage
 from tests.fixtures.jobs import hourly_job_args
 from tests.fixtures.stack import BigQueryDataset

@@ -33,7 +33,7 @@ from google.cloud import pubsub_v1
 
 from beam_pipelines import event_archive, events, lake
 from beam_pipelines.local.processes import stop_process
-from bigquery_schemas.tables import ensure_all
+from bigquery_schemas.ddl import ensure_all
 from tests.fixtures.jobs import hourly_job_args
 from tests.fixtures.streaming_harness import job_death, start_job, stop_job, wait_for
 from tests.reliability import hostile

@@ -19,7 +19,7 @@ from beam_pipelines.transforms.dedupe import (
     DeduplicateEventsInProcessFn,
     DeduplicateEventsStateful,
 )
-from beam_pipelines.transforms.dimensions import DimensionSnapshot
+from beam_pipelines.transforms.dimension_side_inputs import DimensionSnapshot
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
 from beam_pipelines.transforms.parse import DEAD_LETTERS, EVENTS, ParseEvents
 from beam_pipelines.transforms.windows import EngagementMetrics

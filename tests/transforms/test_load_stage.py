@@ -19,9 +19,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from google.cloud import bigquery
 
 from beam_pipelines import hourly, lake
-from beam_pipelines.transforms import load_stage
-from beam_pipelines.transforms.load_stage import STAGE_BIGQUERY_LOAD, StageWithLoadJob, arrow_schemas
-from beam_pipelines.transforms.unify import MergeStagingTablesFn, MergeTarget, TableRef
+from beam_pipelines.transforms.staging import load as load_stage
+from beam_pipelines.transforms.staging.load import STAGE_BIGQUERY_LOAD, StageWithLoadJob, arrow_schemas
+from beam_pipelines.transforms.staging.merge import MergeStagingTablesFn
+from beam_pipelines.transforms.staging.targets import MergeTarget, TableRef
 from tests.fixtures.jobs import hourly_job_args
 
 pytestmark = pytest.mark.integration
@@ -221,7 +222,7 @@ def test_a_missing_staging_table_fails_the_merge_and_the_others_are_kept_for_its
     """Staging tables are dropped only after every MERGE succeeded; a missing one (expired, or
     dropped by an earlier attempt) fails the step instead of merging "nothing"."""
     from bigquery_schemas import table_spec
-    from bigquery_schemas.tables import build_table
+    from bigquery_schemas.ddl import build_table
 
     targets = []
     for kind in ("orders", "user_behavior"):

@@ -24,10 +24,10 @@ from beam_pipelines import event_archive, event_batch, events
 from beam_pipelines.batch_run import counters as counters_of
 from beam_pipelines.transforms.dedupe import DeduplicateEvents
 from beam_pipelines.transforms.enrich import EnrichWithDimensions
+from beam_pipelines.transforms.job_window import ParseEventsInWindow, ParseEventsInWindowFn
 from beam_pipelines.transforms.lake_io import ReadLakeFiles
 from beam_pipelines.transforms.parse import EVENTS
 from beam_pipelines.transforms.sharded import DEAD_LETTERS, ROWS, BlockParser, ShardedStreamRows
-from beam_pipelines.transforms.unify import ParseEventsInWindow, ParseEventsInWindowFn
 from publishers.world import CatalogView, World
 from tests.reliability import hostile
 

@@ -1,6 +1,6 @@
 """Fill a per-run staging table with one BigQuery load job of Parquet files.
 
-The hourly job stages its rows here before the MERGE (:mod:`.unify`)::
+The hourly job stages its rows here before the MERGE (:mod:`.merge`)::
 
     rows (dicts, or Arrow tables in the rows' text form)
       -> Arrow tables typed by bigquery_schemas/<kind>.json     rows that cannot load -> dead letters
@@ -42,7 +42,7 @@ import bigquery_schemas
 from beam_pipelines import events
 from beam_pipelines.transforms import METRICS_NAMESPACE
 from beam_pipelines.transforms.bigquery_sink import FailedRowToDeadLetterFn
-from beam_pipelines.transforms.unify import TableRef
+from beam_pipelines.transforms.staging.targets import TableRef
 
 STAGE_BIGQUERY_LOAD = "bigquery_load"
 FAILED = "failed"
@@ -307,7 +307,7 @@ class LoadStagingTableFn(beam.DoFn):
         from google.cloud import bigquery
 
         from bigquery_schemas.client import make_client
-        from bigquery_schemas.tables import build_table, to_schema_fields
+        from bigquery_schemas.ddl import build_table, to_schema_fields
 
         ref = self._staging
         spec = bigquery_schemas.table_spec(self._kind)

@@ -1,4 +1,4 @@
-"""Hourly-job transforms: window filtering, run tagging, and the idempotent BigQuery merge.
+"""The idempotent BigQuery merge of a run's staging tables into the final tables, then their drop.
 
 The hourly job never appends to the final tables. It writes the run's rows to per-run
 staging tables (``<table>_stg_<run_id>``, same schema) and then, once every staging
@@ -23,90 +23,26 @@ and :class:`DropStagingTables`, a separate step, drops the staging tables:
 Every statement is keyed, so running it twice leaves the table as one run did, and a
 run that dies half-way is repaired by re-running it.
 
-A run killed before its merge (SIGKILL, a preempted launcher) cannot drop its staging
-tables. Two things clean up after it: the staging tables are created with an
-expiration (the run's start plus ``--staging_ttl_minutes``), which BigQuery enforces,
-and every run's :class:`DropStaleStagingTables` drops the staging tables of other runs
-that are no longer running. The liveness rule is age: no run lives longer than the TTL
-(the Composer task times out long before), so a staging table whose expiration has
-passed, or created more than one TTL ago, belongs to a dead run. bqemulator 1.4.0
-ignores ``expirationTime`` (neither stored nor enforced, measured), so locally the
-sweep does all the work, on each table's creation time.
+The staging tables of a run killed before its merge are dropped by :mod:`.sweep`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 import bigquery_schemas
-from beam_pipelines import event_archive, events
-from beam_pipelines.transforms import METRICS_NAMESPACE, parse
-from beam_pipelines.transforms.dims import dim_table, shrink_refusal
-from beam_pipelines.transforms.parse import DEAD_LETTERS
-
-STAGE_WINDOW = "window"
+from beam_pipelines import events
+from beam_pipelines.transforms import METRICS_NAMESPACE
+from beam_pipelines.transforms.dimension_tables import dim_table, shrink_refusal
+from beam_pipelines.transforms.staging.targets import MergeTarget
 
 _LOG = logging.getLogger(__name__)
-_TABLE_RE = re.compile(r"^(?P<project>[a-z][\w\-.]*):(?P<dataset>\w+)\.(?P<table>[\w$]+)$")
-
-
-# ----------------------------------------------------------------------------- tables
-
-
-@dataclass(frozen=True)
-class TableRef:
-    """``project:dataset.table`` split into parts."""
-
-    project: str
-    dataset: str
-    table: str
-
-    @classmethod
-    def parse(cls, spec: str, option: str = "table") -> TableRef:
-        m = _TABLE_RE.match(spec or "")
-        if not m:
-            raise ValueError(
-                f"--{option} must be project:dataset.table (e.g. my-project:ecommerce.users), got {spec!r}"
-            )
-        return cls(m["project"], m["dataset"], m["table"])
-
-    @property
-    def beam(self) -> str:
-        return f"{self.project}:{self.dataset}.{self.table}"
-
-    @property
-    def sql(self) -> str:
-        return f"`{self.project}.{self.dataset}.{self.table}`"
-
-    @property
-    def table_id(self) -> str:
-        return f"{self.project}.{self.dataset}.{self.table}"
-
-    def staging(self, run_id: str) -> TableRef:
-        suffix = re.sub(r"[^0-9a-zA-Z_]", "_", run_id).lower()
-        return TableRef(self.project, self.dataset, f"{self.table}_stg_{suffix}")
-
-
-@dataclass(frozen=True)
-class MergeTarget:
-    """One final table and its staging table. ``kind`` is a ``tables.json`` name."""
-
-    kind: str
-    final: TableRef
-    staging: TableRef
-
-
-# ----------------------------------------------------------------------------- SQL
 
 
 def _set_clause(cols: Sequence[str], keys: Sequence[str], keep_known: Sequence[str] = ()) -> str:
@@ -196,125 +132,6 @@ when not matched then {_insert_clause(cols)}
 when not matched by source then delete"""
 
 
-# ----------------------------------------------------------------------------- transforms
-
-
-def _window_label(start: datetime, end: datetime) -> str:
-    return f"[{events.format_ts(start)}, {events.format_ts(end)})"
-
-
-def _outside_window_row(event: events.Event, window: str, pipeline: str) -> dict[str, Any]:
-    """The ``dead_letter`` row of a valid event whose event_ts lies outside the job window."""
-    payload = {k: v for k, v in event.items() if k != "event_time"}
-    return events.dead_letter_row(
-        pipeline=pipeline,
-        stage=STAGE_WINDOW,
-        error=f"event_ts {event['event_ts']} is outside the job window {window}",
-        payload=json.dumps(payload, sort_keys=True),
-        event_ts=event["event_ts"],
-    )
-
-
-class KeepEventsInWindowFn(beam.DoFn):
-    """Events with ``start <= event_ts < end`` pass; others become dead letters (stage ``window``)."""
-
-    def __init__(self, start: datetime, end: datetime, pipeline: str):
-        self._start = start.timestamp()
-        self._end = end.timestamp()
-        self._window = _window_label(start, end)
-        self._pipeline = pipeline
-        self._outside = Metrics.counter(METRICS_NAMESPACE, "dead_letters_window")
-
-    def process(self, event):
-        if self._start <= event["event_time"] < self._end:
-            yield event
-            return
-        self._outside.inc()
-        yield beam.pvalue.TaggedOutput(DEAD_LETTERS, _outside_window_row(event, self._window, self._pipeline))
-
-
-class KeepEventsInWindow(beam.PTransform):
-    """Split events into those inside ``[start, end)`` (main) and dead letters (``[DEAD_LETTERS]``).
-
-    Used for stream event files of a backfill: the job owns the window's events only,
-    so an event from another hour in a file is rejected visibly instead of quietly
-    changing a partition outside the window.
-    """
-
-    def __init__(self, start: datetime, end: datetime, pipeline: str):
-        super().__init__()
-        self._fn = KeepEventsInWindowFn(start, end, pipeline)
-
-    def expand(self, evs):
-        return evs | "FilterEventTime" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTERS, main="events")
-
-
-class ParseEventsInWindowFn(parse.ParseEventFn):
-    """``(path, line)`` or a raw line -> event inside the window, or a dead letter.
-
-    :class:`~beam_pipelines.transforms.parse.ParseEventFn` and
-    :class:`KeepEventsInWindowFn` in one step, with the same outputs and counters
-    (``records_in``, ``valid_events`` and ``dead_letters_{parse,validate,window}``):
-    each step of a Beam pipeline costs ~3-5 µs per element on the Python SDK, about
-    as much as validating the event (docs/benchmarks.md).
-    """
-
-    def __init__(self, start: datetime, end: datetime, pipeline: str):
-        super().__init__(pipeline)
-        self._start = start.timestamp()
-        self._end = end.timestamp()
-        self._window = _window_label(start, end)
-        self._outside = Metrics.counter(METRICS_NAMESPACE, "dead_letters_window")
-
-    def _message(self, element):
-        # ReadLakeFiles yields (path, line). A line of the streaming job's archive is a
-        # message envelope (payload, attributes, publish time): judged as the stream
-        # judged it. Any other line is one payload without attributes.
-        if not isinstance(element, tuple):
-            return super()._message(element)
-        path, line = element
-        if not event_archive.is_archive_file(path):
-            return line, None, None
-        try:
-            return event_archive.decode(line)
-        except ValueError as exc:
-            raise events.InvalidEvent(events.STAGE_PARSE, f"{exc} ({path})") from None
-
-    def _raw(self, element):
-        return element[1] if isinstance(element, tuple) else element
-
-    def _valid_event(self, event: events.Event):
-        if self._start <= event["event_time"] < self._end:
-            return super()._valid_event(event)
-        # Valid by the contract (counted as such), but not this job's to write.
-        self._valid_in_bundle += 1
-        self._outside.inc()
-        return beam.pvalue.TaggedOutput(DEAD_LETTERS, _outside_window_row(event, self._window, self._pipeline))
-
-
-class ParseEventsInWindow(beam.PTransform):
-    """Stream event lines of a backfill -> the window's events and dead letters.
-
-    The same result as ``ParseEvents`` followed by ``KeepEventsInWindow`` (events
-    timestamped with their ``event_ts``; parse, validate and window dead letters),
-    in one step.
-
-    Args:
-      start, end: the job window ``[start, end)`` (aware datetimes).
-      pipeline: job name written to ``dead_letter.pipeline``.
-
-    Returns:
-      A ``DoOutputsTuple``: ``[parse.EVENTS]`` event dicts, ``[DEAD_LETTERS]`` dead-letter rows.
-    """
-
-    def __init__(self, start: datetime, end: datetime, pipeline: str):
-        super().__init__()
-        self._fn = ParseEventsInWindowFn(start, end, pipeline)
-
-    def expand(self, lines):
-        return lines | "ParseEventLines" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTERS, main=parse.EVENTS)
-
-
 class TagDeadLetters(beam.PTransform):
     """Stamp the run's id as ``job_name`` on every dead-letter row it writes.
 
@@ -329,28 +146,6 @@ class TagDeadLetters(beam.PTransform):
     def expand(self, rows):
         job_name = self._job_name
         return rows | "SetJobName" >> beam.Map(lambda r: {**r, "job_name": job_name})
-
-
-class ForwardLakeDeadLetterFn(beam.DoFn):
-    """A ``dead_letter`` row stored in the lake by an extract -> the same row for BigQuery."""
-
-    def __init__(self, pipeline: str):
-        self._pipeline = pipeline
-        self._forwarded = Metrics.counter(METRICS_NAMESPACE, "extract_dead_letters_forwarded")
-
-    def process(self, element):
-        path, line = element
-        self._forwarded.inc()
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not row.get("stage") or not row.get("pipeline"):
-                raise ValueError("not a dead_letter row")
-        except ValueError as exc:
-            # A corrupt dead-letter file must not be lost either: wrap it as-is.
-            row = events.dead_letter_row(
-                pipeline=self._pipeline, stage="forward", error=str(exc), payload=line, attributes={"file": path}
-            )
-        yield row
 
 
 # BigQuery aborts one of two mutating DML statements that touch the same partitions at
@@ -517,7 +312,7 @@ class DropStagingTables(beam.PTransform):
     A separate step behind a fusion break: were it fused with the MERGE step, a retry of
     that work item after the drop (a worker lost before it reported success) would find
     the staging tables gone. A run that fails for good leaves them to their expiry and
-    :class:`DropStaleStagingTables`.
+    :class:`~.sweep.DropStaleStagingTables`.
     """
 
     def __init__(self, targets: list[MergeTarget], project: str):
@@ -531,77 +326,3 @@ class DropStagingTables(beam.PTransform):
             | "CreateDropTrigger" >> beam.Create([None])
             | "DropTables" >> beam.ParDo(self._fn, beam.pvalue.AsList(done))
         )
-
-
-def is_stale_staging(item: Any, now: datetime, ttl: timedelta) -> bool:
-    """Whether a listed staging table belongs to a run that can no longer be running.
-
-    ``item`` is a ``bigquery.TableListItem`` (``created``/``expires`` may be None).
-    """
-    if item.expires is not None and item.expires <= now:
-        return True  # BigQuery would already have deleted it; the emulator does not
-    return item.created is not None and item.created <= now - ttl
-
-
-class DropStaleStagingTablesFn(beam.DoFn):
-    """Drops the staging tables of dead runs (see the module docstring), never this run's."""
-
-    def __init__(self, targets: list[MergeTarget], project: str, ttl: timedelta):
-        self._targets = targets
-        self._project = project
-        self._ttl = ttl
-        self._dropped = Metrics.counter(METRICS_NAMESPACE, "bq_stale_staging_tables_dropped")
-
-    def process(self, _trigger):
-        from bigquery_schemas.client import make_client
-
-        own = {t.staging.table_id for t in self._targets}
-        prefixes = tuple(f"{t.final.table}_stg_" for t in self._targets)
-        datasets = sorted({(t.final.project, t.final.dataset) for t in self._targets})
-        now = datetime.now(UTC)
-        client = make_client(self._project)
-        try:
-            for project, dataset in datasets:
-                for item in client.list_tables(f"{project}.{dataset}"):
-                    table_id = f"{project}.{dataset}.{item.table_id}"
-                    if table_id in own or not item.table_id.startswith(prefixes):
-                        continue
-                    if not is_stale_staging(item, now, self._ttl):
-                        continue  # a run that may still be going (or just got killed)
-                    client.delete_table(table_id, not_found_ok=True)
-                    self._dropped.inc()
-                    _LOG.warning(
-                        "dropped staging table %s of a run that is no longer running (created %s, expires %s)",
-                        table_id,
-                        item.created,
-                        item.expires,
-                    )
-                    yield table_id
-        finally:
-            client.close()
-
-
-class DropStaleStagingTables(beam.PTransform):
-    """Drop the staging tables left by runs that died before their merge.
-
-    Independent of this run's own writes (it never touches this run's tables), so it
-    runs in parallel with them.
-
-    Args:
-      targets: this run's merge targets: their final tables name the staging tables
-        to look for (``<table>_stg_*``), their staging tables are kept.
-      project: project that runs the API calls.
-      ttl: the staging tables' lifetime; older ones belong to dead runs.
-
-    Returns:
-      PCollection of the dropped table ids.
-    """
-
-    def __init__(self, targets: list[MergeTarget], project: str, ttl: timedelta):
-        super().__init__()
-        if ttl <= timedelta(0):
-            raise ValueError(f"the staging TTL must be positive, got {ttl}")
-        self._fn = DropStaleStagingTablesFn(list(targets), project, ttl)
-
-    def expand(self, pbegin):
-        return pbegin | "CreateSweepTrigger" >> beam.Create([None]) | "DropStaleTables" >> beam.ParDo(self._fn)

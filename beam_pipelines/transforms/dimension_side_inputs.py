@@ -40,7 +40,7 @@ the side input a pane, and a load that hangs must be given up:
   waits at most the first load's timeout;
 * after a good load, a failed load emits nothing (the previous snapshot stays, counted in
   ``<table>_refresh_failures`` and logged), and a load with less than half the rows of
-  the snapshot it would replace is refused the same way (``transforms/dims.shrink_refusal``,
+  the snapshot it would replace is refused the same way (``transforms/dimension_tables.shrink_refusal``,
   the hourly job's rule; ``<table>_refresh_shrink_refused``) unless ``allow_shrink``.
 
 Which snapshot is "previous" is the per-table state of :class:`LoadSnapshotFn` (a
@@ -66,7 +66,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from beam_pipelines.transforms import METRICS_NAMESPACE
-from beam_pipelines.transforms.dims import DIM_TABLES, shrink_refusal
+from beam_pipelines.transforms.dimension_tables import DIM_TABLES, shrink_refusal
 
 TICKER_PERIODIC_IMPULSE = "periodic_impulse"
 TICKER_TIMER = "timer"
