@@ -59,8 +59,12 @@ demo: venv
 	$(PY) -m beam_pipelines.demo
 
 # The whole suite in the main venv, then the DAG tests in the Composer one.
+# Two pytest workers, each test file whole on one (its fixtures' emulators are the worker's
+# own): most tests wait on emulators and job processes, so on 2 cores the suite took 13.0
+# min against 21.6 serially (795 tests, 2026-12-08). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: venv browser composer-venv
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 	$(MAKE) --no-print-directory test-composer
 
 # Chromium for the report's browser test, installed where missing (.ci/install-browser says how).
